@@ -1,0 +1,1 @@
+"""Python half of the cargo-pybundle protocol."""

@@ -1,0 +1,121 @@
+//! A ready Python environment: the interpreter, the prefix, the scripts and the `pybundle`
+//! package, plus the variables every child process gets.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A Python environment ready to run: an extracted bundle or, in development builds, the pixi
+/// environment in place.
+///
+/// Every process the runtime starts is built from [`Environment::python`]: the bundled
+/// interpreter in isolated mode (`-I`), the prefix's `bin` first on `PATH`, `CONDA_PREFIX` set,
+/// and the activation variables recorded at build time.
+#[derive(Clone, Debug)]
+pub struct Environment {
+    pub(crate) root: PathBuf,
+    pub(crate) prefix: PathBuf,
+    pub(crate) interpreter: PathBuf,
+    pub(crate) scripts: PathBuf,
+    pub(crate) lib: PathBuf,
+    pub(crate) vars: BTreeMap<String, String>,
+}
+
+impl Environment {
+    /// Describes an environment from its parts, for tests and tools that manage the prefix
+    /// themselves. `lib` is the directory that holds the `pybundle` Python package.
+    pub fn from_parts(
+        prefix: impl Into<PathBuf>,
+        interpreter: impl Into<PathBuf>,
+        scripts: impl Into<PathBuf>,
+        lib: impl Into<PathBuf>,
+    ) -> Self {
+        let prefix = prefix.into();
+        Self {
+            root: prefix.parent().map(Path::to_path_buf).unwrap_or_else(|| prefix.clone()),
+            prefix,
+            interpreter: interpreter.into(),
+            scripts: scripts.into(),
+            lib: lib.into(),
+            vars: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) a variable given to every process started from this environment.
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// The directory the bundle was extracted to (holds `env/`, `scripts/`, `lib/`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The conda prefix.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// The interpreter.
+    pub fn interpreter(&self) -> &Path {
+        &self.interpreter
+    }
+
+    /// The directory of the application's scripts.
+    pub fn scripts_dir(&self) -> &Path {
+        &self.scripts
+    }
+
+    /// The directory holding the `pybundle` Python package.
+    pub fn lib_dir(&self) -> &Path {
+        &self.lib
+    }
+
+    /// The variables given to every child process (activation plus application additions).
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+
+    /// The path of `scripts/<name>.py`.
+    pub fn script_path(&self, name: &str) -> PathBuf {
+        let file = if name.ends_with(".py") { name.to_owned() } else { format!("{name}.py") };
+        self.scripts.join(file)
+    }
+
+    /// A [`Command`] for the bundled interpreter, isolated (`-I`), with `PATH`,
+    /// `CONDA_PREFIX` and the activation variables set. No shell is involved: add arguments
+    /// with [`Command::arg`].
+    pub fn python(&self) -> Command {
+        let mut cmd = Command::new(&self.interpreter);
+        cmd.arg("-I");
+        cmd.env("PATH", self.search_path());
+        cmd.env("CONDA_PREFIX", &self.prefix);
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// A [`Command`] that runs `scripts/<name>.py` directly (no protocol), for callers who
+    /// want raw control over the child.
+    pub fn command(&self, script: &str) -> Command {
+        let mut cmd = self.python();
+        cmd.arg(self.script_path(script));
+        cmd
+    }
+
+    fn search_path(&self) -> OsString {
+        let bin = if cfg!(windows) { self.prefix.clone() } else { self.prefix.join("bin") };
+        let mut paths = vec![bin];
+        if cfg!(windows) {
+            paths.push(self.prefix.join("Scripts"));
+            paths.push(self.prefix.join("Library").join("bin"));
+        }
+        if let Some(existing) = std::env::var_os("PATH") {
+            paths.extend(std::env::split_paths(&existing));
+        }
+        std::env::join_paths(paths).unwrap_or_default()
+    }
+}

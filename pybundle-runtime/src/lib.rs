@@ -1,0 +1,20 @@
+//! Run Python that `cargo pybundle build` embedded into this executable.
+//!
+//! (Crate documentation with a runnable example is written as the API settles.)
+
+#![deny(missing_docs)]
+
+pub mod format;
+
+mod embed;
+mod environment;
+mod error;
+
+pub use embed::{find_in_executable, split_payload};
+pub use environment::Environment;
+pub use error::{Error, Result};
+
+/// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
+/// under [`format::PYTHON_PKG_DIR`].
+pub static PYTHON_PACKAGE: include_dir::Dir<'static> =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/python");
