@@ -1,0 +1,1 @@
+//! Integration tests of pybundle-runtime (one binary; modules per area).

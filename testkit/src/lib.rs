@@ -1,0 +1,63 @@
+//! Test support: locating the real test toolchain (pixi 0.15.2 and the local conda test
+//! channel) that `cargo xtask test` prepares and hands over through environment variables.
+//!
+//! A test that needs the toolchain calls [`toolchain`]. Outside CI a missing toolchain skips the
+//! test with a printed line (so `cargo test` works before `cargo xtask pixi` has run); with `CI`
+//! set it fails loudly, so CI can never pass by skipping.
+
+use std::path::PathBuf;
+
+/// The test toolchain: a real pixi and the `file://` URL of the local conda test channel.
+#[derive(Clone, Debug)]
+pub struct Toolchain {
+    /// Path to the pixi binary (`PYBUNDLE_PIXI`).
+    pub pixi: PathBuf,
+    /// `file://` URL of the test channel (`PYBUNDLE_TEST_CHANNEL`).
+    pub channel: String,
+}
+
+impl Toolchain {
+    /// The `PYBUNDLE_CHANNEL_MIRRORS` value that maps `conda-forge` to the test channel.
+    pub fn mirrors(&self) -> String {
+        format!("conda-forge={}", self.channel)
+    }
+
+    /// The channel as a local directory.
+    pub fn channel_dir(&self) -> PathBuf {
+        PathBuf::from(self.channel.trim_start_matches("file://"))
+    }
+}
+
+/// Whether this run is CI (where skipping is not allowed).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The toolchain, or `None` (after printing why) when it is not prepared and this is not CI.
+///
+/// # Panics
+/// When the toolchain is missing and `CI` is set.
+pub fn toolchain(test: &str) -> Option<Toolchain> {
+    let pixi = std::env::var_os("PYBUNDLE_PIXI").map(PathBuf::from).filter(|p| p.is_file());
+    let channel = std::env::var("PYBUNDLE_TEST_CHANNEL").ok().filter(|c| !c.is_empty());
+    match (pixi, channel) {
+        (Some(pixi), Some(channel)) => Some(Toolchain { pixi, channel }),
+        _ => {
+            let msg = format!(
+                "{test}: needs PYBUNDLE_PIXI and PYBUNDLE_TEST_CHANNEL; run the suite with \
+                 `cargo xtask test`, which prepares both"
+            );
+            assert!(!in_ci(), "{msg} (CI is set, so this fails instead of skipping)");
+            eprintln!("SKIPPED {msg}");
+            None
+        }
+    }
+}
+
+/// The workspace root (for finding examples and templates).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
