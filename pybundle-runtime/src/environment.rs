@@ -20,6 +20,10 @@ pub struct Environment {
     pub(crate) scripts: PathBuf,
     pub(crate) lib: PathBuf,
     pub(crate) vars: BTreeMap<String, String>,
+    /// The shared lock on an extracted bundle, held while any clone lives so that another
+    /// version's cleanup never removes a bundle in use (`None` for [`Environment::from_parts`]).
+    #[allow(dead_code)] // held, never read: dropping the last clone releases the lock
+    pub(crate) lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl Environment {
@@ -39,6 +43,7 @@ impl Environment {
             scripts: scripts.into(),
             lib: lib.into(),
             vars: BTreeMap::new(),
+            lock: None,
         }
     }
 

@@ -6,13 +6,19 @@
 
 pub mod format;
 
+mod bundle;
+mod cache;
 mod embed;
 mod environment;
 mod error;
+mod extract;
+mod relocate;
 
+pub use bundle::{manifest_of, Bundle};
 pub use embed::{find_in_executable, split_payload};
 pub use environment::Environment;
 pub use error::{Error, Result};
+pub use extract::Progress;
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
 /// under [`format::PYTHON_PKG_DIR`].

@@ -1,0 +1,400 @@
+//! [`Bundle`]: an archive (embedded or given) and the options for making it a ready
+//! [`Environment`] on this machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cache::{self, LockKind};
+use crate::environment::Environment;
+use crate::extract::{self, Progress};
+use crate::format::{self, Manifest};
+use crate::{Error, Result};
+
+/// Largest manifest accepted (the relocation table of a big environment is a few MB).
+const MAX_MANIFEST: u64 = 256 << 20;
+
+/// A bundle archive and how to make it ready.
+///
+/// ```no_run
+/// # fn main() -> Result<(), pybundle_runtime::Error> {
+/// let env = pybundle_runtime::Bundle::embedded()?
+///     .on_progress(|p| eprint!("\rfirst run: {}/{} files", p.entries_done, p.entries_total))
+///     .ready()?;
+/// let status = env.command("hello").status().expect("python runs");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Bundle {
+    archive: Archive,
+    manifest: Manifest,
+    manifest_json: Arc<[u8]>,
+    /// Compressed length of the manifest frame; the body frame(s) follow.
+    body_offset: usize,
+    cache_dir: Option<PathBuf>,
+    app_name: Option<String>,
+    remove_old_versions: bool,
+    verify: bool,
+    progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+}
+
+#[derive(Clone)]
+enum Archive {
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl Archive {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Archive::Static(b) => b,
+            Archive::Shared(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("name", &self.manifest.name)
+            .field("id", &self.manifest.id)
+            .field("archive_len", &self.archive.bytes().len())
+            .field("cache_dir", &self.cache_dir)
+            .field("app_name", &self.app_name)
+            .field("remove_old_versions", &self.remove_old_versions)
+            .field("verify", &self.verify)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bundle {
+    /// The archive `cargo pybundle build` embedded into this executable.
+    ///
+    /// Built without one (plain `cargo build`), this returns [`Error::NotBundled`], whose
+    /// message says to build with `cargo pybundle build`.
+    pub fn embedded() -> Result<Bundle> {
+        match crate::embed::embedded_archive() {
+            Some(archive) => Bundle::from_static(archive),
+            None => Err(Error::NotBundled),
+        }
+    }
+
+    /// A bundle from an archive in static memory (no copy is made).
+    pub fn from_static(archive: &'static [u8]) -> Result<Bundle> {
+        Bundle::new(Archive::Static(archive))
+    }
+
+    /// A bundle from archive bytes.
+    pub fn from_bytes(archive: impl Into<Arc<[u8]>>) -> Result<Bundle> {
+        Bundle::new(Archive::Shared(archive.into()))
+    }
+
+    /// A bundle from a file: an archive (`cargo pybundle pack`) or an executable that embeds
+    /// one.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Bundle> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+        if bytes.starts_with(&ZSTD_MAGIC) {
+            return Bundle::from_bytes(bytes);
+        }
+        match crate::embed::find_in_executable(&bytes) {
+            Some(archive) => Bundle::from_bytes(archive.to_vec()),
+            None => Err(Error::Archive {
+                detail: format!(
+                    "`{}` is neither a bundle archive nor a program with one embedded",
+                    path.display()
+                ),
+                source: None,
+            }),
+        }
+    }
+
+    fn new(archive: Archive) -> Result<Bundle> {
+        let (manifest, manifest_json, body_offset) = read_manifest(archive.bytes())?;
+        Ok(Bundle {
+            archive,
+            manifest,
+            manifest_json: manifest_json.into(),
+            body_offset,
+            cache_dir: None,
+            app_name: None,
+            remove_old_versions: true,
+            verify: false,
+            progress: None,
+        })
+    }
+
+    /// The bundle's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Sets the cache root used when `PYBUNDLE_CACHE_DIR` is not set (default: the platform
+    /// cache directory + `pybundle`, e.g. `~/.cache/pybundle`).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Names the cache directory `<name>-<id16>` with `name` instead of the manifest's name.
+    /// Only ASCII letters, digits, `_`, `.` and `-` are accepted (checked by [`Bundle::ready`]).
+    pub fn app_name(mut self, name: impl Into<String>) -> Self {
+        self.app_name = Some(name.into());
+        self
+    }
+
+    /// Whether a first run removes the other, unused versions of this application from the
+    /// cache (default `true`). A version in use by a running process is never removed.
+    pub fn remove_old_versions(mut self, yes: bool) -> Self {
+        self.remove_old_versions = yes;
+        self
+    }
+
+    /// Whether extraction checks the archive content against the manifest id (sha256 of the
+    /// uncompressed body; default `false`: the archive is part of this program).
+    pub fn verify(mut self, yes: bool) -> Self {
+        self.verify = yes;
+        self
+    }
+
+    /// Calls `f` as the first-run extraction progresses. It is only called when this process
+    /// extracts; the library itself never prints.
+    pub fn on_progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// The directory this bundle is (or would be) extracted to.
+    pub fn target_dir(&self) -> Result<PathBuf> {
+        let root = cache::resolve_root(self.cache_dir.as_deref())?;
+        Ok(root.join(self.dir_name()?))
+    }
+
+    fn dir_name(&self) -> Result<String> {
+        let name = self.app_name.as_deref().unwrap_or(&self.manifest.name);
+        if !valid_name(name) {
+            return Err(Error::Manifest(format!(
+                "application name `{name}` cannot name a directory: use ASCII letters, digits, \
+                 `_`, `.` and `-` (not starting with `.`)"
+            )));
+        }
+        Ok(format!("{name}-{}", self.manifest.short_id()))
+    }
+
+    /// Makes the bundle ready: on the first run extracts and relocates it into the cache (once,
+    /// even when many processes start together), afterwards only checks a marker.
+    ///
+    /// The returned [`Environment`] keeps a shared lock on the bundle directory for as long
+    /// as it (or a clone) lives, so another version's cleanup never removes it while in use.
+    pub fn ready(&self) -> Result<Environment> {
+        let root = cache::resolve_root(self.cache_dir.as_deref())?;
+        let dir_name = self.dir_name()?;
+        let dir = root.join(&dir_name);
+        cache::prepare_root(&root)?;
+        let id = &self.manifest.id;
+        loop {
+            let Some(lock) = cache::lock(&root, &dir_name, LockKind::Shared)? else {
+                unreachable!("a blocking lock always returns a file")
+            };
+            if cache::is_complete(&dir, id) {
+                cache::check_owned(&dir, true)?;
+                return self.environment(dir, lock);
+            }
+            drop(lock);
+            let Some(lock) = cache::lock(&root, &dir_name, LockKind::Exclusive)? else {
+                unreachable!("a blocking lock always returns a file")
+            };
+            let extracted = !cache::is_complete(&dir, id);
+            if extracted {
+                self.extract_into(&root, &dir_name)?;
+            }
+            cache::downgrade(&lock, &root, &dir_name)?;
+            // flock downgrades are not atomic: another version's cleanup may have taken the
+            // lock in between and removed the directory. Holding the shared lock now, check.
+            if !cache::is_complete(&dir, id) {
+                continue;
+            }
+            if extracted && self.remove_old_versions {
+                let name = self.app_name.as_deref().unwrap_or(&self.manifest.name);
+                for old in cache::remove_other_versions(&root, name, &dir_name) {
+                    tracing::debug!(dir = %old.display(), "removed an unused older version");
+                }
+            }
+            return self.environment(dir, lock);
+        }
+    }
+
+    /// The slow path, under the exclusive lock: extract into a temporary directory beside the
+    /// target, relocate, mark complete, rename into place.
+    fn extract_into(&self, root: &Path, dir_name: &str) -> Result<()> {
+        let dir = root.join(dir_name);
+        let started = std::time::Instant::now();
+        cache::remove_stale_temps(root, dir_name);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".tmp-{dir_name}-"))
+            .tempdir_in(root)
+            .map_err(|e| Error::io("cannot create a temporary directory in", root, e))?;
+        let prefix = dir.join(format::ENV_DIR);
+        let extracted = extract::extract(
+            &self.archive.bytes()[self.body_offset..],
+            tmp.path(),
+            &extract::Options {
+                bytes_total: self.manifest.unpacked_size,
+                entries_total: self.manifest.file_count,
+                verify_id: self.verify.then_some(self.manifest.id.as_str()),
+                progress: self.progress.as_deref(),
+            },
+        )?;
+        crate::relocate::apply(
+            tmp.path(),
+            &prefix,
+            &self.manifest.relocations,
+            &extracted.files,
+        )?;
+        let meta_dir = tmp.path().join(".pybundle");
+        std::fs::create_dir(&meta_dir)
+            .map_err(|e| Error::io("cannot create directory", &meta_dir, e))?;
+        let manifest_path = tmp.path().join(format::MANIFEST_PATH);
+        std::fs::write(&manifest_path, &self.manifest_json)
+            .map_err(|e| Error::io("cannot write", &manifest_path, e))?;
+        cache::write_marker(tmp.path(), &self.manifest.id)?;
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            // Incomplete (a marker would have been seen under this lock): never trusted.
+            cache::check_owned(&dir, true)?;
+            cache::discard(root, dir_name);
+        }
+        let tmp_path = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp_path, &dir) {
+            cache::discard(
+                root,
+                &tmp_path.file_name().unwrap_or_default().to_string_lossy(),
+            );
+            return Err(Error::io("cannot move the extracted bundle to", &dir, e));
+        }
+        cache::sync_dir(root);
+        cache::log_extraction(dir_name);
+        tracing::info!(
+            dir = %dir.display(),
+            entries = extracted.entries,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "extracted the Python bundle"
+        );
+        Ok(())
+    }
+
+    fn environment(&self, root: PathBuf, lock: std::fs::File) -> Result<Environment> {
+        let m = &self.manifest;
+        let prefix = root.join(format::ENV_DIR);
+        let prefix_str = prefix.to_str().ok_or_else(|| Error::Cache {
+            path: root.clone(),
+            reason: "the path is not valid Unicode".into(),
+        })?;
+        let vars = m
+            .activation
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("${PREFIX}", prefix_str)))
+            .collect();
+        Ok(Environment {
+            interpreter: root.join(&m.python.path),
+            scripts: root.join(&m.scripts_dir),
+            lib: root.join(format::PYTHON_PKG_DIR),
+            prefix,
+            root,
+            vars,
+            lock: Some(Arc::new(lock)),
+        })
+    }
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Reads the manifest of an archive (only its first zstd frame is decompressed), for tools
+/// such as `cargo pybundle inspect`.
+pub fn manifest_of(archive: &[u8]) -> Result<Manifest> {
+    read_manifest(archive).map(|(m, _, _)| m)
+}
+
+/// Decodes frame 1 (the manifest's tar entry) and validates what the runtime relies on.
+fn read_manifest(archive: &[u8]) -> Result<(Manifest, Vec<u8>, usize)> {
+    let not_bundle = |detail: &str, source: Option<std::io::Error>| Error::Archive {
+        detail: detail.to_owned(),
+        source,
+    };
+    if !archive.starts_with(&ZSTD_MAGIC) {
+        return Err(not_bundle("it does not start with a zstd frame", None));
+    }
+    let frame_len = zstd::zstd_safe::find_frame_compressed_size(archive)
+        .map_err(|_| not_bundle("its first zstd frame is truncated or corrupt", None))?;
+    let decoder = zstd::stream::read::Decoder::with_buffer(&archive[..frame_len])
+        .map_err(|e| not_bundle("cannot start decompressing", Some(e)))?
+        .single_frame();
+    let mut tar = tar::Archive::new(decoder);
+    let mut entries = tar
+        .entries()
+        .map_err(|e| not_bundle("cannot read its tar stream", Some(e)))?;
+    let mut entry = match entries.next() {
+        Some(Ok(entry)) => entry,
+        Some(Err(e)) => return Err(not_bundle("cannot read its first tar entry", Some(e))),
+        None => return Err(Error::Manifest("the archive is empty".into())),
+    };
+    let path = entry.path_bytes().into_owned();
+    if path != format::MANIFEST_PATH.as_bytes() {
+        return Err(Error::Manifest(format!(
+            "the first entry is `{}`, not `{}`",
+            String::from_utf8_lossy(&path),
+            format::MANIFEST_PATH
+        )));
+    }
+    if entry.size() > MAX_MANIFEST {
+        return Err(Error::Manifest(format!(
+            "it is {} bytes, too large",
+            entry.size()
+        )));
+    }
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut json)
+        .map_err(|e| not_bundle("cannot decompress the manifest", Some(e)))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&json).map_err(|e| Error::Manifest(e.to_string()))?;
+    validate(&manifest)?;
+    Ok((manifest, json, frame_len))
+}
+
+fn validate(m: &Manifest) -> Result<()> {
+    let bad = |what: String| Err(Error::Manifest(what));
+    if m.format_version > format::FORMAT_VERSION {
+        return bad(format!(
+            "format version {} is newer than this runtime understands ({}); rebuild with a \
+             matching pybundle-runtime",
+            m.format_version,
+            format::FORMAT_VERSION
+        ));
+    }
+    if m.id.len() != 64 || !m.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return bad(format!("id `{}` is not a lower-case hex sha256", m.id));
+    }
+    if !valid_name(&m.name) {
+        return bad(format!(
+            "application name `{}` cannot name a directory",
+            m.name
+        ));
+    }
+    for (what, p) in [
+        ("python.path", &m.python.path),
+        ("scripts_dir", &m.scripts_dir),
+    ] {
+        if extract::safe_relative(p.as_bytes()).map_or(true, |r| r.as_os_str().is_empty()) {
+            return bad(format!(
+                "{what} `{p}` is not a relative path inside the bundle"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}

@@ -1,0 +1,389 @@
+//! The cache directory: where bundles are extracted, and the locking that makes the first run
+//! happen exactly once however many processes start together.
+//!
+//! Layout of a cache root:
+//! ```text
+//! <root>/<name>-<id16>/          a trusted bundle: holds .pybundle/complete = full id
+//! <root>/<name>-<id16>.lock      its lock file (shared = in use, exclusive = being changed)
+//! <root>/.tmp-<name>-<id16>-*    an extraction in progress (or killed): never trusted
+//! <root>/.trash-<name>-*         a directory being deleted: never trusted
+//! ```
+//!
+//! A bundle directory is only ever created by a rename of a complete temporary directory and
+//! only ever removed by a rename to a trash name, both under the exclusive lock, so a reader
+//! holding the shared lock that sees the marker sees a whole bundle.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Environment variable that overrides every other choice of cache root.
+pub(crate) const CACHE_DIR_ENV: &str = "PYBUNDLE_CACHE_DIR";
+
+/// Test hook: when set to a file path, every extraction appends one line to that file, so
+/// tests can count extractions across processes instead of assuming them.
+pub(crate) const EXTRACT_LOG_ENV: &str = "PYBUNDLE_TEST_EXTRACT_LOG";
+
+/// Picks the cache root: `PYBUNDLE_CACHE_DIR`, else the application's choice, else the
+/// platform cache directory + `pybundle`. Always absolute (the path is written into files).
+pub(crate) fn resolve_root(app_choice: Option<&Path>) -> Result<PathBuf> {
+    let chosen = std::env::var_os(CACHE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| app_choice.map(Path::to_path_buf))
+        .or_else(|| dirs::cache_dir().map(|d| d.join("pybundle")));
+    let Some(root) = chosen else {
+        return Err(Error::Cache {
+            path: PathBuf::from("pybundle"),
+            reason: "this platform has no known cache directory".into(),
+        });
+    };
+    std::path::absolute(&root).map_err(|e| Error::io("cannot make absolute", &root, e))
+}
+
+/// Creates the root (each missing component 0700) and checks that the current user owns it.
+pub(crate) fn prepare_root(root: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = root;
+    while std::fs::metadata(cur).is_err() {
+        missing.push(cur);
+        match cur.parent() {
+            Some(p) if !p.as_os_str().is_empty() => cur = p,
+            _ => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match std::fs::create_dir(dir) {
+            Ok(()) => set_private(dir)?,
+            // Another process made it first: it is checked below like any existing dir.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("cannot create cache directory", dir, e)),
+        }
+    }
+    check_owned(root, false)
+}
+
+/// Refuses a directory that is not a directory or is owned by someone else (they could swap
+/// its contents under us).
+pub(crate) fn check_owned(path: &Path, no_follow: bool) -> Result<()> {
+    let meta = if no_follow {
+        std::fs::symlink_metadata(path)
+    } else {
+        std::fs::metadata(path)
+    };
+    let meta = meta.map_err(|e| Error::io("cannot read metadata of", path, e))?;
+    let refuse = |reason: String| Error::Cache {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !meta.is_dir() {
+        return Err(refuse("it is not a directory".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = current_uid();
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "it is owned by uid {}, not by you (uid {me})",
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn set_private(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("cannot set permissions of", dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// How to take a lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    Shared,
+    Exclusive,
+    /// Exclusive, or give up at once (`Ok(None)`) if anyone holds it.
+    TryExclusive,
+}
+
+/// Opens and locks `<root>/<dir_name>.lock`.
+///
+/// Lock files of removed versions are deleted while held exclusively, so after locking we
+/// check that the path still names the file we locked; if not, someone deleted it in between
+/// and we start over on the new file.
+pub(crate) fn lock(root: &Path, dir_name: &str, kind: LockKind) -> Result<Option<File>> {
+    let path = root.join(format!("{dir_name}.lock"));
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open lock file", &path, e))?;
+        let locked = match kind {
+            LockKind::Shared => fs4::FileExt::lock_shared(&file).map(|()| true),
+            LockKind::Exclusive => fs4::FileExt::lock(&file).map(|()| true),
+            LockKind::TryExclusive => match fs4::FileExt::try_lock(&file) {
+                Ok(()) => Ok(true),
+                Err(fs4::TryLockError::WouldBlock) => Ok(false),
+                Err(fs4::TryLockError::Error(e)) => Err(e),
+            },
+        };
+        if !locked.map_err(|e| Error::io("cannot lock", &path, e))? {
+            return Ok(None);
+        }
+        if same_file(&file, &path) {
+            return Ok(Some(file));
+        }
+    }
+}
+
+/// Turns an exclusive lock into a shared one (others may use the bundle from now on).
+pub(crate) fn downgrade(file: &File, root: &Path, dir_name: &str) -> Result<()> {
+    fs4::FileExt::lock_shared(file)
+        .map_err(|e| Error::io("cannot lock", root.join(format!("{dir_name}.lock")), e))
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        path.exists()
+    }
+}
+
+/// Whether `dir` holds a complete bundle with this id (the fast path: one small read).
+pub(crate) fn is_complete(dir: &Path, id: &str) -> bool {
+    match std::fs::read(dir.join(crate::format::MARKER_PATH)) {
+        Ok(content) => content.trim_ascii() == id.as_bytes(),
+        Err(_) => false,
+    }
+}
+
+/// Writes the completion marker and flushes it to disk.
+pub(crate) fn write_marker(dir: &Path, id: &str) -> Result<()> {
+    let path = dir.join(crate::format::MARKER_PATH);
+    let mut file = File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+    file.write_all(id.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("cannot write", &path, e))
+}
+
+/// Flushes a directory's entries (after a rename into it).
+pub(crate) fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Err(e) = File::open(dir).and_then(|f| f.sync_all()) {
+        tracing::debug!(dir = %dir.display(), error = %e, "cannot sync directory");
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Removes leftovers of killed extractions of `dir_name` (`.tmp-<dir_name>-*`). Only call
+/// with the exclusive lock of `dir_name` held: then none of them is in use.
+pub(crate) fn remove_stale_temps(root: &Path, dir_name: &str) {
+    let prefix = format!(".tmp-{dir_name}-");
+    for name in list(root) {
+        if name.starts_with(&prefix) {
+            discard(root, &name);
+        }
+    }
+}
+
+/// Renames `<root>/<name>` to a trash name, then deletes it. A directory half-deleted by a
+/// crash is therefore never mistaken for a bundle. Errors are logged, not returned: leftover
+/// trash costs disk space, never correctness.
+pub(crate) fn discard(root: &Path, name: &str) {
+    let from = root.join(name);
+    let trash = root.join(format!(
+        ".trash-{}-{}",
+        name.trim_start_matches('.'),
+        unique()
+    ));
+    let target = match std::fs::rename(&from, &trash) {
+        Ok(()) => trash,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::debug!(dir = %from.display(), error = %e, "cannot move to trash");
+            return;
+        }
+    };
+    remove_tree(&target);
+}
+
+/// Deletes a tree, making read-only directories writable on the way (`remove_dir_all` alone
+/// cannot empty a 0555 directory as a normal user).
+fn remove_tree(path: &Path) {
+    if std::fs::remove_dir_all(path).is_ok() {
+        return;
+    }
+    #[cfg(unix)]
+    for entry in walk_dirs(path) {
+        let _ = set_private(&entry);
+    }
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::debug!(dir = %path.display(), error = %e, "cannot delete");
+        }
+    }
+}
+
+#[cfg(unix)]
+fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let _ = set_private(&out[i]);
+        if let Ok(rd) = std::fs::read_dir(&out[i]) {
+            let subdirs: Vec<PathBuf> = rd
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            out.extend(subdirs);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Removes the other versions of application `name` that nobody uses: `<name>-<16 hex>`
+/// directories (and their lock files, temps) whose lock can be taken exclusively at once.
+/// Returns the directories removed.
+pub(crate) fn remove_other_versions(root: &Path, name: &str, keep: &str) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in list(root) {
+        let base = entry.strip_suffix(".lock").unwrap_or(&entry);
+        if base != keep && is_version_of(base, name) {
+            seen.insert(base.to_owned());
+        } else if entry.starts_with(&format!(".trash-{name}-"))
+            && is_version_of(trash_base(&entry), name)
+        {
+            // A crash in the middle of a delete; nobody ever uses a trash directory.
+            remove_tree(&root.join(&entry));
+        }
+    }
+    for other in seen {
+        let lock = match lock(root, &other, LockKind::TryExclusive) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                tracing::debug!(bundle = %other, "in use; not removed");
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(bundle = %other, error = %e, "cannot lock; not removed");
+                continue;
+            }
+        };
+        if root.join(&other).exists() {
+            discard(root, &other);
+            removed.push(root.join(&other));
+        }
+        remove_stale_temps(root, &other);
+        // Deleted while held: a process that opened it before sees the inode change and
+        // retries on a fresh file (see `lock`).
+        let _ = std::fs::remove_file(root.join(format!("{other}.lock")));
+        drop(lock);
+    }
+    removed
+}
+
+/// `<name>-<16 lowercase hex>`: the directory name of one version of `name`.
+fn is_version_of(base: &str, name: &str) -> bool {
+    base.strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|id| {
+            id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+}
+
+/// `.trash-<name>-<id16>-<unique>` → `<name>-<id16>`.
+fn trash_base(entry: &str) -> &str {
+    let rest = entry.trim_start_matches(".trash-");
+    rest.rsplit_once('-').map_or(rest, |(base, _)| base)
+}
+
+fn list(root: &Path) -> Vec<String> {
+    match std::fs::read_dir(root) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A name part unique to this process and moment (for trash names).
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}x{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// Appends a line to the extraction log when the test hook is set.
+pub(crate) fn log_extraction(dir_name: &str) {
+    let Some(path) = std::env::var_os(EXTRACT_LOG_ENV).filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let line = format!("{dir_name} {}\n", std::process::id());
+    let res = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "cannot write the extraction log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names() {
+        assert!(is_version_of("app-0123456789abcdef", "app"));
+        assert!(!is_version_of("app-bar-0123456789abcdef", "app"));
+        assert!(!is_version_of("app-0123456789abcdeg", "app"));
+        assert!(!is_version_of("app-0123456789abcde", "app"));
+        assert!(!is_version_of("apps-0123456789abcdef", "app"));
+        assert_eq!(
+            trash_base(".trash-app-0123456789abcdef-12x0x5"),
+            "app-0123456789abcdef"
+        );
+    }
+}

@@ -1,0 +1,426 @@
+//! Rewrites the build-time prefix inside extracted files so the conda prefix works where it
+//! landed (text: replace every occurrence; binary: replace inside each C string, NUL-padded).
+//!
+//! Relocation runs on the private temporary directory before it is renamed into place, so a
+//! file is rewritten in place: nobody else can see it half-written, and a crash leaves a
+//! temporary directory that is never trusted.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use memchr::memmem;
+
+use crate::format::{FileMode, Relocation};
+use crate::{Error, Result};
+
+/// Linux reads at most this many bytes of a `#!` line (`BINPRM_BUF_SIZE` was 128 with the
+/// terminating NUL before 5.1; older kernels and other systems still truncate there).
+const MAX_SHEBANG: usize = 127;
+
+/// Applies every relocation under `root`, replacing placeholders with `prefix`.
+///
+/// `files` holds the regular files the extraction wrote: a relocation naming anything else
+/// (a symlink, a directory, a path not in the archive) is refused rather than followed.
+pub(crate) fn apply(
+    root: &Path,
+    prefix: &Path,
+    relocations: &[Relocation],
+    files: &HashSet<PathBuf>,
+) -> Result<()> {
+    let new = path_bytes(prefix)?;
+    for reloc in relocations {
+        let rel = crate::extract::safe_relative(reloc.path.as_bytes());
+        let path = root.join(rel.as_deref().unwrap_or(Path::new(&reloc.path)));
+        let fail = |reason: String| Error::Relocate {
+            path: path.clone(),
+            reason,
+        };
+        let rel = match rel {
+            Some(rel) if files.contains(&rel) => rel,
+            _ => return Err(fail("not a regular file extracted from the bundle".into())),
+        };
+        if reloc.placeholder.is_empty() {
+            return Err(fail("the manifest gives an empty placeholder".into()));
+        }
+        relocate_file(
+            &root.join(rel),
+            reloc.placeholder.as_bytes(),
+            new,
+            reloc.mode,
+        )?;
+    }
+    Ok(())
+}
+
+/// Rewrites one file in place (its permissions and inode are kept, so hard links share the
+/// result).
+fn relocate_file(path: &Path, placeholder: &[u8], new: &[u8], mode: FileMode) -> Result<()> {
+    let mut file = open_nofollow(path, false)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    drop(file);
+    let fail = |reason: String| Error::Relocate {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let output = match mode {
+        FileMode::Text => match relocate_text(&data, placeholder, new).map_err(fail)? {
+            Some(out) => out,
+            None => return Ok(()),
+        },
+        FileMode::Binary => {
+            if relocate_binary(&mut data, placeholder, new).map_err(fail)? == 0 {
+                return Ok(());
+            }
+            data
+        }
+    };
+    write_in_place(path, &output)
+}
+
+/// Replaces every occurrence of `placeholder` in a text file. A `#!` line that names the
+/// placeholder and becomes too long for the kernel (or holds whitespace in the interpreter
+/// path) is turned into a `/bin/sh` trampoline that Python reads as a string literal.
+/// Returns `None` when nothing changes.
+pub(crate) fn relocate_text(
+    data: &[u8],
+    placeholder: &[u8],
+    new: &[u8],
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let finder = memmem::Finder::new(placeholder);
+    if finder.find(data).is_none() {
+        return Ok(None);
+    }
+    if data.starts_with(b"#!") {
+        let line_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+        let first = &data[..line_end];
+        if finder.find(first).is_some() {
+            let new_first = replace_all(&finder, first, new);
+            let body = &first[2..];
+            let body = trim_start(body);
+            let split = body
+                .iter()
+                .position(|b| *b == b' ' || *b == b'\t')
+                .unwrap_or(body.len());
+            let interp = replace_all(&finder, &body[..split], new);
+            let args = trim_end(trim_start(&body[split..]));
+            let mut out = Vec::with_capacity(data.len());
+            if new_first.len() > MAX_SHEBANG || interp.iter().any(u8::is_ascii_whitespace) {
+                out.extend_from_slice(&trampoline(&interp, args)?);
+            } else {
+                out.extend_from_slice(&new_first);
+            }
+            out.extend_from_slice(&replace_all(&finder, &data[line_end..], new));
+            return Ok(Some(out));
+        }
+    }
+    Ok(Some(replace_all(&finder, data, new)))
+}
+
+/// The `#!/bin/sh` line pair that re-executes the script with `interp`: the shell runs the
+/// `exec`, Python sees a triple-quoted string. Shebang arguments are passed as one word, as
+/// the Linux kernel does.
+fn trampoline(interp: &[u8], args: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    if let Some(c) = interp
+        .iter()
+        .find(|c| matches!(c, b'"' | b'$' | b'`' | b'\\' | b'\''))
+    {
+        return Err(format!(
+            "the interpreter path `{}` holds `{}`, which a /bin/sh shebang trampoline cannot quote",
+            String::from_utf8_lossy(interp),
+            *c as char
+        ));
+    }
+    if args.contains(&b'\'') {
+        return Err(format!(
+            "the shebang arguments `{}` hold a single quote, which the trampoline cannot quote",
+            String::from_utf8_lossy(args)
+        ));
+    }
+    let mut out = b"#!/bin/sh\n'''exec' \"".to_vec();
+    out.extend_from_slice(interp);
+    out.push(b'"');
+    if !args.is_empty() {
+        out.extend_from_slice(b" '");
+        out.extend_from_slice(args);
+        out.push(b'\'');
+    }
+    out.extend_from_slice(b" \"$0\" \"$@\" #'''");
+    Ok(out)
+}
+
+/// Replaces each occurrence of `placeholder` inside its NUL-terminated C string and pads the
+/// string with NULs, so the file keeps its length and every other offset. Returns the number
+/// of occurrences replaced.
+pub(crate) fn relocate_binary(
+    data: &mut [u8],
+    placeholder: &[u8],
+    new: &[u8],
+) -> std::result::Result<usize, String> {
+    let finder = memmem::Finder::new(placeholder);
+    let mut pos = 0;
+    let mut count = 0;
+    while let Some(found) = finder.find(&data[pos..]) {
+        if new.len() > placeholder.len() {
+            return Err(format!(
+                "the new prefix ({} bytes) is longer than the placeholder ({} bytes) in a binary \
+                 file; use a shorter cache directory (PYBUNDLE_CACHE_DIR)",
+                new.len(),
+                placeholder.len()
+            ));
+        }
+        let start = pos + found;
+        let end = memchr::memchr(0, &data[start..]).map_or(data.len(), |n| start + n);
+        count += finder.find_iter(&data[start..end]).count();
+        let replaced = replace_all(&finder, &data[start..end], new);
+        data[start..start + replaced.len()].copy_from_slice(&replaced);
+        data[start + replaced.len()..end].fill(0);
+        pos = end;
+    }
+    Ok(count)
+}
+
+fn replace_all(finder: &memmem::Finder<'_>, data: &[u8], new: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut last = 0;
+    for at in finder.find_iter(data) {
+        out.extend_from_slice(&data[last..at]);
+        out.extend_from_slice(new);
+        last = at + finder.needle().len();
+    }
+    out.extend_from_slice(&data[last..]);
+    out
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+    &s[n..]
+}
+
+fn trim_end(s: &[u8]) -> &[u8] {
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    &s[..s.len() - n]
+}
+
+/// Writes `data` over the file, making it writable for the duration if its mode is
+/// read-only (conda ships some 0444 files).
+fn write_in_place(path: &Path, data: &[u8]) -> Result<()> {
+    let write = |file: &mut File| -> std::io::Result<()> {
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(data)?;
+        file.set_len(data.len() as u64)
+    };
+    match open_nofollow(path, true) {
+        Ok(mut file) => write(&mut file).map_err(|e| Error::io("cannot write", path, e)),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            let perms = std::fs::metadata(path)
+                .map_err(|e| Error::io("cannot read metadata of", path, e))?
+                .permissions();
+            let mut writable = perms.clone();
+            #[allow(clippy::permissions_set_readonly_false)]
+            writable.set_readonly(false);
+            std::fs::set_permissions(path, writable)
+                .map_err(|e| Error::io("cannot make writable", path, e))?;
+            let mut file = open_nofollow(path, true)?;
+            write(&mut file).map_err(|e| Error::io("cannot write", path, e))?;
+            std::fs::set_permissions(path, perms)
+                .map_err(|e| Error::io("cannot restore permissions of", path, e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn open_nofollow(path: &Path, write: bool) -> Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(!write).write(write);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW);
+    }
+    opts.open(path)
+        .map_err(|e| Error::io("cannot open", path, e))
+}
+
+/// The bytes of a path as written into relocated files.
+pub(crate) fn path_bytes(path: &Path) -> Result<&[u8]> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(path.as_os_str().as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_str()
+            .map(str::as_bytes)
+            .ok_or_else(|| Error::Relocate {
+                path: path.to_path_buf(),
+                reason: "the prefix path is not valid Unicode".into(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PH: &[u8] = b"/opt/placeholder_placeholder_placeholder";
+
+    #[test]
+    fn binary_shorter_is_padded() {
+        let mut data = b"\x7fELF\0/opt/placeholder_placeholder_placeholder/lib\0tail".to_vec();
+        let len = data.len();
+        assert_eq!(relocate_binary(&mut data, PH, b"/c/env").unwrap(), 1);
+        assert_eq!(data.len(), len);
+        let mut want = b"\x7fELF\0/c/env/lib".to_vec();
+        want.resize(want.len() + PH.len() - 6, 0);
+        want.extend_from_slice(b"\0tail");
+        assert_eq!(data, want);
+    }
+
+    #[test]
+    fn binary_equal_length() {
+        let new = b"/x".repeat(PH.len() / 2);
+        let mut data = [b"a".as_slice(), PH, b"/bin\0z"].concat();
+        relocate_binary(&mut data, PH, &new).unwrap();
+        assert_eq!(data, [b"a".as_slice(), &new, b"/bin\0z"].concat());
+    }
+
+    #[test]
+    fn binary_longer_is_an_error() {
+        let new = vec![b'x'; PH.len() + 1];
+        let mut data = [b"a\0".as_slice(), PH, b"\0"].concat();
+        let orig = data.clone();
+        let err = relocate_binary(&mut data, PH, &new).unwrap_err();
+        assert!(err.contains("longer than the placeholder"), "{err}");
+        assert_eq!(data, orig);
+    }
+
+    #[test]
+    fn binary_several_in_one_string() {
+        let mut data = [b"P=".as_slice(), PH, b"/lib:", PH, b"/lib64\0after"].concat();
+        let len = data.len();
+        assert_eq!(relocate_binary(&mut data, PH, b"/n").unwrap(), 2);
+        assert_eq!(data.len(), len);
+        let s = b"P=/n/lib:/n/lib64";
+        assert_eq!(&data[..s.len()], s);
+        let nul_end = len - b"after".len();
+        assert!(data[s.len()..nul_end].iter().all(|b| *b == 0));
+        assert_eq!(&data[nul_end..], b"after");
+    }
+
+    #[test]
+    fn binary_several_strings() {
+        let mut data = [PH, b"/a\0mid\0", PH, b"/b\0"].concat();
+        let len = data.len();
+        assert_eq!(relocate_binary(&mut data, PH, b"/n").unwrap(), 2);
+        assert_eq!(data.len(), len);
+        assert!(data.starts_with(b"/n/a\0"));
+        let second = PH.len() + 3 + 4;
+        assert_eq!(&data[..3 + 4][..], b"/n/a\0\0\0");
+        assert_eq!(&data[second..second + 5], b"/n/b\0");
+        assert!(data.windows(4).any(|w| w == b"mid\0"));
+    }
+
+    #[test]
+    fn binary_at_end_without_nul() {
+        let mut data = [b"x\0".as_slice(), PH].concat();
+        let len = data.len();
+        assert_eq!(relocate_binary(&mut data, PH, b"/n").unwrap(), 1);
+        assert_eq!(data.len(), len);
+        assert!(data.starts_with(b"x\0/n\0"));
+        assert!(data[5..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn binary_without_placeholder_is_untouched() {
+        let mut data = b"nothing here\0".to_vec();
+        assert_eq!(relocate_binary(&mut data, PH, b"/n").unwrap(), 0);
+        assert_eq!(data, b"nothing here\0");
+    }
+
+    #[test]
+    fn text_replaces_all() {
+        let data = [b"a=".as_slice(), PH, b"\nb=", PH, b"/lib ", PH].concat();
+        let out = relocate_text(
+            &data,
+            PH,
+            b"/new/prefix/longer/than/nothing/at/all/really/yes",
+        )
+        .unwrap()
+        .unwrap();
+        let p = "/new/prefix/longer/than/nothing/at/all/really/yes";
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("a={p}\nb={p}/lib {p}")
+        );
+        assert_eq!(relocate_text(b"plain", PH, b"/n").unwrap(), None);
+    }
+
+    #[test]
+    fn long_shebang_becomes_trampoline() {
+        let data = [
+            b"#!".as_slice(),
+            PH,
+            b"/bin/python3.11\n# -*- coding: utf-8 -*-\nimport x\n",
+        ]
+        .concat();
+        let new = format!(
+            "/home/user/.cache/pybundle/app-0123456789abcdef/{}",
+            "d".repeat(80)
+        );
+        let out = relocate_text(&data, PH, new.as_bytes()).unwrap().unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "#!/bin/sh\n'''exec' \"{new}/bin/python3.11\" \"$0\" \"$@\" #'''\n\
+                 # -*- coding: utf-8 -*-\nimport x\n"
+            )
+        );
+    }
+
+    #[test]
+    fn long_shebang_with_argument() {
+        let data = [b"#!".as_slice(), PH, b"/bin/python3.11 -E \nprint(1)\n"].concat();
+        let new = "/n".repeat(70);
+        let out =
+            String::from_utf8(relocate_text(&data, PH, new.as_bytes()).unwrap().unwrap()).unwrap();
+        assert!(out.starts_with(&format!(
+            "#!/bin/sh\n'''exec' \"{new}/bin/python3.11\" '-E' \"$0\" \"$@\" #'''\nprint(1)"
+        )));
+    }
+
+    #[test]
+    fn short_shebang_is_only_replaced() {
+        let data = [b"#!".as_slice(), PH, b"/bin/python3.11\nprint(1)\n"].concat();
+        let out = relocate_text(&data, PH, b"/c/env").unwrap().unwrap();
+        assert_eq!(out, b"#!/c/env/bin/python3.11\nprint(1)\n");
+    }
+
+    #[test]
+    fn shebang_with_space_in_prefix_uses_trampoline() {
+        let data = [b"#!".as_slice(), PH, b"/bin/python\n"].concat();
+        let out = relocate_text(&data, PH, b"/home/J D/env").unwrap().unwrap();
+        assert_eq!(
+            out,
+            b"#!/bin/sh\n'''exec' \"/home/J D/env/bin/python\" \"$0\" \"$@\" #'''\n"
+        );
+    }
+
+    #[test]
+    fn unquotable_prefix_is_an_error() {
+        let data = [b"#!".as_slice(), PH, b"/bin/python\n"].concat();
+        let new = format!("/a$b{}", "x".repeat(130));
+        assert!(relocate_text(&data, PH, new.as_bytes())
+            .unwrap_err()
+            .contains('$'));
+    }
+}
