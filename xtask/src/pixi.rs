@@ -1,0 +1,4 @@
+//! placeholder
+pub fn ensure() -> anyhow::Result<std::path::PathBuf> {
+    anyhow::bail!("todo")
+}
