@@ -233,6 +233,8 @@ impl Bundle {
             .prefix(&format!(".tmp-{dir_name}-"))
             .tempdir_in(root)
             .map_err(|e| Error::io("cannot create a temporary directory in", root, e))?;
+        // Becomes the bundle directory by a rename: private like everything we create.
+        cache::set_private(tmp.path())?;
         let prefix = dir.join(format::ENV_DIR);
         let extracted = extract::extract(
             &self.archive.bytes()[self.body_offset..],

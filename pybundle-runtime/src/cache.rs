@@ -101,7 +101,7 @@ fn current_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-fn set_private(dir: &Path) -> Result<()> {
+pub(crate) fn set_private(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -1,1 +1,4 @@
 //! Integration tests of pybundle-runtime (one binary; modules per area).
+
+mod bundle;
+mod hostile;
