@@ -74,11 +74,155 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+
+    // --- protocol / script / worker ---
+    /// The script to run does not exist.
+    #[error("no script `{}`; scripts live in the bundle's scripts directory", path.display())]
+    ScriptNotFound {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+
+    /// The interpreter could not be started.
+    #[error("cannot start the Python interpreter `{}`", interpreter.display())]
+    Spawn {
+        /// The interpreter.
+        interpreter: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Talking to a Python child failed (a pipe broke, a thread could not start).
+    #[error("{what}: {action}")]
+    Channel {
+        /// The script or worker, e.g. "script `outliers`".
+        what: String,
+        /// What was being done.
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Python code raised an exception that nothing caught.
+    #[error("{what} raised {}: {}\n{}", error.type_name, error.message, error.traceback.trim_end())]
+    Python {
+        /// The script or call, e.g. "script `outliers`" or "call `model.fit`".
+        what: String,
+        /// Type, message and traceback.
+        error: crate::protocol::PythonError,
+    },
+
+    /// A script ended (exit status other than success) without replying.
+    #[error("{what} exited with {status} without replying{}", tail_suffix(stderr))]
+    ScriptExit {
+        /// The script.
+        what: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// The end of its captured stderr (empty when not captured).
+        stderr: String,
+    },
+
+    /// A script finished successfully but never called `pybundle.reply()`.
+    #[error("{what} finished without calling pybundle.reply()")]
+    NoReply {
+        /// The script.
+        what: String,
+    },
+
+    /// A Python child broke the protocol (malformed or oversized frame); it was killed.
+    #[error("{what} broke the protocol: {detail}")]
+    Protocol {
+        /// The script or worker.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+
+    /// A message to send is larger than the frame cap.
+    #[error("{what}: a message of {len} bytes exceeds the frame limit of {max} bytes; raise it with `max_frame`")]
+    FrameTooLarge {
+        /// The script or call.
+        what: String,
+        /// The message's size.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+
+    /// A value could not be converted to or from JSON.
+    #[error("{what}: {action}")]
+    Json {
+        /// The script or call.
+        what: String,
+        /// What was being converted, e.g. "cannot decode the reply".
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A script or call ran past its timeout; a script is killed, a call cancelled.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// The script or call.
+        what: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+
+    /// A worker process died while calls were in flight (they fail with this error; the
+    /// worker restarts on the next call).
+    #[error("{what}: the worker process died ({status}){}", tail_suffix(stderr))]
+    WorkerCrashed {
+        /// The call or worker.
+        what: String,
+        /// How it ended, e.g. "signal 9".
+        status: String,
+        /// The end of the worker's stderr.
+        stderr: String,
+    },
+
+    /// The call was cancelled before it finished.
+    #[error("{what} was cancelled")]
+    Cancelled {
+        /// The call.
+        what: String,
+    },
+
+    /// A worker could not start: its modules failed to import, or it broke the handshake.
+    #[error("worker for modules {modules:?} failed to start: {detail}")]
+    WorkerStart {
+        /// The modules it was to import.
+        modules: Vec<String>,
+        /// What happened (the Python traceback when an import raised).
+        detail: String,
+    },
+}
+
+/// `": <tail>"` for a non-empty stderr tail, for error messages.
+fn tail_suffix(stderr: &str) -> String {
+    let tail = stderr.trim_end();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; its stderr ended with:\n{tail}")
+    }
 }
 
 impl Error {
     /// Builds [`Error::Io`].
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -8,17 +8,22 @@ pub mod format;
 
 mod bundle;
 mod cache;
+mod child;
 mod embed;
 mod environment;
 mod error;
 mod extract;
+pub mod protocol;
 mod relocate;
+mod script;
 
 pub use bundle::{manifest_of, Bundle};
 pub use embed::{find_in_executable, split_payload};
 pub use environment::Environment;
 pub use error::{Error, Result};
 pub use extract::Progress;
+pub use protocol::PythonError;
+pub use script::{Script, ScriptOutput};
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
 /// under [`format::PYTHON_PKG_DIR`].

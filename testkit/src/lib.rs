@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+pub mod pyenv;
+
 /// The test toolchain: a real pixi and the `file://` URL of the local conda test channel.
 #[derive(Clone, Debug)]
 pub struct Toolchain {

@@ -1,1 +1,84 @@
-"""Python half of the cargo-pybundle protocol."""
+"""Python half of the cargo-pybundle protocol.
+
+In a one-shot script::
+
+    import pybundle
+
+    data = pybundle.input()          # the JSON value the Rust side passed, or None
+    pybundle.send({"progress": 0.5}) # delivered to the Rust callback while the script runs
+    pybundle.reply({"result": 42})   # the value `run()` returns
+
+In a function served by a worker, ``pybundle.send`` reports progress of the current call and
+``pybundle.cancelled()`` tells whether the Rust side cancelled it.
+
+Run by hand (``python script.py``, no runtime around), ``input()`` returns None, ``send()``
+does nothing and ``reply()`` prints the value as JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from ._channel import Channel
+
+__all__ = ["input", "reply", "send", "cancelled"]
+
+_channel: Optional[Channel] = None
+_input: Any = None
+_replied = False
+# Per-thread state of worker calls: the id of the call being served and its cancel event.
+_local = threading.local()
+
+
+def input() -> Any:  # noqa: A001 - the protocol's name for it
+    """The JSON input the Rust side gave this script (None if it gave none)."""
+    return _input
+
+
+def reply(value: Any) -> None:
+    """Sends the script's result. Call it once; the value must be JSON-encodable.
+
+    Raises ``TypeError``/``ValueError`` here, in the caller's code, for values JSON cannot
+    carry (a set, an arbitrary object, NaN).
+    """
+    global _replied
+    if _replied:
+        raise RuntimeError("pybundle.reply() was already called; a script replies once")
+    if _channel is None:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps(value, ensure_ascii=False, allow_nan=False) + "\n")
+        sys.stdout.flush()
+        _replied = True
+        return
+    _channel.send({"type": "reply"}, value, True)
+    _replied = True
+
+
+def send(value: Any) -> None:
+    """Sends a progress message; the Rust side receives it while the code still runs."""
+    if _channel is None:
+        return
+    head: dict = {"type": "message"}
+    call = getattr(_local, "call", None)
+    if call is not None:
+        head["id"] = call
+    _channel.send(head, value, True)
+
+
+def cancelled() -> bool:
+    """Whether the Rust side cancelled the worker call this thread is serving."""
+    event = getattr(_local, "cancel", None)
+    return event is not None and event.is_set()
+
+
+def _install(channel: Channel, value: Any) -> None:
+    """Connects the API to the runtime (called by the runners before user code runs)."""
+    global _channel, _input
+    _channel = channel
+    _input = value

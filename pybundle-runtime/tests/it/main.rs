@@ -2,3 +2,4 @@
 
 mod bundle;
 mod hostile;
+mod script;

@@ -1,0 +1,181 @@
+"""The frame channel to the Rust runtime: 4-byte big-endian length + UTF-8 JSON.
+
+Opening the channel moves the protocol off the process's standard streams before any user
+code runs: fd 0 and fd 1 are duplicated to private descriptors for frames, fd 1 is then
+pointed at fd 2 (so ``print()``, ``sys.stdout.write`` and C code writing to fd 1 end up on
+stderr) and fd 0 at ``/dev/null``. The private descriptors are non-inheritable, so
+subprocesses never see them.
+
+Byte buffers (``bytes``, ``bytearray``, ``memoryview``) inside a value travel as binary frames
+after the JSON frame: the JSON holds ``{"$buffer": i}`` and its ``"buffers"`` field says how many
+binary frames follow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, List, Optional, Tuple
+
+_HEADER = 4
+# Frames up to this size are written with one system call (header and payload joined).
+_JOIN_LIMIT = 1 << 16
+_BUFFER_KEY = "$buffer"
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame."""
+
+
+class Channel:
+    """Reads and writes frames on private descriptors; writing is thread-safe."""
+
+    def __init__(self, reader: BinaryIO, write_fd: int, max_frame: int) -> None:
+        self._reader = reader
+        self._write_fd = write_fd
+        self.max_frame = max_frame
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def from_stdio(cls, max_frame: int) -> Channel:
+        """Takes fd 0/1 for frames and protects them from user output (see module docs)."""
+        read_fd = os.dup(0)
+        write_fd = os.dup(1)
+        os.dup2(2, 1)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        out = sys.stdout
+        if out is not None:
+            # The old object still writes to fd 1 (now stderr); make it line buffered so
+            # prints interleave sensibly with stderr output.
+            try:
+                out.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            except (AttributeError, ValueError):
+                pass
+        reader = os.fdopen(read_fd, "rb", buffering=1 << 16)
+        return cls(reader, write_fd, max_frame)
+
+    # --- reading ---
+
+    def read_frame(self) -> Optional[bytes]:
+        """The next frame's payload, or None at a clean end of input."""
+        header = self._reader.read(_HEADER)
+        if not header:
+            return None
+        if len(header) < _HEADER:
+            raise ProtocolError("input ended inside a frame header")
+        size = int.from_bytes(header, "big")
+        if size > self.max_frame:
+            raise ProtocolError(
+                "incoming frame of %d bytes exceeds the limit of %d bytes" % (size, self.max_frame)
+            )
+        payload = self._reader.read(size)
+        if len(payload) < size:
+            raise ProtocolError("input ended inside a frame of %d bytes" % size)
+        return payload
+
+    def read_message(self) -> Optional[Tuple[Any, List[bytes]]]:
+        """The next JSON message and the binary frames it announces, or None at end of input."""
+        payload = self.read_frame()
+        if payload is None:
+            return None
+        msg = json.loads(payload)
+        count = msg.get("buffers", 0) if isinstance(msg, dict) else 0
+        buffers = []
+        for _ in range(count):
+            frame = self.read_frame()
+            if frame is None:
+                raise ProtocolError("input ended before all binary frames of a message")
+            buffers.append(frame)
+        return msg, buffers
+
+    # --- writing ---
+
+    def write_frames(self, frames: List[bytes]) -> None:
+        """Writes frames atomically with respect to other threads."""
+        for frame in frames:
+            if len(frame) > self.max_frame:
+                raise ValueError(
+                    "pybundle: a message of %d bytes exceeds the frame limit of %d bytes; "
+                    "raise max_frame on the Rust side" % (len(frame), self.max_frame)
+                )
+        with self._write_lock:
+            for frame in frames:
+                header = len(frame).to_bytes(_HEADER, "big")
+                if len(frame) <= _JOIN_LIMIT:
+                    self._write_all(header + frame)
+                else:
+                    self._write_all(header)
+                    self._write_all(frame)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._write_fd, view)
+            view = view[written:]
+
+    def send(self, head: dict, data: Any = None, has_data: bool = False) -> None:
+        """Sends ``head``, plus ``data`` under the key "data" when ``has_data``."""
+        buffers: List[bytes] = []
+        self.write_frames([encode(head, buffers, data, has_data)] + buffers)
+
+
+def encode(head: dict, buffers: List[bytes], data: Any = None, has_data: bool = False) -> bytes:
+    """Encodes ``head`` (and ``data``) as compact UTF-8 JSON, byte buffers moved to ``buffers``.
+
+    ``data`` is encoded on its own first, so an unencodable value (a set, NaN, ...) raises a
+    ``TypeError``/``ValueError`` that names the user's value in the caller's code.
+    """
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            buffers.append(bytes(obj))
+            return {_BUFFER_KEY: len(buffers) - 1}
+        raise TypeError(
+            "pybundle: object of type %s is not JSON serializable" % type(obj).__name__
+        )
+
+    encoder = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default
+    )
+    body = encoder.encode(data) if has_data else None
+    head["buffers"] = len(buffers)
+    text = encoder.encode(head)
+    if body is not None:
+        text = text[:-1] + ',"data":' + body + "}"
+    return text.encode("utf-8")
+
+
+def decode_buffers(value: Any, buffers: List[bytes]) -> Any:
+    """Replaces ``{"$buffer": i}`` objects in a decoded value by the i-th binary frame."""
+    if not buffers:
+        return value
+    if isinstance(value, dict):
+        if len(value) == 1 and _BUFFER_KEY in value:
+            return buffers[value[_BUFFER_KEY]]
+        return {k: decode_buffers(v, buffers) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_buffers(v, buffers) for v in value]
+    return value
+
+
+def error_info(exc: BaseException, skip_prefix: str = "") -> dict:
+    """Type, message and traceback text of an exception, for an error message."""
+    import traceback
+
+    tb = exc.__traceback__
+    # Leave out the runtime's own frames at the top of the traceback.
+    while tb is not None and skip_prefix and tb.tb_frame.f_code.co_filename.startswith(skip_prefix):
+        tb = tb.tb_next
+    cls = type(exc)
+    name = cls.__qualname__
+    if cls.__module__ not in ("builtins", "__main__"):
+        name = "%s.%s" % (cls.__module__, name)
+    text = "".join(traceback.format_exception(cls, exc, tb))
+    return {"type": name, "message": str(exc), "traceback": text}

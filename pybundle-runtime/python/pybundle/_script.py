@@ -1,0 +1,52 @@
+"""Runner of one-shot scripts: ``python -I -c <bootstrap> LIB MAX_FRAME SCRIPT ARGS...``.
+
+Reads the start frame (the input), then runs SCRIPT as ``__main__`` with
+``sys.argv = [SCRIPT, *ARGS]``. An uncaught exception is reported as an error frame (and its
+traceback printed to stderr, as Python would); ``sys.exit`` keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pybundle
+
+from ._channel import Channel, decode_buffers, error_info
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def main() -> None:
+    max_frame = int(sys.argv[2])
+    script = sys.argv[3]
+    args = sys.argv[4:]
+    channel = Channel.from_stdio(max_frame)
+    start = channel.read_message()
+    if start is None:
+        sys.stderr.write("pybundle: no start frame on stdin; run this through the runtime\n")
+        sys.exit(2)
+    msg, buffers = start
+    pybundle._install(channel, decode_buffers(msg.get("input"), buffers))
+
+    # Like `python SCRIPT`: its directory first on sys.path, its path as argv[0].
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    sys.argv = [script] + args
+    main_module = sys.modules["__main__"]
+    namespace = main_module.__dict__
+    namespace.update(__file__=script, __cached__=None, __spec__=None, __package__=None)
+    try:
+        with open(script, "rb") as f:
+            source = f.read()
+        code = compile(source, script, "exec", dont_inherit=True)
+        exec(code, namespace)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to Rust
+        info = error_info(exc, _OWN_DIR)
+        sys.stderr.write(info["traceback"])
+        try:
+            channel.send({"type": "error", "error": info})
+        except OSError:
+            pass
+        sys.exit(1)

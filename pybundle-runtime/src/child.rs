@@ -1,0 +1,203 @@
+//! Owning a Python child process: reaped on drop (no zombies), killed by pid from a watchdog
+//! thread without racing the reaper, stderr drained on its own thread (no pipe deadlocks).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::process::{Child, ChildStderr, ExitStatus};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The bootstrap every child runs under `python -I -c`: it puts the `pybundle` package (whose
+/// directory is `argv[1]`, never spliced into code) on `sys.path` and hands over to a runner.
+pub(crate) fn bootstrap(runner: &str) -> String {
+    format!("import sys;sys.path.insert(0,sys.argv[1]);from pybundle.{runner} import main;main()")
+}
+
+/// A child that is killed and reaped when dropped unless it was waited for.
+pub(crate) struct ChildGuard {
+    child: Child,
+    reaped: bool,
+}
+
+impl ChildGuard {
+    pub(crate) fn new(child: Child) -> Self {
+        Self {
+            child,
+            reaped: false,
+        }
+    }
+
+    pub(crate) fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL (ignoring a child that already exited).
+    pub(crate) fn kill(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+        }
+    }
+
+    /// Waits for the child and reaps it.
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait()?;
+        self.reaped = true;
+        Ok(status)
+    }
+
+    /// Reaps the child if it has exited.
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        let status = self.child.try_wait()?;
+        self.reaped |= status.is_some();
+        Ok(status)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends SIGKILL to `pid`. Only call it while the process is known not to be reaped yet (see
+/// [`wait_exited`]), so the pid cannot have been reused.
+pub(crate) fn kill_pid(pid: u32) {
+    #[cfg(unix)]
+    {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tracing::warn!(pid, "killing a child by pid is only implemented on unix");
+    }
+}
+
+/// Blocks until the child has exited WITHOUT reaping it (`waitid` with `WNOWAIT`), so another
+/// thread may still signal its pid safely until the caller reaps it.
+pub(crate) fn wait_exited(pid: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let id = libc::id_t::from(pid);
+        loop {
+            // SAFETY: siginfo_t is plain data, zero is a valid bit pattern; waitid writes it.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid pointer to a siginfo_t we own.
+            let rc =
+                unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        Ok(())
+    }
+}
+
+/// Where a child's stderr goes.
+pub(crate) enum StderrSink {
+    /// Keep everything (a script's captured output).
+    All(Vec<u8>),
+    /// Keep the last `limit` bytes; copy everything to our own stderr when `forward`.
+    Tail {
+        buf: VecDeque<u8>,
+        limit: usize,
+        forward: bool,
+    },
+}
+
+impl StderrSink {
+    fn push(&mut self, chunk: &[u8]) {
+        match self {
+            StderrSink::All(all) => all.extend_from_slice(chunk),
+            StderrSink::Tail {
+                buf,
+                limit,
+                forward,
+            } => {
+                if *forward {
+                    // The child's own output, passed through as if it were inherited.
+                    let _ = io::stderr().write_all(chunk);
+                }
+                let keep = chunk.len().min(*limit);
+                buf.extend(&chunk[chunk.len() - keep..]);
+                let excess = buf.len().saturating_sub(*limit);
+                buf.drain(..excess);
+            }
+        }
+    }
+
+    /// The collected bytes as text.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            StderrSink::All(all) => String::from_utf8_lossy(all).into_owned(),
+            StderrSink::Tail { buf, .. } => {
+                let (a, b) = buf.as_slices();
+                let mut bytes = a.to_vec();
+                bytes.extend_from_slice(b);
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+}
+
+/// Drains `stderr` into `sink` on its own thread until the pipe closes.
+pub(crate) fn drain_stderr(
+    mut stderr: ChildStderr,
+    sink: Arc<Mutex<StderrSink>>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("pybundle-stderr".into())
+        .spawn(move || {
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                match stderr.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Ok(mut sink) = sink.lock() {
+                            sink.push(&chunk[..n]);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_only_the_last_bytes() {
+        let mut sink = StderrSink::Tail {
+            buf: VecDeque::new(),
+            limit: 5,
+            forward: false,
+        };
+        sink.push(b"hello ");
+        sink.push(b"world");
+        assert_eq!(sink.text(), "world");
+        sink.push(b"0123456789");
+        assert_eq!(sink.text(), "56789");
+    }
+}

@@ -1,0 +1,327 @@
+//! One-shot scripts against real interpreters: the host's CPython and the test channel's
+//! Python installed by pixi (when the toolchain is prepared).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pybundle_runtime::{Environment, Error};
+use serde_json::{json, Value};
+use testkit::pyenv::{pythons, Python};
+
+/// The `pybundle` package as a bundle ships it: written out from the embedded copy (so the
+/// source tree never gets a `__pycache__`, and the embedded bytes are what is tested).
+pub fn lib_dir() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("pybundle-lib-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        pybundle_runtime::PYTHON_PACKAGE.extract(&dir).unwrap();
+        dir
+    })
+    .clone()
+}
+
+pub fn scripts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scripts")
+}
+
+pub fn env_for(py: &Python) -> Environment {
+    Environment::from_parts(&py.prefix, &py.interpreter, scripts_dir(), lib_dir())
+}
+
+/// Runs `check` against every available interpreter, naming the one that failed.
+fn each(test: &str, check: impl Fn(&Environment)) {
+    for py in pythons(test) {
+        eprintln!("{test}: {} python {}", py.label, py.interpreter.display());
+        check(&env_for(&py));
+    }
+}
+
+#[test]
+fn nested_unicode_and_a_50_mb_string_round_trip() {
+    each("nested_unicode_and_a_50_mb_string_round_trip", |env| {
+        let big = "é✓x".repeat(50_000_000 / 6);
+        let input = json!({
+            "nested": {"list": [1, 2.5, null, true, {"deep": ["ünïcødé", "日本語", "🐍"]}]},
+            "quote\"key": "line\nbreak\ttab\\",
+            "big": big,
+        });
+        let out = env.script("echo").input(&input).run::<Value>().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.reply["input"], input);
+        assert_eq!(out.reply["name"], "__main__");
+        assert_eq!(out.reply["input"]["big"].as_str().unwrap().len(), big.len());
+    });
+}
+
+#[test]
+fn no_input_is_none() {
+    each("no_input_is_none", |env| {
+        let out = env.script("echo").run::<Value>().unwrap();
+        assert_eq!(
+            out.reply,
+            json!({"input": null, "argv": [], "name": "__main__"})
+        );
+    });
+}
+
+#[test]
+fn click_style_arguments_pass_through_unchanged() {
+    each("click_style_arguments_pass_through_unchanged", |env| {
+        let args = [
+            "--key",
+            "value with spaces",
+            "--quote",
+            "it's \"quoted\" $HOME `x` ;|&",
+            "--unicode",
+            "ünïcødé 🐍",
+            "-n",
+            "-5",
+            "--",
+            "--looks-like-a-flag",
+            "",
+        ];
+        let out = env.script("echo").args(args).run::<Value>().unwrap();
+        assert_eq!(out.reply["argv"], json!(args));
+    });
+}
+
+#[test]
+fn prints_and_fd_1_writes_do_not_corrupt_the_channel() {
+    each("prints_and_fd_1_writes_do_not_corrupt_the_channel", |env| {
+        let out = env
+            .script("chatty")
+            .capture_output()
+            .run::<Value>()
+            .unwrap();
+        assert_eq!(out.reply, json!({"ok": true, "text": "héllo ✓"}));
+        let output = out.output.unwrap();
+        for line in [
+            "print before reply",
+            "sys.stdout.write before reply",
+            "os.write fd 1 before reply",
+            "stderr before reply",
+            "print after reply",
+            "os.write fd 1 after reply",
+        ] {
+            assert!(output.contains(line), "{line:?} missing from {output:?}");
+        }
+    });
+}
+
+#[test]
+fn an_exception_comes_back_with_its_traceback() {
+    each("an_exception_comes_back_with_its_traceback", |env| {
+        let mut messages = Vec::new();
+        let err = env
+            .script("fail")
+            .input(&-4)
+            .capture_output()
+            .on_message(|m| messages.push(m))
+            .run::<Value>()
+            .unwrap_err();
+        let Error::Python { error, .. } = &err else {
+            panic!("wrong error: {err}")
+        };
+        assert_eq!(error.type_name, "ValueError");
+        assert_eq!(error.message, "value must be positive, got -4");
+        assert!(
+            error
+                .traceback
+                .starts_with("Traceback (most recent call last):"),
+            "{}",
+            error.traceback
+        );
+        for part in [
+            "fail.py",
+            "compute_ratio",
+            "check_positive",
+            "ValueError: value must be positive",
+        ] {
+            assert!(
+                error.traceback.contains(part),
+                "{part:?} missing from {}",
+                error.traceback
+            );
+        }
+        // The runtime's own frames are left out.
+        assert!(
+            !error.traceback.contains("_script.py"),
+            "{}",
+            error.traceback
+        );
+        assert!(
+            err.to_string().contains("script `fail` raised ValueError"),
+            "{err}"
+        );
+        assert_eq!(messages, vec![json!("about to fail")]);
+    });
+}
+
+#[test]
+fn sys_exit_status_is_reported() {
+    each("sys_exit_status_is_reported", |env| {
+        let err = env
+            .script("exit3")
+            .capture_output()
+            .run::<Value>()
+            .unwrap_err();
+        let Error::ScriptExit { status, stderr, .. } = &err else {
+            panic!("wrong error: {err}")
+        };
+        assert_eq!(status.code(), Some(3));
+        assert!(stderr.contains("exiting with 3"), "{stderr:?}");
+    });
+}
+
+#[test]
+fn ending_without_a_reply_is_its_own_error() {
+    each("ending_without_a_reply_is_its_own_error", |env| {
+        let err = env
+            .script("noreply")
+            .capture_output()
+            .run::<Value>()
+            .unwrap_err();
+        assert!(matches!(err, Error::NoReply { .. }), "wrong error: {err}");
+    });
+}
+
+#[test]
+fn a_set_is_refused_at_reply_naming_its_type() {
+    each("a_set_is_refused_at_reply_naming_its_type", |env| {
+        let err = env
+            .script("unencodable")
+            .capture_output()
+            .run::<Value>()
+            .unwrap_err();
+        let Error::Python { error, .. } = &err else {
+            panic!("wrong error: {err}")
+        };
+        assert_eq!(error.type_name, "TypeError");
+        assert!(error.message.contains("set"), "{}", error.message);
+        assert!(
+            error.traceback.contains("unencodable.py"),
+            "{}",
+            error.traceback
+        );
+    });
+}
+
+#[test]
+fn timeout_kills_the_script() {
+    each("timeout_kills_the_script", |env| {
+        let start = Instant::now();
+        let err = env
+            .script("sleep")
+            .input(&30)
+            .timeout(Duration::from_millis(700))
+            .run::<Value>()
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "wrong error: {err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            start.elapsed()
+        );
+        // A script that finishes in time is not affected.
+        let out = env
+            .script("sleep")
+            .input(&0)
+            .timeout(Duration::from_secs(20))
+            .run::<String>();
+        assert_eq!(out.unwrap().reply, "woke up");
+    });
+}
+
+#[test]
+fn progress_messages_arrive_in_order_while_the_script_runs() {
+    each(
+        "progress_messages_arrive_in_order_while_the_script_runs",
+        |env| {
+            let mut received = Vec::new();
+            let out = env
+                .script("progress")
+                .input(&1.5)
+                .on_message(|m| received.push((m, Instant::now())))
+                .run::<Value>()
+                .unwrap();
+            let done = Instant::now();
+            assert_eq!(out.reply, json!({"sent": 20}));
+            let steps: Vec<Value> = received.iter().map(|(m, _)| m["step"].clone()).collect();
+            assert_eq!(steps, (0..20).map(Value::from).collect::<Vec<_>>());
+            // The script sleeps 1.5 s between its last message and its reply: every message
+            // was delivered while it was still running.
+            for (m, at) in &received {
+                assert!(done - *at > Duration::from_millis(700), "{m} arrived late");
+            }
+        },
+    );
+}
+
+#[test]
+fn oversized_and_malformed_frames_kill_the_child() {
+    each("oversized_and_malformed_frames_kill_the_child", |env| {
+        for script in ["garbage", "malformed"] {
+            let start = Instant::now();
+            let err = env
+                .script(script)
+                .capture_output()
+                .run::<Value>()
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Protocol { .. }),
+                "{script}: wrong error: {err}"
+            );
+            // The script sleeps 60 s after the bad frame: it was killed, not waited for.
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{script}: {:?}",
+                start.elapsed()
+            );
+        }
+    });
+}
+
+#[test]
+fn the_frame_cap_is_configurable_on_both_sides() {
+    each("the_frame_cap_is_configurable_on_both_sides", |env| {
+        // Python refuses to send a reply over the cap, in the script (a Python error).
+        let err = env
+            .script("big_reply")
+            .input(&5000)
+            .max_frame(1000)
+            .capture_output()
+            .run::<String>();
+        let err = err.unwrap_err();
+        let Error::Python { error, .. } = &err else {
+            panic!("wrong error: {err}")
+        };
+        assert!(error.message.contains("frame limit"), "{}", error.message);
+        // Rust refuses to send input over the cap.
+        let err = env
+            .script("echo")
+            .input(&"y".repeat(5000))
+            .max_frame(1000)
+            .run::<Value>();
+        assert!(matches!(err, Err(Error::FrameTooLarge { .. })), "{err:?}");
+        // Raised, the cap lets 70 MB through.
+        let out = env
+            .script("big_reply")
+            .input(&70_000_000)
+            .max_frame(80 << 20)
+            .run::<String>();
+        assert_eq!(out.unwrap().reply.len(), 70_000_000);
+    });
+}
+
+#[test]
+fn a_missing_script_is_named() {
+    let env = env_for(&testkit::pyenv::host_python());
+    let err = env.script("does_not_exist").run::<Value>().unwrap_err();
+    assert!(matches!(err, Error::ScriptNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("does_not_exist.py"), "{err}");
+}

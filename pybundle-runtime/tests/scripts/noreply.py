@@ -1,0 +1,2 @@
+"""Ends successfully without replying."""
+print("done, but no reply")

@@ -1,0 +1,113 @@
+//! Python interpreters for protocol tests: the host's CPython (fast) and the real bundled
+//! interpreter, installed once per test process by pixi from the local test channel.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// An installed interpreter and the prefix it belongs to.
+#[derive(Clone, Debug)]
+pub struct Python {
+    /// Short label for test output ("host", "channel").
+    pub label: &'static str,
+    /// The conda (or other) prefix.
+    pub prefix: PathBuf,
+    /// The interpreter binary (symlinks resolved).
+    pub interpreter: PathBuf,
+}
+
+/// The host's `python3` with symlinks and shims (pyenv) resolved to the real binary.
+///
+/// # Panics
+/// When there is no working `python3` on `PATH` (the protocol tests need one).
+pub fn host_python() -> Python {
+    static HOST: OnceLock<Python> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable); print(sys.prefix)"])
+            .output()
+            .expect("python3 must be on PATH for the protocol tests");
+        assert!(
+            out.status.success(),
+            "python3 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).expect("utf-8 paths");
+        let mut lines = text.lines();
+        let exe = PathBuf::from(lines.next().unwrap_or_default());
+        let prefix = PathBuf::from(lines.next().unwrap_or_default());
+        let interpreter = std::fs::canonicalize(&exe).unwrap_or(exe);
+        Python {
+            label: "host",
+            prefix,
+            interpreter,
+        }
+    })
+    .clone()
+}
+
+/// The test channel's Python 3.11, installed with the real pixi into a temporary project that
+/// lives as long as the test process. `None` (after printing why) when the toolchain is not
+/// prepared and this is not CI.
+///
+/// # Panics
+/// When pixi fails, or when the toolchain is missing in CI.
+pub fn channel_python(test: &str) -> Option<Python> {
+    static CHANNEL: OnceLock<Python> = OnceLock::new();
+    let toolchain = crate::toolchain(test)?;
+    Some(
+        CHANNEL
+            .get_or_init(|| install(&toolchain.pixi, &toolchain.channel))
+            .clone(),
+    )
+}
+
+fn install(pixi: &Path, channel: &str) -> Python {
+    let dir = tempfile::Builder::new()
+        .prefix("pybundle-pyenv-")
+        .tempdir()
+        .expect("cannot create a temporary directory")
+        // Kept for the whole test process: the statics above hand out paths into it.
+        .keep();
+    let manifest = dir.join("pixi.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[project]\nname = \"protocol-tests\"\nchannels = [\"{channel}\"]\n\
+             platforms = [\"linux-64\"]\n\n[dependencies]\npython = \"3.11.*\"\n"
+        ),
+    )
+    .expect("cannot write pixi.toml");
+    let out = Command::new(pixi)
+        .arg("install")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .expect("cannot run pixi");
+    assert!(
+        out.status.success(),
+        "pixi install failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = dir.join(".pixi/envs/default");
+    let interpreter = prefix.join("bin/python3");
+    assert!(
+        interpreter.is_file(),
+        "pixi installed no {}",
+        interpreter.display()
+    );
+    Python {
+        label: "channel",
+        prefix,
+        interpreter,
+    }
+}
+
+/// The interpreters a protocol test runs against: the host's, plus the channel's when the
+/// toolchain is prepared.
+pub fn pythons(test: &str) -> Vec<Python> {
+    let mut all = vec![host_python()];
+    all.extend(channel_python(test));
+    all
+}
