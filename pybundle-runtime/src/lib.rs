@@ -1,6 +1,53 @@
 //! Run Python that `cargo pybundle build` embedded into this executable.
 //!
-//! (Crate documentation with a runnable example is written as the API settles.)
+//! `cargo pybundle build` packs a conda environment (interpreter, native libraries,
+//! packages) and the application's scripts into a zstd-compressed tar archive and embeds it
+//! into the program. This crate turns that archive into a ready [`Environment`] on the
+//! machine the program runs on, and runs the bundled Python.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), pybundle_runtime::Error> {
+//! use pybundle_runtime::Bundle;
+//!
+//! // Fails with Error::NotBundled (saying to use `cargo pybundle build`) in a plain build.
+//! let env = Bundle::embedded()?.ready()?;
+//! let status = env.command("hello").status().expect("the bundled python starts");
+//! assert!(status.success());
+//! # Ok(()) }
+//! ```
+//!
+//! # First run
+//!
+//! [`Bundle::ready`] makes the prefix ready. The first run of a given bundle on a machine
+//! extracts it; every later run only reads a small marker file.
+//!
+//! 1. **Cache root**: `PYBUNDLE_CACHE_DIR`, else the application's choice
+//!    ([`Bundle::cache_dir`]), else the platform cache directory + `pybundle`
+//!    (`~/.cache/pybundle` on Linux). Directories we create are `0700`; a root or bundle
+//!    directory owned by another user is refused ([`Error::Cache`]).
+//! 2. **Fast path**: take a *shared* lock on `<root>/<name>-<id16>.lock` and read
+//!    `<root>/<name>-<id16>/.pybundle/complete`; if it holds the bundle's full id (a sha256
+//!    of the archive content), the bundle is ready.
+//! 3. **Slow path**: take the lock *exclusively* (so of many processes starting together
+//!    exactly one extracts and the others wait), check the marker again, remove temporary
+//!    directories left by killed extractions, then stream zstd → tar straight from the
+//!    embedded bytes into a fresh private `.tmp-*` directory beside the target. Every entry
+//!    is written by this crate: absolute paths, `..`, writes through symlinks, symlinks or
+//!    hard links leading outside, and devices or fifos are refused ([`Error::UnsafeEntry`]).
+//! 4. **Relocate**: the conda prefix holds its build-time path inside files; each file the
+//!    manifest lists is rewritten for the new prefix (text: every occurrence, shebangs that
+//!    grow past the kernel limit become a `/bin/sh` trampoline; binary: inside each C string,
+//!    NUL-padded so the length never changes).
+//! 5. **Commit**: write the manifest and the marker (flushed to disk), rename the temporary
+//!    directory into place, downgrade to a shared lock. A process killed at any point leaves
+//!    only a `.tmp-*` directory, which is never trusted and is removed by the next extraction.
+//! 6. **Clean up**: other versions of the same application that no running process uses (no
+//!    shared lock held) are removed — renamed to a trash name first, so a half-deleted
+//!    directory never looks complete. Turn this off with [`Bundle::remove_old_versions`].
+//!
+//! The returned [`Environment`] holds the shared lock for its lifetime, so another version's
+//! cleanup never removes a bundle that is in use. Progress of the first run is reported
+//! through [`Bundle::on_progress`]; the library itself never prints.
 
 #![deny(missing_docs)]
 

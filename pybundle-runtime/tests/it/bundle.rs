@@ -778,3 +778,95 @@ fn a_killed_extraction_leaves_nothing_trusted() {
         "{after:?}"
     );
 }
+
+// --- a real build with the archive embedded ------------------------------------------------
+
+/// Builds a small program against this crate with `PYBUNDLE_ARCHIVE` set (what `cargo
+/// pybundle build` does) and runs it: the `.incbin` payload must come back byte-exact
+/// through `Bundle::embedded()`. Then the same program built without an archive must fail
+/// with the "use cargo pybundle build" message, not a panic.
+#[test]
+fn an_embedded_archive_works_in_a_real_build() {
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("embed-app");
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    std::fs::write(
+        work.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"embed-app\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             [dependencies]\npybundle-runtime = {{ path = {:?} }}\n[workspace]\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("src/main.rs"),
+        r#"fn main() {
+    let bundle = match pybundle_runtime::Bundle::embedded() {
+        Ok(b) => b,
+        Err(e) => { println!("ERR {e}"); std::process::exit(3) }
+    };
+    let env = bundle.ready().unwrap();
+    println!("OK {} {}", bundle.manifest().id, env.interpreter().display());
+}
+"#,
+    )
+    .unwrap();
+    let _ = std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
+        work.join("Cargo.lock"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive_path = tmp.path().join("bundle.tar.zst");
+    let archive = build(&sample("embedded", "x"));
+    std::fs::write(&archive_path, &archive).unwrap();
+    let id = pybundle_runtime::manifest_of(&archive).unwrap().id;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let exe = work.join("target/debug/embed-app");
+    let run_build = |archive: Option<&Path>| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["build", "--quiet", "--manifest-path"])
+            .arg(work.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", work.join("target"))
+            .env_remove("PYBUNDLE_ARCHIVE");
+        if let Some(a) = archive {
+            cmd.env("PYBUNDLE_ARCHIVE", a);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_build(Some(&archive_path));
+    let out = Command::new(&exe)
+        .env("PYBUNDLE_CACHE_DIR", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = tmp
+        .path()
+        .join("cache")
+        .join(format!("embedded-{}", &id[..16]));
+    assert_eq!(
+        stdout.trim(),
+        format!("OK {id} {}", dir.join("env/bin/python3").display()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The payload sits in the binary once, findable by `cargo pybundle inspect`.
+    let bytes = std::fs::read(&exe).unwrap();
+    assert_eq!(
+        pybundle_runtime::find_in_executable(&bytes),
+        Some(&archive[..])
+    );
+
+    run_build(None);
+    let out = Command::new(&exe).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("ERR ") && stdout.contains("cargo pybundle build"),
+        "{stdout}"
+    );
+}
