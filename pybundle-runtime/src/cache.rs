@@ -282,9 +282,7 @@ pub(crate) fn remove_other_versions(root: &Path, name: &str, keep: &str) -> Vec<
         let base = entry.strip_suffix(".lock").unwrap_or(&entry);
         if base != keep && is_version_of(base, name) {
             seen.insert(base.to_owned());
-        } else if entry.starts_with(&format!(".trash-{name}-"))
-            && is_version_of(trash_base(&entry), name)
-        {
+        } else if is_trash_of(&entry, name) {
             // A crash in the middle of a delete; nobody ever uses a trash directory.
             remove_tree(&root.join(&entry));
         }
@@ -323,10 +321,20 @@ fn is_version_of(base: &str, name: &str) -> bool {
         })
 }
 
-/// `.trash-<name>-<id16>-<unique>` → `<name>-<id16>`.
-fn trash_base(entry: &str) -> &str {
-    let rest = entry.trim_start_matches(".trash-");
-    rest.rsplit_once('-').map_or(rest, |(base, _)| base)
+/// Whether `entry` is the trash of a version of `name`: `.trash-<name>-<id16>-<unique>` or
+/// (a discarded temp) `.trash-tmp-<name>-<id16>-<tempfile suffix>-<unique>`.
+fn is_trash_of(entry: &str, name: &str) -> bool {
+    let Some((base, _)) = entry
+        .strip_prefix(".trash-")
+        .and_then(|r| r.rsplit_once('-'))
+    else {
+        return false;
+    };
+    is_version_of(base, name)
+        || base
+            .strip_prefix("tmp-")
+            .and_then(|t| t.rsplit_once('-'))
+            .is_some_and(|(b, _)| is_version_of(b, name))
 }
 
 fn list(root: &Path) -> Vec<String> {
@@ -381,9 +389,13 @@ mod tests {
         assert!(!is_version_of("app-0123456789abcdeg", "app"));
         assert!(!is_version_of("app-0123456789abcde", "app"));
         assert!(!is_version_of("apps-0123456789abcdef", "app"));
-        assert_eq!(
-            trash_base(".trash-app-0123456789abcdef-12x0x5"),
-            "app-0123456789abcdef"
-        );
+        assert!(is_trash_of(".trash-app-0123456789abcdef-12x0x5", "app"));
+        assert!(is_trash_of(
+            ".trash-tmp-app-0123456789abcdef-AbC12-1x2x3",
+            "app"
+        ));
+        assert!(is_trash_of(".trash-tmp-0123456789abcdef-1x2x3", "tmp"));
+        assert!(!is_trash_of(".trash-other-0123456789abcdef-1x2x3", "app"));
+        assert!(!is_trash_of("app-0123456789abcdef", "app"));
     }
 }
