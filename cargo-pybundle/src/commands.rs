@@ -1,0 +1,294 @@
+//! The commands: each strings the steps together (config → pixi → resolve → pack → cargo).
+
+use anyhow::{bail, Context as _, Result};
+use std::path::{Path, PathBuf};
+
+use crate::cli::{BuildArgs, Command, PackArgs, PackageArgs, PixiArgs, Pybundle, RunArgs};
+use crate::failure::{ChildExit, Step};
+use crate::metadata::{self, Target};
+use crate::pack::{self, key::Key};
+use crate::ui::Ui;
+use crate::{cargo_build, mirror, pixi, resolve};
+
+/// File name of the archive inside `<target dir>/pybundle/<package>/`.
+pub const ARCHIVE_NAME: &str = "bundle.tar.zst";
+
+/// Runs the parsed command line.
+pub fn run(cli: Pybundle) -> Result<()> {
+    let ui = Ui {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    match cli.command {
+        Command::Build(args) => build(&args, &ui).map(|_| ()),
+        Command::Run(args) => run_app(&args, &ui),
+        Command::Pack(args) => pack_only(&args, &ui),
+        Command::Pixi(args) => pixi_passthrough(&args, &ui),
+    }
+}
+
+/// Config, pixi, resolve and pack (or reuse); returns the package and its archive.
+pub fn prepare(args: &PackageArgs, ui: &Ui) -> Result<(Target, PathBuf)> {
+    let target = metadata::load(args).context(Step::Config)?;
+    let config = &target.config;
+    let mirrors = mirror::effective(&config.channel_mirrors).context(Step::Config)?;
+    if !config.scripts.is_dir() {
+        return Err(anyhow::anyhow!(
+            "the scripts folder {} does not exist; create it with your .py files or set `scripts` \
+             in [package.metadata.pybundle] of {}",
+            config.scripts.display(),
+            target.manifest_path.display()
+        ))
+        .context(Step::Config);
+    }
+    let work = target.work_dir();
+    let shadow =
+        mirror::prepare(&config.manifest, &work.join("pixi"), &mirrors).context(Step::Config)?;
+    if shadow.mirrored {
+        tracing::info!(
+            "channels mirrored; pixi runs on {}",
+            shadow.manifest.display()
+        );
+    }
+    let choice = pixi::Choice {
+        explicit: args.pixi.clone(),
+        version: config.pixi_version.clone(),
+        sha256: config.pixi_sha256.clone(),
+    };
+    let pixi = pixi::locate(&choice, ui).context(Step::Pixi)?;
+    let resolved = resolve::resolve(
+        &pixi,
+        &shadow.manifest,
+        &config.environment,
+        config.lock,
+        ui,
+    )
+    .context(Step::Resolve)?;
+
+    let input = pack::Input {
+        name: target.name.clone(),
+        prefix: resolved.prefix.clone(),
+        platform: resolved.platform.clone(),
+        scripts: config.scripts.clone(),
+        exclude: config.exclude.clone(),
+        level: config.compression_level,
+        pkgs_cache: resolved.cache_dir.clone(),
+    };
+    let archive = work.join(ARCHIVE_NAME);
+    let key_path = work.join(format!("{ARCHIVE_NAME}.key"));
+    let key = reuse_key(&input, &shadow.manifest, &mirrors).context(Step::Pack)?;
+    if archive.is_file() && fs_err::read_to_string(&key_path).ok().as_deref() == Some(key.as_str())
+    {
+        ui.status(
+            "Fresh",
+            format!("bundle unchanged, reusing {}", archive.display()),
+        );
+        return Ok((target, archive));
+    }
+    // The key goes first and comes back last: an interrupted pack is never taken as fresh.
+    if key_path.exists() {
+        fs_err::remove_file(&key_path).context(Step::Pack)?;
+    }
+    ui.status(
+        "Packing",
+        format!("{} ({})", target.name, resolved.prefix.display()),
+    );
+    let packed = pack::pack(&input, &archive, ui)
+        .with_context(|| format!("writing {}", archive.display()))
+        .context(Step::Pack)?;
+    write_atomic(&key_path, key.as_bytes()).context(Step::Pack)?;
+    report(&packed, &archive, ui);
+    Ok((target, archive))
+}
+
+fn reuse_key(
+    input: &pack::Input,
+    manifest: &Path,
+    mirrors: &std::collections::BTreeMap<String, String>,
+) -> Result<String> {
+    let mut key = Key::new();
+    key.part("name", input.name.as_bytes());
+    key.part("platform", input.platform.as_bytes());
+    key.part("prefix", input.prefix.to_string_lossy().as_bytes());
+    key.part("exclude", input.exclude.join("\n").as_bytes());
+    key.part("level", &input.level.to_le_bytes());
+    key.part("mirrors", format!("{mirrors:?}").as_bytes());
+    key.file("manifest", manifest)?;
+    key.file("lock", &manifest.with_file_name("pixi.lock"))?;
+    key.tree("conda-meta", &input.prefix.join("conda-meta"))?;
+    key.tree("scripts", &input.scripts)?;
+    for file in python_package_files(&pybundle_runtime::PYTHON_PACKAGE) {
+        key.part(&file.path().to_string_lossy(), file.contents());
+    }
+    Ok(key.finish())
+}
+
+fn python_package_files(
+    dir: &'static include_dir::Dir<'static>,
+) -> Vec<&'static include_dir::File<'static>> {
+    let mut files: Vec<_> = dir.files().collect();
+    for d in dir.dirs() {
+        files.extend(python_package_files(d));
+    }
+    files.sort_by_key(|f| f.path());
+    files
+}
+
+fn report(packed: &pack::Packed, archive: &Path, ui: &Ui) {
+    let m = &packed.manifest;
+    ui.status(
+        "Packed",
+        format!(
+            "{} ({:.1} MB from {:.1} MB, {} entries, {} relocations, python {})",
+            archive.display(),
+            packed.archive_size as f64 / 1e6,
+            m.unpacked_size as f64 / 1e6,
+            m.file_count,
+            m.relocations.len(),
+            m.python.version
+        ),
+    );
+    const SHOWN: usize = 20;
+    for path in packed.unrelocatable.iter().take(SHOWN) {
+        ui.warn(format!("{path}: binary file holds the build prefix with no room to relocate it; it keeps the build machine's path"));
+    }
+    if packed.unrelocatable.len() > SHOWN {
+        ui.warn(format!(
+            "… and {} more such files",
+            packed.unrelocatable.len() - SHOWN
+        ));
+    }
+}
+
+fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = pack::tarball::readable_temp(".pybundle-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, content)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `cargo pybundle build`; returns the binaries built.
+fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
+    let (target, archive) = prepare(&args.package, ui)?;
+    let binaries = cargo_build::build(
+        &target,
+        &args.cargo,
+        &args.cargo_args,
+        args.package.target_dir.as_deref(),
+        &archive,
+        ui,
+    )
+    .context(Step::Cargo)?;
+    for bin in &binaries {
+        println!("{}", bin.display());
+    }
+    Ok(binaries)
+}
+
+fn run_app(args: &RunArgs, ui: &Ui) -> Result<()> {
+    let build_args = BuildArgs {
+        package: args.package.clone(),
+        cargo: args.cargo.clone(),
+        cargo_args: Vec::new(),
+    };
+    let binaries = build(&build_args, ui)?;
+    let binary = match binaries.as_slice() {
+        [one] => one.clone(),
+        [] => bail!("the build produced no executable to run"),
+        many => {
+            let wanted = args.cargo.bin.as_deref();
+            let found = many
+                .iter()
+                .find(|b| wanted.is_some_and(|w| b.file_stem().is_some_and(|s| s == w)));
+            match found {
+                Some(b) => b.clone(),
+                None => bail!(
+                    "the package has several binaries; choose one with --bin ({})",
+                    many.iter()
+                        .filter_map(|b| b.file_stem())
+                        .map(|s| s.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+    };
+    ui.status("Running", binary.display());
+    let status = std::process::Command::new(&binary)
+        .args(&args.args)
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    exit_with(status)
+}
+
+fn pack_only(args: &PackArgs, ui: &Ui) -> Result<()> {
+    if let Some(out) = &args.output {
+        // Fail before the long part if the destination cannot be written.
+        check_writable(out).context(Step::Pack)?;
+    }
+    let (_, archive) = prepare(&args.package, ui)?;
+    match &args.output {
+        Some(out) => {
+            let bytes = fs_err::read(&archive).context(Step::Pack)?;
+            write_atomic(out, &bytes)
+                .with_context(|| {
+                    format!(
+                        "cannot write the archive to {}; choose a writable --output path",
+                        out.display()
+                    )
+                })
+                .context(Step::Pack)?;
+            println!("{}", out.display());
+        }
+        None => println!("{}", archive.display()),
+    }
+    Ok(())
+}
+
+fn check_writable(out: &Path) -> Result<()> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".pybundle-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot write the archive to {}; choose a writable --output path",
+                out.display()
+            )
+        })
+}
+
+fn pixi_passthrough(args: &PixiArgs, ui: &Ui) -> Result<()> {
+    let settings = metadata::pixi_settings_here().context(Step::Config)?;
+    let choice = pixi::Choice {
+        explicit: args.pixi.clone(),
+        version: settings.as_ref().and_then(|c| c.pixi_version.clone()),
+        sha256: settings.as_ref().and_then(|c| c.pixi_sha256.clone()),
+    };
+    let pixi = pixi::locate(&choice, ui).context(Step::Pixi)?;
+    let status = std::process::Command::new(pixi.path())
+        .args(&args.args)
+        .status()
+        .with_context(|| format!("running {}", pixi.path().display()))?;
+    exit_with(status)
+}
+
+fn exit_with(status: std::process::ExitStatus) -> Result<()> {
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(ChildExit(u8::try_from(code).unwrap_or(1)).into()),
+        None => Err(ChildExit(1)).context(format!("the program was killed ({status})")),
+    }
+}

@@ -1,0 +1,366 @@
+//! The application's configuration: `[package.metadata.pybundle]` read with `cargo_metadata`.
+//!
+//! Keys are checked one by one (not with a derived deserializer) so that an error names the
+//! key, the expected type and the valid keys: serde's messages lose the key on a wrong type.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use cargo_metadata::{Metadata, MetadataCommand, Package};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::cli::PackageArgs;
+
+/// Valid keys of `[package.metadata.pybundle]`, listed in error messages.
+pub const KEYS: &[&str] = &[
+    "manifest",
+    "environment",
+    "scripts",
+    "pixi-version",
+    "pixi-sha256",
+    "lock",
+    "exclude",
+    "compression-level",
+    "channel-mirrors",
+];
+
+/// Files left out of the archive unless `exclude` says otherwise. Bytecode only: a `.pyc`
+/// is keyed to its source's mtime, which the archive's fixed mtime changes, so Python would
+/// ignore it anyway. Test folders stay: some packages import from theirs (e.g. `numpy.testing`
+/// helpers live beside test suites) — add `"**/tests/**"` yourself to drop them.
+pub const DEFAULT_EXCLUDE: &[&str] = &["**/__pycache__/**", "**/*.pyc"];
+
+/// zstd level used unless `compression-level` is set; chosen with `benches/pack.rs` (see there).
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 19;
+
+/// Snippet shown when a package has no configuration table.
+const SNIPPET: &str = "[package.metadata.pybundle]\nmanifest = \"pixi.toml\"\nscripts = \"python\"";
+
+/// How pixi may treat the lock file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    /// `--locked`: the lock file must match the manifest (default).
+    Locked,
+    /// `--frozen`: install exactly what the lock file says, without checking.
+    Frozen,
+    /// Solve again when needed (in the build directory; your own pixi.lock is left as is).
+    Update,
+}
+
+/// `[package.metadata.pybundle]`, with defaults applied and paths made absolute.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// pixi manifest (pixi.toml).
+    pub manifest: PathBuf,
+    /// pixi environment to bundle.
+    pub environment: String,
+    /// Folder of the application's Python scripts.
+    pub scripts: PathBuf,
+    /// pixi version to download when no pixi is given.
+    pub pixi_version: Option<String>,
+    /// Expected sha256 of the pixi download.
+    pub pixi_sha256: Option<String>,
+    /// Lock file policy.
+    pub lock: Lock,
+    /// Globs (relative to the prefix and to the scripts folder) left out of the archive.
+    pub exclude: Vec<String>,
+    /// zstd level, 1..=22.
+    pub compression_level: i32,
+    /// Channel name or URL → replacement URL.
+    pub channel_mirrors: BTreeMap<String, String>,
+}
+
+/// The Cargo package being bundled and where its build output goes.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Package name.
+    pub name: String,
+    /// The package's Cargo.toml.
+    pub manifest_path: PathBuf,
+    /// Cargo's target directory (`--target-dir`, `CARGO_TARGET_DIR`, or the workspace's).
+    pub target_dir: PathBuf,
+    /// The parsed configuration.
+    pub config: Config,
+}
+
+impl Target {
+    /// `<target dir>/pybundle/<package>`: everything cargo-pybundle writes for this package.
+    pub fn work_dir(&self) -> PathBuf {
+        self.target_dir.join("pybundle").join(&self.name)
+    }
+}
+
+/// Runs `cargo metadata` for the selected package and reads its configuration.
+pub fn load(args: &PackageArgs) -> Result<Target> {
+    let metadata = cargo_metadata(args.manifest_path.as_deref())?;
+    let package = select(
+        &metadata,
+        args.package.as_deref(),
+        args.manifest_path.as_deref(),
+    )?;
+    let manifest_path = PathBuf::from(package.manifest_path.as_std_path());
+    let Some(table) = package.metadata.get("pybundle").filter(|v| !v.is_null()) else {
+        bail!(
+            "package `{}` ({}) has no [package.metadata.pybundle] table; add one, e.g.\n\n{SNIPPET}",
+            package.name,
+            manifest_path.display()
+        );
+    };
+    let dir = manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let config = parse(table, &dir).with_context(|| {
+        format!(
+            "in [package.metadata.pybundle] of {}",
+            manifest_path.display()
+        )
+    })?;
+    let target_dir = match &args.target_dir {
+        Some(dir) => std::path::absolute(dir)
+            .with_context(|| format!("resolving --target-dir {}", dir.display()))?,
+        None => metadata.target_directory.clone().into_std_path_buf(),
+    };
+    Ok(Target {
+        name: package.name.to_string(),
+        manifest_path,
+        target_dir,
+        config,
+    })
+}
+
+/// `pixi-version`/`pixi-sha256` of the package in the current directory, if it has a valid
+/// table; `None` when there is no Cargo package here (the `pixi` command works anywhere).
+pub fn pixi_settings_here() -> Result<Option<Config>> {
+    let Ok(metadata) = cargo_metadata(None) else {
+        return Ok(None);
+    };
+    let Some(package) = metadata.root_package() else {
+        return Ok(None);
+    };
+    let Some(table) = package.metadata.get("pybundle").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let dir = package
+        .manifest_path
+        .parent()
+        .map(|d| d.as_std_path().to_path_buf());
+    let config = parse(table, &dir.unwrap_or_default()).with_context(|| {
+        format!(
+            "in [package.metadata.pybundle] of {}",
+            package.manifest_path
+        )
+    })?;
+    Ok(Some(config))
+}
+
+fn cargo_metadata(manifest_path: Option<&Path>) -> Result<Metadata> {
+    let mut cmd = MetadataCommand::new();
+    cmd.no_deps();
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        cmd.cargo_path(cargo);
+    }
+    if let Some(path) = manifest_path {
+        cmd.manifest_path(path);
+    }
+    cmd.exec().map_err(|err| match err {
+        cargo_metadata::Error::CargoMetadata { stderr } => anyhow!("{}", stderr.trim_end()),
+        other => anyhow!(other),
+    })
+    .context("reading the Cargo package with `cargo metadata`; run it in a Cargo package or pass --manifest-path")
+}
+
+/// The package named by `-p`, else the one `--manifest-path`/the current directory names, else
+/// the only workspace member with a pybundle table.
+fn select<'m>(
+    metadata: &'m Metadata,
+    name: Option<&str>,
+    manifest_path: Option<&Path>,
+) -> Result<&'m Package> {
+    let members = metadata.workspace_packages();
+    if let Some(name) = name {
+        return members
+            .iter()
+            .copied()
+            .find(|p| p.name.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = members.iter().map(|p| p.name.as_str()).collect();
+                anyhow!(
+                    "no package `{name}` in the workspace; members: {}",
+                    names.join(", ")
+                )
+            });
+    }
+    if let Some(root) = metadata.root_package() {
+        return Ok(root);
+    }
+    let bundled: Vec<&Package> = members
+        .iter()
+        .copied()
+        .filter(|p| p.metadata.get("pybundle").is_some())
+        .collect();
+    match bundled.as_slice() {
+        [one] => Ok(one),
+        [] => bail!(
+            "no package in the workspace {} has [package.metadata.pybundle]; add one, e.g.\n\n{SNIPPET}",
+            manifest_path.map_or_else(|| metadata.workspace_root.to_string(), |p| p.display().to_string())
+        ),
+        many => {
+            let names: Vec<&str> = many.iter().map(|p| p.name.as_str()).collect();
+            bail!("several packages can be bundled ({}); choose one with -p", names.join(", "))
+        }
+    }
+}
+
+/// Parses and checks the table; relative paths are taken from `dir` (the package directory).
+pub fn parse(table: &Value, dir: &Path) -> Result<Config> {
+    let Value::Object(map) = table else {
+        bail!(
+            "[package.metadata.pybundle] must be a table, not {}",
+            kind(table)
+        );
+    };
+    let mut config = Config {
+        manifest: dir.join("pixi.toml"),
+        environment: "default".into(),
+        scripts: dir.join("python"),
+        pixi_version: None,
+        pixi_sha256: None,
+        lock: Lock::Locked,
+        exclude: DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
+        compression_level: DEFAULT_COMPRESSION_LEVEL,
+        channel_mirrors: BTreeMap::new(),
+    };
+    for (key, value) in map {
+        let bad =
+            |expected: &str| anyhow!("`{key}` must be {expected}, not {} `{value}`", kind(value));
+        match key.as_str() {
+            "manifest" => {
+                config.manifest = dir.join(string(value).ok_or_else(|| bad("a path string"))?)
+            }
+            "scripts" => {
+                config.scripts = dir.join(string(value).ok_or_else(|| bad("a path string"))?)
+            }
+            "environment" => {
+                config.environment = string(value).ok_or_else(|| bad("a string"))?.to_owned()
+            }
+            "pixi-version" => {
+                let v = string(value).ok_or_else(|| bad("a version string like \"0.59.0\""))?;
+                config.pixi_version = Some(v.trim_start_matches('v').to_owned());
+            }
+            "pixi-sha256" => {
+                let v = string(value).filter(|s| is_sha256(s));
+                config.pixi_sha256 = Some(
+                    v.ok_or_else(|| bad("64 hexadecimal digits"))?
+                        .to_ascii_lowercase(),
+                );
+            }
+            "lock" => {
+                config.lock = match string(value) {
+                    Some("locked") => Lock::Locked,
+                    Some("frozen") => Lock::Frozen,
+                    Some("update") => Lock::Update,
+                    _ => return Err(bad("one of \"locked\", \"frozen\", \"update\"")),
+                }
+            }
+            "exclude" => {
+                let globs = value
+                    .as_array()
+                    .ok_or_else(|| bad("an array of glob strings"))?;
+                config.exclude = globs
+                    .iter()
+                    .map(|g| string(g).map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad("an array of glob strings"))?;
+            }
+            "compression-level" => {
+                config.compression_level = value
+                    .as_i64()
+                    .filter(|l| (1..=22).contains(l))
+                    .and_then(|l| i32::try_from(l).ok())
+                    .ok_or_else(|| bad("an integer from 1 to 22"))?;
+            }
+            "channel-mirrors" => {
+                let table = value
+                    .as_object()
+                    .ok_or_else(|| bad("a table of channel = \"url\""))?;
+                for (channel, url) in table {
+                    let url = string(url).ok_or_else(|| {
+                        anyhow!(
+                            "`channel-mirrors.{channel}` must be a URL string, not {}",
+                            kind(url)
+                        )
+                    })?;
+                    config
+                        .channel_mirrors
+                        .insert(channel.clone(), url.to_owned());
+                }
+            }
+            _ => bail!("unknown key `{key}`; valid keys: {}", KEYS.join(", ")),
+        }
+    }
+    Ok(config)
+}
+
+fn string(value: &Value) -> Option<&str> {
+    value.as_str()
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(table: Value) -> String {
+        format!("{:#}", parse(&table, Path::new("/app")).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = parse(
+            &json!({"scripts": "py", "compression-level": 3}),
+            Path::new("/app"),
+        )
+        .unwrap();
+        assert_eq!(c.manifest, Path::new("/app/pixi.toml"));
+        assert_eq!(c.scripts, Path::new("/app/py"));
+        assert_eq!(c.compression_level, 3);
+        assert_eq!(c.lock, Lock::Locked);
+        assert_eq!(c.exclude, DEFAULT_EXCLUDE);
+    }
+
+    #[test]
+    fn unknown_key_lists_valid_keys() {
+        let e = err(json!({"scripts-dir": "py"}));
+        assert!(e.contains("unknown key `scripts-dir`"), "{e}");
+        assert!(e.contains("channel-mirrors"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        assert!(err(json!({"compression-level": "high"}))
+            .contains("`compression-level` must be an integer"));
+        assert!(err(json!({"compression-level": 30})).contains("from 1 to 22"));
+        assert!(err(json!({"lock": "yes"})).contains("\"locked\""));
+        assert!(err(json!({"exclude": "*.pyc"})).contains("array of glob"));
+        assert!(err(json!({"pixi-sha256": "abc"})).contains("64 hexadecimal"));
+        assert!(err(json!({"channel-mirrors": {"conda-forge": 1}}))
+            .contains("channel-mirrors.conda-forge"));
+        assert!(err(json!(["x"])).contains("must be a table"));
+    }
+}

@@ -1,0 +1,171 @@
+//! Resolving the environment: `pixi install`, then `pixi info --json` for where it landed.
+//!
+//! The prefix always comes from `environments_info[].prefix` (pixi ≥0.15.1): detached
+//! environments do not live in `.pixi/envs/<name>`. pixi's own output reaches the user.
+
+use anyhow::{bail, Context as _, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::metadata::Lock;
+use crate::pixi::Pixi;
+use crate::ui::Ui;
+
+/// An installed environment.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The conda prefix.
+    pub prefix: PathBuf,
+    /// Conda platform, e.g. `linux-64`.
+    pub platform: String,
+    /// pixi's package cache (holds the extracted packages with their placeholders).
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct Info {
+    platform: String,
+    #[serde(default)]
+    cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    environments_info: Vec<EnvInfo>,
+}
+
+#[derive(Deserialize)]
+struct EnvInfo {
+    name: String,
+    #[serde(default)]
+    prefix: Option<PathBuf>,
+}
+
+/// Installs `environment` of `manifest` and returns its prefix.
+pub fn resolve(
+    pixi: &Pixi,
+    manifest: &Path,
+    environment: &str,
+    lock: Lock,
+    ui: &Ui,
+) -> Result<Resolved> {
+    // Ask first, so an unknown environment is reported by name before any solving happens.
+    let info = info(pixi, manifest)?;
+    let names: Vec<&str> = info
+        .environments_info
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let Some(env) = info
+        .environments_info
+        .iter()
+        .find(|e| e.name == environment)
+    else {
+        bail!(
+            "pixi environment `{environment}` is not defined in {} (it has: {}); fix `environment` \
+             in [package.metadata.pybundle] or add it to the pixi manifest",
+            manifest.display(),
+            names.join(", ")
+        );
+    };
+    let prefix = env.prefix.clone().with_context(|| {
+        format!(
+            "`{} info --json` reports no prefix for environment `{environment}`; this pixi is too \
+             old (0.15.1 or newer is needed)",
+            pixi.path.display()
+        )
+    })?;
+
+    let mut cmd = pixi.command();
+    cmd.arg("install").arg("--manifest-path").arg(manifest);
+    if environment != "default" {
+        if !pixi.install_knows_environment()? {
+            bail!("this pixi cannot install a named environment (`-e`); use pixi 0.13 or newer");
+        }
+        cmd.args(["--environment", environment]);
+    }
+    let lock_file = manifest.with_file_name("pixi.lock");
+    match lock {
+        Lock::Locked if lock_file.is_file() => {
+            cmd.arg("--locked");
+        }
+        Lock::Locked => ui.status(
+            "Locking",
+            format!(
+                "no pixi.lock yet: solving the environment (writes {})",
+                lock_file.display()
+            ),
+        ),
+        Lock::Frozen if lock_file.is_file() => {
+            cmd.arg("--frozen");
+        }
+        Lock::Frozen => bail!(
+            "lock = \"frozen\" needs a pixi.lock beside {}; create one with `cargo pybundle pixi \
+             install` in your project, or use lock = \"locked\"",
+            manifest.display()
+        ),
+        Lock::Update => {}
+    }
+    if ui.quiet {
+        cmd.arg("--quiet");
+    }
+    ui.status(
+        "Resolving",
+        format!("pixi environment `{environment}` ({})", manifest.display()),
+    );
+    // pixi prints progress on stderr and a summary on stdout; both belong to the user, but our
+    // stdout is reserved for the paths of built binaries, so pixi's stdout goes to stderr.
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(stdout_to_stderr())
+        .status()
+        .with_context(|| format!("running {}", pixi.path.display()))?;
+    if !status.success() {
+        bail!(
+            "`pixi install --manifest-path {}` failed ({status}); pixi's message is above. The \
+             manifest is a copy of yours with mirrors applied; fix yours and build again",
+            manifest.display()
+        );
+    }
+    if !prefix.join("conda-meta").is_dir() {
+        bail!(
+            "pixi reported success but {} holds no conda-meta folder",
+            prefix.display()
+        );
+    }
+    Ok(Resolved {
+        prefix,
+        platform: info.platform,
+        cache_dir: info.cache_dir,
+    })
+}
+
+fn info(pixi: &Pixi, manifest: &Path) -> Result<Info> {
+    let out = pixi
+        .command()
+        .args(["info", "--json", "--manifest-path"])
+        .arg(manifest)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("running {}", pixi.path.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`pixi info --manifest-path {}` failed: {}",
+            manifest.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading the JSON of `{} info --json`", pixi.path.display()))
+}
+
+/// A `Stdio` writing to our stderr.
+fn stdout_to_stderr() -> Stdio {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+            return Stdio::from(fd);
+        }
+    }
+    Stdio::inherit()
+}
