@@ -1,4 +1,52 @@
-//! placeholder
-pub fn run(_: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("todo")
+//! `cargo xtask test`: prepare the real test toolchain (pixi + the local channel), then run
+//! `cargo fmt --check` and the whole workspace's tests with the toolchain handed over in
+//! `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{channel, pixi, tools};
+
+/// Run the suite; fails when formatting or any test fails.
+pub fn run(extra: &[String]) -> Result<()> {
+    let root = tools::workspace_root();
+    let started = std::time::Instant::now();
+
+    // Formatting first: it takes a second and its failure is worth seeing early, but it does not
+    // stop the tests, so one run reports everything.
+    let fmt = Command::new(tools::cargo())
+        .args(["fmt", "--all", "--check"])
+        .current_dir(&root)
+        .status()
+        .context("running `cargo fmt --all --check`")?;
+    eprintln!(
+        "xtask: cargo fmt --check: {}",
+        if fmt.success() { "ok" } else { "FAILED" }
+    );
+
+    let pixi = pixi::ensure().context("preparing the test pixi")?;
+    let channel = channel::ensure().context("preparing the test channel")?;
+    eprintln!("xtask: PYBUNDLE_PIXI={}", pixi.display());
+    eprintln!("xtask: PYBUNDLE_TEST_CHANNEL={channel}");
+
+    // CI passes through from our own environment: testkit fails instead of skipping under CI.
+    let tests = Command::new(tools::cargo())
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
+        .args(extra)
+        .current_dir(&root)
+        .env("PYBUNDLE_PIXI", &pixi)
+        .env("PYBUNDLE_TEST_CHANNEL", &channel)
+        .status()
+        .context("running `cargo test`")?;
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    eprintln!(
+        "xtask: cargo test: {} ({minutes:.1} min in all)",
+        if tests.success() { "ok" } else { "FAILED" }
+    );
+    match (fmt.success(), tests.success()) {
+        (true, true) => Ok(()),
+        (false, true) => bail!("formatting differs from rustfmt: run `cargo fmt --all`"),
+        (_, false) => bail!("tests failed (see the cargo test output above)"),
+    }
 }

@@ -149,9 +149,11 @@ pub fn host_python() -> Result<HostPython> {
         .prefix
         .join("lib")
         .join(format!("libpython{short}.so.1.0"));
+    // A distribution's Python (prefix /usr) is spread over /usr/lib/<triplet> and would drag all
+    // of /usr along: only a self-contained prefix with libpython in <prefix>/lib will do.
     if shared != "1" || !interpreter.is_file() || !libpython.is_file() {
         bail!(
-            "{} is not a shared-library CPython build (need {} and {}); set \
+            "{} is not a self-contained shared-library CPython install (need {} and {}); set \
              PYBUNDLE_HOST_PYTHON to a CPython built with --enable-shared (pyenv: \
              PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install 3.11)",
             host.prefix.display(),
