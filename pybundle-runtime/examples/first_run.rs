@@ -171,6 +171,7 @@ fn map(path: &Path) -> &'static [u8] {
 }
 
 /// Wall time and peak RSS (KiB) of a child process.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot do
 fn measure(cmd: &mut Command) -> (Duration, u64) {
     let started = Instant::now();
     let child = cmd.spawn().expect("spawn");

@@ -25,7 +25,7 @@ pub fn placeholder() -> String {
 
 /// One archive entry, written with raw header fields so hostile names survive.
 pub enum E {
-    Dir(&'static str),
+    Dir(String),
     File(String, Vec<u8>, u32),
     Symlink(String, String),
     Hardlink(String, String),
@@ -56,8 +56,9 @@ fn header(path: &[u8], kind: tar::EntryType, size: u64, mode: u32, link: &[u8]) 
     let mut h = tar::Header::new_gnu();
     {
         let g = h.as_gnu_mut().expect("gnu header");
-        g.name[..path.len()].copy_from_slice(path);
-        g.linkname[..link.len()].copy_from_slice(link);
+        let (p, l) = (&path[..path.len().min(100)], &link[..link.len().min(100)]);
+        g.name[..p.len()].copy_from_slice(p);
+        g.linkname[..l.len()].copy_from_slice(l);
     }
     h.set_entry_type(kind);
     h.set_size(size);
@@ -67,6 +68,21 @@ fn header(path: &[u8], kind: tar::EntryType, size: u64, mode: u32, link: &[u8]) 
     h.set_gid(0);
     h.set_cksum();
     *h.as_bytes()
+}
+
+/// Appends one entry; names and link targets over 100 bytes go in GNU long-name records.
+fn push(out: &mut Vec<u8>, path: &[u8], kind: tar::EntryType, mode: u32, link: &[u8], data: &[u8]) {
+    for (long, long_kind) in [
+        (link, tar::EntryType::GNULongLink),
+        (path, tar::EntryType::GNULongName),
+    ] {
+        if long.len() > 100 {
+            let name = [long, b"\0"].concat();
+            let h = header(b"././@LongLink", long_kind, name.len() as u64, 0o644, b"");
+            push_entry(out, h, &name);
+        }
+    }
+    push_entry(out, header(path, kind, data.len() as u64, mode, link), data);
 }
 
 fn push_entry(out: &mut Vec<u8>, h: [u8; 512], data: &[u8]) {
@@ -82,32 +98,21 @@ pub fn build(spec: &Spec) -> Vec<u8> {
     let mut size = 0;
     for e in &spec.entries {
         match e {
-            E::Dir(p) => push_entry(
-                &mut body,
-                header(p.as_bytes(), T::Directory, 0, 0o755, b""),
-                b"",
-            ),
+            E::Dir(p) => push(&mut body, p.as_bytes(), T::Directory, 0o755, b"", b""),
             E::File(p, data, mode) => {
                 size += data.len() as u64;
-                push_entry(
-                    &mut body,
-                    header(p.as_bytes(), T::Regular, data.len() as u64, *mode, b""),
-                    data,
-                )
+                push(&mut body, p.as_bytes(), T::Regular, *mode, b"", data)
             }
-            E::Symlink(p, t) => push_entry(
+            E::Symlink(p, t) => push(
                 &mut body,
-                header(p.as_bytes(), T::Symlink, 0, 0o777, t.as_bytes()),
+                p.as_bytes(),
+                T::Symlink,
+                0o777,
+                t.as_bytes(),
                 b"",
             ),
-            E::Hardlink(p, t) => push_entry(
-                &mut body,
-                header(p.as_bytes(), T::Link, 0, 0o644, t.as_bytes()),
-                b"",
-            ),
-            E::Special(p, kind) => {
-                push_entry(&mut body, header(p.as_bytes(), *kind, 0, 0o644, b""), b"")
-            }
+            E::Hardlink(p, t) => push(&mut body, p.as_bytes(), T::Link, 0o644, t.as_bytes(), b""),
+            E::Special(p, kind) => push(&mut body, p.as_bytes(), *kind, 0o644, b"", b""),
         }
     }
     body.extend_from_slice(&[0; 1024]);
@@ -162,8 +167,8 @@ pub fn sample(name: &str, salt: &str) -> Spec {
     binary.extend_from_slice(b"other\0");
     binary.extend_from_slice(ph.as_bytes());
     let files = vec![
-        E::Dir("env/"),
-        E::Dir("env/bin/"),
+        E::Dir("env/".into()),
+        E::Dir("env/bin/".into()),
         E::File(
             "env/bin/python3.11".into(),
             b"#!/bin/sh\necho \"interp-ran $*\"\n".to_vec(),
@@ -869,4 +874,179 @@ fn an_embedded_archive_works_in_a_real_build() {
         stdout.starts_with("ERR ") && stdout.contains("cargo pybundle build"),
         "{stdout}"
     );
+}
+
+// --- a real conda python --------------------------------------------------------------------
+
+/// The test channel's conda-build style python (255-character placeholder in text files and
+/// in the RUNPATH of the interpreter), bundled the way the packer does it (original files,
+/// placeholders listed from `info/paths.json`), must start from the cache and report the new
+/// prefix. Without the relocations the same bundle must not start: the test can fail.
+#[test]
+fn a_real_conda_python_starts_after_relocation() {
+    let Some(channel) = std::env::var("PYBUNDLE_TEST_CHANNEL")
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        let msg = "a_real_conda_python_starts_after_relocation: needs PYBUNDLE_TEST_CHANNEL \
+                   (run `cargo xtask test`, or set it to the URL `cargo xtask channel` prints)";
+        assert!(
+            !testkit::in_ci(),
+            "{msg} (CI is set, so this fails instead of skipping)"
+        );
+        eprintln!("SKIPPED {msg}");
+        return;
+    };
+    let linux = Path::new(channel.trim_start_matches("file://")).join("linux-64");
+    let pkg = std::fs::read_dir(&linux)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("python-")
+        })
+        .unwrap_or_else(|| panic!("no python package in {}", linux.display()));
+    let tmp = tempfile::tempdir().unwrap();
+    let unpacked = tmp.path().join("pkg");
+    std::fs::create_dir(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xjf")
+        .arg(&pkg)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot unpack {}", pkg.display());
+
+    let paths: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("info/paths.json")).unwrap()).unwrap();
+    let mut relocations: Vec<Relocation> = paths["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let placeholder = p.get("prefix_placeholder")?.as_str()?.to_owned();
+            let mode = match p.get("file_mode").and_then(|m| m.as_str()) {
+                Some("binary") => FileMode::Binary,
+                _ => FileMode::Text,
+            };
+            Some(Relocation {
+                path: format!("env/{}", p["_path"].as_str()?),
+                placeholder,
+                mode,
+            })
+        })
+        .collect();
+    relocations.sort();
+    assert!(relocations
+        .iter()
+        .any(|r| r.mode == FileMode::Binary && r.path == "env/bin/python3.11"));
+    let placeholder = relocations[0].placeholder.clone();
+
+    let mut files = Vec::new();
+    collect(&unpacked, &unpacked, &mut files);
+    let spec = |relocations: Vec<Relocation>| Spec {
+        name: "realpy".into(),
+        entries: files
+            .iter()
+            .map(|(rel, kind)| match kind {
+                Kind::Dir => E::Dir(format!("env/{rel}/")),
+                Kind::Link(t) => E::Symlink(format!("env/{rel}"), t.clone()),
+                Kind::File(mode) => E::File(
+                    format!("env/{rel}"),
+                    std::fs::read(unpacked.join(rel)).unwrap(),
+                    *mode,
+                ),
+            })
+            .collect(),
+        relocations,
+        id: None,
+    };
+
+    let env = Bundle::from_bytes(build(&spec(relocations.clone())))
+        .unwrap()
+        .cache_dir(tmp.path().join("cache"))
+        .ready()
+        .unwrap();
+    // The prefix as Python sees it, from sysconfig (a relocated text file), and the libpython
+    // the loader mapped (found through the relocated RUNPATH of a binary file).
+    let probe =
+        "import sys, sysconfig\nprint(sys.prefix)\nprint(sysconfig.get_config_var('prefix'))\n\
+                 print(next(l.split()[-1] for l in open('/proc/self/maps') if 'libpython3' in l))";
+    let out = env.python().args(["-c", probe]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = env.prefix().display().to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{prefix}\n{prefix}\n{prefix}/lib/libpython3.11.so.1.0\n")
+    );
+    for r in &relocations {
+        let data = std::fs::read(env.root().join(&r.path)).unwrap();
+        assert!(
+            !data
+                .windows(placeholder.len())
+                .any(|w| w == placeholder.as_bytes()),
+            "{} still holds the placeholder",
+            r.path
+        );
+    }
+
+    // The control: without relocations the same bundle keeps the placeholder and loads some
+    // other libpython (or none), so the checks above can fail.
+    let env = Bundle::from_bytes(build(&spec(Vec::new())))
+        .unwrap()
+        .cache_dir(tmp.path().join("cache-unrelocated"))
+        .ready()
+        .unwrap();
+    let out = env.python().args(["-c", probe]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let prefix = env.prefix().display().to_string();
+    assert!(
+        !out.status.success()
+            || !stdout.ends_with(&format!(
+                "{prefix}\n{prefix}\n{prefix}/lib/libpython3.11.so.1.0\n"
+            )),
+        "an unrelocated bundle looked relocated: {stdout}"
+    );
+    eprintln!("unrelocated control: {:?} {stdout:?}", out.status);
+}
+
+enum Kind {
+    Dir,
+    Link(String),
+    File(u32),
+}
+
+/// The package's files (without `info/`), sorted, parents first.
+fn collect(base: &Path, dir: &Path, out: &mut Vec<(String, Kind)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_owned();
+        if rel == "info" {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&p).unwrap().to_str().unwrap().to_owned();
+            out.push((rel, Kind::Link(target)));
+        } else if meta.is_dir() {
+            out.push((rel, Kind::Dir));
+            collect(base, &p, out);
+        } else {
+            out.push((rel, Kind::File(meta.permissions().mode() & 0o777)));
+        }
+    }
 }
