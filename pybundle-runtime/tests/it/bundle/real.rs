@@ -1,0 +1,275 @@
+//! The real things: a program built by cargo with the archive embedded, and a conda-build
+//! style python from the test channel.
+
+use std::process::Command;
+
+use pybundle_runtime::Bundle;
+
+use super::*;
+
+// --- a real build with the archive embedded ------------------------------------------------
+
+/// Builds a small program against this crate with `PYBUNDLE_ARCHIVE` set (what `cargo
+/// pybundle build` does) and runs it: the `.incbin` payload must come back byte-exact
+/// through `Bundle::embedded()`. Then the same program built without an archive must fail
+/// with the "use cargo pybundle build" message, not a panic.
+#[test]
+fn an_embedded_archive_works_in_a_real_build() {
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("embed-app");
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    std::fs::write(
+        work.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"embed-app\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             [dependencies]\npybundle-runtime = {{ path = {:?} }}\n[workspace]\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("src/main.rs"),
+        r#"fn main() {
+    let bundle = match pybundle_runtime::Bundle::embedded() {
+        Ok(b) => b,
+        Err(e) => { println!("ERR {e}"); std::process::exit(3) }
+    };
+    let env = bundle.ready().unwrap();
+    println!("OK {} {}", bundle.manifest().id, env.interpreter().display());
+}
+"#,
+    )
+    .unwrap();
+    let _ = std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
+        work.join("Cargo.lock"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive_path = tmp.path().join("bundle.tar.zst");
+    let archive = build(&sample("embedded", "x"));
+    std::fs::write(&archive_path, &archive).unwrap();
+    let id = pybundle_runtime::manifest_of(&archive).unwrap().id;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let exe = work.join("target/debug/embed-app");
+    let run_build = |archive: Option<&Path>| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["build", "--quiet", "--manifest-path"])
+            .arg(work.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", work.join("target"))
+            .env_remove("PYBUNDLE_ARCHIVE");
+        if let Some(a) = archive {
+            cmd.env("PYBUNDLE_ARCHIVE", a);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_build(Some(&archive_path));
+    let out = Command::new(&exe)
+        .env("PYBUNDLE_CACHE_DIR", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = tmp
+        .path()
+        .join("cache")
+        .join(format!("embedded-{}", &id[..16]));
+    assert_eq!(
+        stdout.trim(),
+        format!("OK {id} {}", dir.join("env/bin/python3").display()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The payload sits in the binary once, findable by `cargo pybundle inspect`.
+    let bytes = std::fs::read(&exe).unwrap();
+    assert_eq!(
+        pybundle_runtime::find_in_executable(&bytes),
+        Some(&archive[..])
+    );
+
+    run_build(None);
+    let out = Command::new(&exe).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("ERR ") && stdout.contains("cargo pybundle build"),
+        "{stdout}"
+    );
+}
+
+// --- a real conda python --------------------------------------------------------------------
+
+/// The test channel's conda-build style python (255-character placeholder in text files and
+/// in the RUNPATH of the interpreter), bundled the way the packer does it (original files,
+/// placeholders listed from `info/paths.json`), must start from the cache and report the new
+/// prefix. Without the relocations the same bundle must not start: the test can fail.
+#[test]
+fn a_real_conda_python_starts_after_relocation() {
+    let Some(channel) = std::env::var("PYBUNDLE_TEST_CHANNEL")
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        let msg = "a_real_conda_python_starts_after_relocation: needs PYBUNDLE_TEST_CHANNEL \
+                   (run `cargo xtask test`, or set it to the URL `cargo xtask channel` prints)";
+        assert!(
+            !testkit::in_ci(),
+            "{msg} (CI is set, so this fails instead of skipping)"
+        );
+        eprintln!("SKIPPED {msg}");
+        return;
+    };
+    let linux = Path::new(channel.trim_start_matches("file://")).join("linux-64");
+    let pkg = std::fs::read_dir(&linux)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("python-")
+        })
+        .unwrap_or_else(|| panic!("no python package in {}", linux.display()));
+    let tmp = tempfile::tempdir().unwrap();
+    let unpacked = tmp.path().join("pkg");
+    std::fs::create_dir(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xjf")
+        .arg(&pkg)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot unpack {}", pkg.display());
+
+    let paths: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("info/paths.json")).unwrap()).unwrap();
+    let mut relocations: Vec<Relocation> = paths["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let placeholder = p.get("prefix_placeholder")?.as_str()?.to_owned();
+            let mode = match p.get("file_mode").and_then(|m| m.as_str()) {
+                Some("binary") => FileMode::Binary,
+                _ => FileMode::Text,
+            };
+            Some(Relocation {
+                path: format!("env/{}", p["_path"].as_str()?),
+                placeholder,
+                mode,
+            })
+        })
+        .collect();
+    relocations.sort();
+    assert!(relocations
+        .iter()
+        .any(|r| r.mode == FileMode::Binary && r.path == "env/bin/python3.11"));
+    let placeholder = relocations[0].placeholder.clone();
+
+    let mut files = Vec::new();
+    collect(&unpacked, &unpacked, &mut files);
+    let spec = |relocations: Vec<Relocation>| Spec {
+        name: "realpy".into(),
+        entries: files
+            .iter()
+            .map(|(rel, kind)| match kind {
+                Kind::Dir => E::Dir(format!("env/{rel}/")),
+                Kind::Link(t) => E::Symlink(format!("env/{rel}"), t.clone()),
+                Kind::File(mode) => E::File(
+                    format!("env/{rel}"),
+                    std::fs::read(unpacked.join(rel)).unwrap(),
+                    *mode,
+                ),
+            })
+            .collect(),
+        relocations,
+        id: None,
+    };
+
+    let env = Bundle::from_bytes(build(&spec(relocations.clone())))
+        .unwrap()
+        .cache_dir(tmp.path().join("cache"))
+        .ready()
+        .unwrap();
+    // The prefix as Python sees it, from sysconfig (a relocated text file), and the libpython
+    // the loader mapped (found through the relocated RUNPATH of a binary file).
+    let probe =
+        "import sys, sysconfig\nprint(sys.prefix)\nprint(sysconfig.get_config_var('prefix'))\n\
+                 print(next(l.split()[-1] for l in open('/proc/self/maps') if 'libpython3' in l))";
+    let out = env.python().args(["-c", probe]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = env.prefix().display().to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{prefix}\n{prefix}\n{prefix}/lib/libpython3.11.so.1.0\n")
+    );
+    for r in &relocations {
+        let data = std::fs::read(env.root().join(&r.path)).unwrap();
+        assert!(
+            !data
+                .windows(placeholder.len())
+                .any(|w| w == placeholder.as_bytes()),
+            "{} still holds the placeholder",
+            r.path
+        );
+    }
+
+    // The control: without relocations the same bundle keeps the placeholder and loads some
+    // other libpython (or none), so the checks above can fail.
+    let env = Bundle::from_bytes(build(&spec(Vec::new())))
+        .unwrap()
+        .cache_dir(tmp.path().join("cache-unrelocated"))
+        .ready()
+        .unwrap();
+    let out = env.python().args(["-c", probe]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let prefix = env.prefix().display().to_string();
+    assert!(
+        !out.status.success()
+            || !stdout.ends_with(&format!(
+                "{prefix}\n{prefix}\n{prefix}/lib/libpython3.11.so.1.0\n"
+            )),
+        "an unrelocated bundle looked relocated: {stdout}"
+    );
+    eprintln!("unrelocated control: {:?} {stdout:?}", out.status);
+}
+
+enum Kind {
+    Dir,
+    Link(String),
+    File(u32),
+}
+
+/// The package's files (without `info/`), sorted, parents first.
+fn collect(base: &Path, dir: &Path, out: &mut Vec<(String, Kind)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_owned();
+        if rel == "info" {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&p).unwrap().to_str().unwrap().to_owned();
+            out.push((rel, Kind::Link(target)));
+        } else if meta.is_dir() {
+            out.push((rel, Kind::Dir));
+            collect(base, &p, out);
+        } else {
+            out.push((rel, Kind::File(meta.permissions().mode() & 0o777)));
+        }
+    }
+}
