@@ -110,6 +110,14 @@ impl Bundle {
 
     fn new(archive: Archive) -> Result<Bundle> {
         let (manifest, manifest_json, body_offset) = read_manifest(archive.bytes())?;
+        if body_offset == archive.bytes().len() && manifest.file_count > 0 {
+            return Err(Error::Archive {
+                detail: "it ends after the manifest's zstd frame; the files must follow in a \
+                         second frame (repack with `cargo pybundle pack`)"
+                    .into(),
+                source: None,
+            });
+        }
         Ok(Bundle {
             archive,
             manifest,

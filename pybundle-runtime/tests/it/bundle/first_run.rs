@@ -365,3 +365,39 @@ fn built_without_a_bundle_says_how_to_build_one() {
     assert!(matches!(err, Error::NotBundled));
     assert!(err.to_string().contains("cargo pybundle build"), "{err}");
 }
+
+#[test]
+fn long_names_and_link_targets_survive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = sample("long-names", "x");
+    let deep = format!("env/lib/{}/{}.py", "d".repeat(80), "f".repeat(90));
+    let target = format!("{}/{}.py", "d".repeat(80), "f".repeat(90));
+    spec.entries
+        .push(E::File(deep.clone(), b"deep\n".to_vec(), 0o644));
+    spec.entries
+        .push(E::Symlink("env/lib/link.py".into(), target.clone()));
+    let env = Bundle::from_bytes(build(&spec))
+        .unwrap()
+        .cache_dir(tmp.path())
+        .ready()
+        .unwrap();
+    assert_eq!(std::fs::read(env.root().join(&deep)).unwrap(), b"deep\n");
+    assert_eq!(
+        std::fs::read_link(env.prefix().join("lib/link.py")).unwrap(),
+        Path::new(&target)
+    );
+    assert_eq!(
+        std::fs::read(env.prefix().join("lib/link.py")).unwrap(),
+        b"deep\n"
+    );
+}
+
+#[test]
+fn a_single_frame_archive_is_refused_with_the_reason() {
+    // Everything in one zstd frame: the manifest reads, but the body is not where it must be.
+    let archive = build(&sample("oneframe", "x"));
+    let whole = zstd::stream::decode_all(&archive[..]).unwrap();
+    let one = zstd::bulk::compress(&whole, 3).unwrap();
+    let err = Bundle::from_bytes(one).unwrap_err();
+    assert!(err.to_string().contains("second frame"), "{err}");
+}
