@@ -48,6 +48,11 @@
 //! The returned [`Environment`] holds the shared lock for its lifetime, so another version's
 //! cleanup never removes a bundle that is in use. Progress of the first run is reported
 //! through [`Bundle::on_progress`]; the library itself never prints.
+//!
+//! Environment variables read by the first run:
+//! - `PYBUNDLE_CACHE_DIR`: the cache root, overriding every other choice.
+//! - `PYBUNDLE_TEST_EXTRACT_LOG` (test hook): when set to a file, every extraction appends one
+//!   line to it, so tests count extractions across processes instead of assuming them.
 
 #![deny(missing_docs)]
 
