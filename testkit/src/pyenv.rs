@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// An installed interpreter and the prefix it belongs to.
 #[derive(Clone, Debug)]
@@ -78,18 +79,31 @@ fn install(pixi: &Path, channel: &str) -> Python {
         ),
     )
     .expect("cannot write pixi.toml");
-    let out = Command::new(pixi)
+    let log = dir.join("pixi-install.log");
+    let log_file = std::fs::File::create(&log).expect("cannot create the pixi log");
+    let mut child = Command::new(pixi)
         .arg("install")
         .arg("--manifest-path")
         .arg(&manifest)
-        .output()
+        .stdout(log_file.try_clone().expect("cannot share the pixi log"))
+        .stderr(log_file)
+        .spawn()
         .expect("cannot run pixi");
-    assert!(
-        out.status.success(),
-        "pixi install failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // pixi waits forever on a package-cache lock held by a stuck process: bound it.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("cannot wait for pixi") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pixi install took over 5 minutes; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "pixi install failed ({status}):\n{out}");
     let prefix = dir.join(".pixi/envs/default");
     let interpreter = prefix.join("bin/python3");
     assert!(
