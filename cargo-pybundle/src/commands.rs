@@ -42,6 +42,7 @@ pub fn prepare(args: &PackageArgs, ui: &Ui) -> Result<(Target, PathBuf)> {
         .context(Step::Config);
     }
     let work = target.work_dir();
+    let _lock = lock_work_dir(&work, ui).context(Step::Pack)?;
     let shadow =
         mirror::prepare(&config.manifest, &work.join("pixi"), &mirrors).context(Step::Config)?;
     if shadow.mirrored {
@@ -56,11 +57,20 @@ pub fn prepare(args: &PackageArgs, ui: &Ui) -> Result<(Target, PathBuf)> {
         sha256: config.pixi_sha256.clone(),
     };
     let pixi = pixi::locate(&choice, ui).context(Step::Pixi)?;
-    let resolved = resolve::resolve(
+    let info = resolve::info(&pixi, &shadow.manifest).context(Step::Resolve)?;
+    let prefix = info
+        .prefix_of(&pixi, &config.environment, &config.manifest)
+        .context(Step::Config)?;
+    let resolved = resolve::install(
         &pixi,
-        &shadow.manifest,
-        &config.environment,
-        config.lock,
+        &info,
+        prefix,
+        resolve::Request {
+            manifest: &shadow.manifest,
+            user_manifest: &config.manifest,
+            environment: &config.environment,
+            lock: config.lock,
+        },
         ui,
     )
     .context(Step::Resolve)?;
@@ -99,6 +109,37 @@ pub fn prepare(args: &PackageArgs, ui: &Ui) -> Result<(Target, PathBuf)> {
     write_atomic(&key_path, key.as_bytes()).context(Step::Pack)?;
     report(&packed, &archive, ui);
     Ok((target, archive))
+}
+
+/// Holds `<work>/.lock` for the rest of `prepare`: two builds of one package at once would
+/// otherwise run pixi on the same prefix and race on the archive.
+fn lock_work_dir(work: &Path, ui: &Ui) -> Result<std::fs::File> {
+    fs_err::create_dir_all(work)?;
+    let path = work.join(".lock");
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?
+        .into_parts()
+        .0;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => {}
+        Err(fs4::TryLockError::WouldBlock) => {
+            ui.status(
+                "Blocking",
+                format!(
+                    "waiting for another build of this package ({})",
+                    path.display()
+                ),
+            );
+            fs4::FileExt::lock(&file).with_context(|| format!("locking {}", path.display()))?;
+        }
+        Err(fs4::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+    Ok(file)
 }
 
 fn reuse_key(

@@ -24,7 +24,7 @@ pub struct Resolved {
 }
 
 #[derive(Deserialize)]
-struct Info {
+struct InfoJson {
     platform: String,
     #[serde(default)]
     cache_dir: Option<PathBuf>,
@@ -39,41 +39,82 @@ struct EnvInfo {
     prefix: Option<PathBuf>,
 }
 
-/// Installs `environment` of `manifest` and returns its prefix.
-pub fn resolve(
+/// What `pixi info --json` says about a manifest, before anything is installed.
+pub struct Info {
+    platform: String,
+    cache_dir: Option<PathBuf>,
+    environments: Vec<(String, Option<PathBuf>)>,
+}
+
+/// Runs `pixi info --json` on `manifest`.
+pub fn info(pixi: &Pixi, manifest: &Path) -> Result<Info> {
+    let raw = info_json(pixi, manifest)?;
+    Ok(Info {
+        platform: raw.platform,
+        cache_dir: raw.cache_dir,
+        environments: raw
+            .environments_info
+            .into_iter()
+            .map(|e| (e.name, e.prefix))
+            .collect(),
+    })
+}
+
+impl Info {
+    /// The prefix of `environment`; an unknown name is an error listing the known ones and
+    /// naming `user_manifest` (the file the user edits, not our shadow copy).
+    pub fn prefix_of(
+        &self,
+        pixi: &Pixi,
+        environment: &str,
+        user_manifest: &Path,
+    ) -> Result<PathBuf> {
+        let names: Vec<&str> = self.environments.iter().map(|(n, _)| n.as_str()).collect();
+        let Some((_, prefix)) = self.environments.iter().find(|(n, _)| n == environment) else {
+            bail!(
+                "pixi environment `{environment}` is not defined in {} (it has: {}); fix \
+                 `environment` in [package.metadata.pybundle] or add it to the pixi manifest",
+                user_manifest.display(),
+                names.join(", ")
+            );
+        };
+        prefix.clone().with_context(|| {
+            format!(
+                "`{} info --json` reports no prefix for environment `{environment}`; this pixi \
+                 is too old (0.15.1 or newer is needed)",
+                pixi.path.display()
+            )
+        })
+    }
+}
+
+/// What to install.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The manifest pixi runs on (our shadow copy).
+    pub manifest: &'a Path,
+    /// The user's manifest, named in messages.
+    pub user_manifest: &'a Path,
+    /// pixi environment name.
+    pub environment: &'a str,
+    /// Lock file policy.
+    pub lock: Lock,
+}
+
+/// Installs the requested environment at `prefix` (from [`Info::prefix_of`]).
+pub fn install(
     pixi: &Pixi,
-    manifest: &Path,
-    environment: &str,
-    lock: Lock,
+    info: &Info,
+    prefix: PathBuf,
+    request: Request<'_>,
     ui: &Ui,
 ) -> Result<Resolved> {
-    // Ask first, so an unknown environment is reported by name before any solving happens.
-    let info = info(pixi, manifest)?;
-    let names: Vec<&str> = info
-        .environments_info
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect();
-    let Some(env) = info
-        .environments_info
-        .iter()
-        .find(|e| e.name == environment)
-    else {
-        bail!(
-            "pixi environment `{environment}` is not defined in {} (it has: {}); fix `environment` \
-             in [package.metadata.pybundle] or add it to the pixi manifest",
-            manifest.display(),
-            names.join(", ")
-        );
-    };
-    let prefix = env.prefix.clone().with_context(|| {
-        format!(
-            "`{} info --json` reports no prefix for environment `{environment}`; this pixi is too \
-             old (0.15.1 or newer is needed)",
-            pixi.path.display()
-        )
-    })?;
-
+    let Request {
+        manifest,
+        user_manifest,
+        environment,
+        lock,
+    } = request;
     let mut cmd = pixi.command();
     cmd.arg("install").arg("--manifest-path").arg(manifest);
     if environment != "default" {
@@ -120,8 +161,9 @@ pub fn resolve(
         .with_context(|| format!("running {}", pixi.path.display()))?;
     if !status.success() {
         bail!(
-            "`pixi install --manifest-path {}` failed ({status}); pixi's message is above. The \
-             manifest is a copy of yours with mirrors applied; fix yours and build again",
+            "`pixi install` failed ({status}) for {}; pixi's message is above (it ran on {}, \
+             a copy with channel mirrors applied)",
+            user_manifest.display(),
             manifest.display()
         );
     }
@@ -133,12 +175,12 @@ pub fn resolve(
     }
     Ok(Resolved {
         prefix,
-        platform: info.platform,
-        cache_dir: info.cache_dir,
+        platform: info.platform.clone(),
+        cache_dir: info.cache_dir.clone(),
     })
 }
 
-fn info(pixi: &Pixi, manifest: &Path) -> Result<Info> {
+fn info_json(pixi: &Pixi, manifest: &Path) -> Result<InfoJson> {
     let out = pixi
         .command()
         .args(["info", "--json", "--manifest-path"])

@@ -1,0 +1,293 @@
+//! End to end with the real test toolchain (pixi 0.15.2 and the local conda channel, mapped
+//! from `conda-forge` with `PYBUNDLE_CHANNEL_MIRRORS`): real pixi installs, real packing,
+//! real cargo builds, and the built application run.
+
+use crate::support::{cargo_pybundle, files_under, fixture, stderr};
+use pybundle_runtime::format::{FileMode, Manifest, Relocation, MANIFEST_PATH};
+use sha2::{Digest as _, Sha256};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+fn with_toolchain(tc: &testkit::Toolchain) -> assert_cmd::Command {
+    let mut cmd = cargo_pybundle();
+    cmd.env("PYBUNDLE_PIXI", &tc.pixi)
+        .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors());
+    cmd
+}
+
+/// One target dir for the whole test binary (and kept between runs), so the hello example's
+/// dependencies compile once.
+fn shared_target() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target")
+}
+
+fn relocation<'m>(m: &'m Manifest, path: &str) -> &'m Relocation {
+    m.relocations
+        .iter()
+        .find(|r| r.path == path)
+        .unwrap_or_else(|| panic!("no relocation for {path}; have {:#?}", m.relocations))
+}
+
+/// The uncompressed tar stream and the content of one entry.
+fn entry(archive: &[u8], wanted: &str) -> Vec<u8> {
+    let tar = zstd::decode_all(archive).unwrap();
+    let mut ar = tar::Archive::new(&tar[..]);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some(wanted) {
+            let mut out = Vec::new();
+            e.read_to_end(&mut out).unwrap();
+            return out;
+        }
+    }
+    panic!("{wanted} not in the archive");
+}
+
+#[test]
+fn hello_builds_runs_and_reuses_the_archive() {
+    let Some(tc) = testkit::toolchain("hello_builds_runs_and_reuses_the_archive") else {
+        return;
+    };
+    let manifest = testkit::workspace_root().join("examples/hello/Cargo.toml");
+    let build = || {
+        with_toolchain(&tc)
+            .args(["build", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target())
+            .output()
+            .unwrap()
+    };
+    let first = build();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    let binary = PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"));
+    assert!(
+        binary.ends_with("debug/hello") && binary.is_file(),
+        "{stdout}"
+    );
+
+    let cache = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(&binary)
+        .arg("tester")
+        .env("PYBUNDLE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}\n{}", stderr(&run));
+    assert!(said.contains("hello, tester"), "{said}");
+    assert!(said.contains("3.11"), "{said}");
+
+    let second = build();
+    assert!(second.status.success(), "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(err.contains("bundle unchanged, reusing"), "{err}");
+    assert!(!err.contains("Packing"), "{err}");
+}
+
+#[test]
+fn relocation_table_and_deterministic_archive() {
+    let Some(tc) = testkit::toolchain("relocation_table_and_deterministic_archive") else {
+        return;
+    };
+    let (tmp, pkg) = fixture("relocs");
+    // Bytecode is excluded by default.
+    std::fs::create_dir_all(pkg.join("python/__pycache__")).unwrap();
+    std::fs::write(pkg.join("python/__pycache__/hello.cpython-311.pyc"), "x").unwrap();
+    let target = tmp.path().join("target");
+    let pack = |extra: &[&str]| {
+        let out = with_toolchain(&tc)
+            .args(["pack", "--manifest-path"])
+            .arg(pkg.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    };
+    let archive_path = pack(&[]);
+    assert_eq!(archive_path, target.join("pybundle/relocs/bundle.tar.zst"));
+    let archive = std::fs::read(&archive_path).unwrap();
+    let m = pybundle_runtime::manifest_of(&archive).unwrap();
+
+    assert_eq!(
+        (m.name.as_str(), m.platform.as_str()),
+        ("relocs", "linux-64")
+    );
+    assert_eq!(m.python.path, "env/bin/python3.11");
+    assert!(
+        m.python.version.starts_with("3.11."),
+        "{}",
+        m.python.version
+    );
+    let placeholder_len = |r: &Relocation| r.placeholder.len();
+    // The interpreter: a binary placeholder (its RUNPATH), packed from the package cache.
+    let python = relocation(&m, "env/bin/python3.11");
+    assert_eq!(
+        (python.mode, placeholder_len(python)),
+        (FileMode::Binary, 255)
+    );
+    let packed_python = entry(&archive, "env/bin/python3.11");
+    assert!(memchr::memmem::find(&packed_python, python.placeholder.as_bytes()).is_some());
+    // Text files of the python package with the placeholder.
+    assert!(m
+        .relocations
+        .iter()
+        .any(|r| r.mode == FileMode::Text && r.placeholder == python.placeholder));
+    // The compiled test program and its text file.
+    let program = relocation(&m, "env/bin/pybundle-reloc-test");
+    assert_eq!(
+        (program.mode, placeholder_len(program)),
+        (FileMode::Binary, 255)
+    );
+    assert_eq!(
+        relocation(&m, "env/share/pybundle-reloc-test/prefix.txt").mode,
+        FileMode::Text
+    );
+    // The entry point pixi wrote at install time: found only by the scan for the build prefix.
+    let entry_point = relocation(&m, "env/bin/pybundle-hello");
+    assert_eq!(
+        (entry_point.mode, entry_point.placeholder.as_str()),
+        (FileMode::Text, m.build_prefix.as_str())
+    );
+    assert!(
+        m.relocations.windows(2).all(|w| w[0].path < w[1].path),
+        "relocations sorted"
+    );
+
+    // Scripts, the Python half of the protocol, exclusions, the id.
+    assert!(entry(&archive, "scripts/hello.py").starts_with(b"\"\"\"Fixture"));
+    assert!(!entry(&archive, "lib/pybundle/__init__.py").is_empty());
+    let tar = zstd::decode_all(&archive[..]).unwrap();
+    let names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names[0], MANIFEST_PATH);
+    assert!(
+        !names.iter().any(|n| n.contains("__pycache__")),
+        "excluded files packed"
+    );
+    let manifest_len = entry(&archive, MANIFEST_PATH).len();
+    let body_start = 512 + manifest_len.div_ceil(512) * 512;
+    assert_eq!(m.id, hex::encode(Sha256::digest(&tar[body_start..])));
+    assert_eq!(m.file_count as usize, names.len() - 1);
+
+    // Packing the same inputs again gives the same bytes.
+    std::fs::remove_file(target.join("pybundle/relocs/bundle.tar.zst.key")).unwrap();
+    let copy = tmp.path().join("again.tar.zst");
+    pack(&["--output", copy.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        archive,
+        "packing is not deterministic"
+    );
+}
+
+/// Runs `pack` on a broken copy of the fixture; checks the exit code, the message, and that
+/// nothing was left where a later run would take it for an archive.
+fn pack_fails(test: &str, breakage: impl FnOnce(&Path), extra: &[&str], code: i32, says: &[&str]) {
+    let Some(tc) = testkit::toolchain(test) else {
+        return;
+    };
+    let (tmp, pkg) = fixture("relocs");
+    breakage(&pkg);
+    let target = tmp.path().join("target");
+    let out = with_toolchain(&tc)
+        .args(["pack", "--manifest-path"])
+        .arg(pkg.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    for s in says {
+        assert!(err.contains(s), "expected `{s}` in:\n{err}");
+    }
+    let work = target.join("pybundle/relocs");
+    let left: Vec<String> = files_under(&work)
+        .into_iter()
+        .filter(|f| !f.starts_with("pixi/") && f != ".lock")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn missing_pixi_manifest() {
+    pack_fails(
+        "missing_pixi_manifest",
+        |p| std::fs::remove_file(p.join("pixi.toml")).unwrap(),
+        &[],
+        3,
+        &["pixi.toml", "cannot be read", "`manifest`"],
+    );
+}
+
+#[test]
+fn unresolvable_pixi_manifest() {
+    pack_fails(
+        "unresolvable_pixi_manifest",
+        |p| {
+            let path = p.join("pixi.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(path, format!("{text}no-such-package-pybundle = \"*\"\n")).unwrap();
+        },
+        &[],
+        5,
+        &[
+            "could not be installed",
+            "`pixi install` failed",
+            "relocs/pixi.toml;",
+        ],
+    );
+}
+
+#[test]
+fn unknown_environment() {
+    pack_fails(
+        "unknown_environment",
+        |p| {
+            let path = p.join("Cargo.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(path, format!("{text}environment = \"gpu\"\n")).unwrap();
+        },
+        &[],
+        3,
+        &[
+            "environment `gpu` is not defined",
+            "relocs/pixi.toml (it has: default)",
+        ],
+    );
+}
+
+#[test]
+fn missing_scripts_folder() {
+    pack_fails(
+        "missing_scripts_folder",
+        |p| std::fs::remove_dir_all(p.join("python")).unwrap(),
+        &[],
+        3,
+        &["scripts folder", "does not exist"],
+    );
+}
+
+#[test]
+fn unwritable_output() {
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let out = blocker.path().join("bundle.tar.zst");
+    pack_fails(
+        "unwritable_output",
+        |_| {},
+        &["--output", out.to_str().unwrap()],
+        6,
+        &[
+            "cannot write the archive to",
+            "choose a writable --output path",
+        ],
+    );
+}

@@ -1,0 +1,102 @@
+//! A real HTTP/1.1 server on 127.0.0.1 for download tests: std `TcpListener` plus a thread,
+//! serving canned replies by path, with a mode that breaks a body off half-way.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// What the server answers for one path.
+#[derive(Clone)]
+pub enum Reply {
+    /// 200 with this body.
+    Body(Vec<u8>),
+    /// 200 announcing this body's full length, then only half of it and a closed connection.
+    Truncated(Vec<u8>),
+}
+
+/// A running server; it lives until the test process ends.
+pub struct Server {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts serving `routes` (path → reply); other paths get 404.
+    pub fn start(routes: HashMap<String, Reply>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&requests);
+        let routes = Arc::new(routes);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (routes, log) = (Arc::clone(&routes), Arc::clone(&log));
+                std::thread::spawn(move || serve(stream, &routes, &log));
+            }
+        });
+        Server { addr, requests }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Paths requested so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        // Skip the headers.
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_owned();
+        log.lock().unwrap().push(path.clone());
+        let result = match routes.get(&path) {
+            Some(Reply::Body(body)) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body))
+            }
+            Some(Reply::Truncated(body)) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body[..body.len() / 2]);
+                let _ = stream.flush();
+                return; // dropping the stream closes the connection mid-body
+            }
+            None => {
+                let body = b"not found";
+                let head = format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body))
+            }
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
