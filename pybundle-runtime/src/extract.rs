@@ -152,7 +152,7 @@ impl State<'_> {
             }
             T::Regular | T::Continuous => {
                 self.parent(&rel, &name)?;
-                let mut file = create_new(&path, mode)?;
+                let mut file = create_new(&path, mode, &name)?;
                 loop {
                     let n = match entry.read(buf) {
                         Ok(0) => break,
@@ -178,7 +178,7 @@ impl State<'_> {
                     ));
                 }
                 self.parent(&rel, &name)?;
-                make_symlink(&target, &path)?;
+                make_symlink(&target, &path, &name)?;
             }
             T::Link => {
                 let target = entry
@@ -284,7 +284,7 @@ fn bytes_to_os(raw: &[u8]) -> Option<&std::ffi::OsStr> {
     }
 }
 
-fn create_new(path: &Path, mode: u32) -> Result<File> {
+fn create_new(path: &Path, mode: u32, entry: &str) -> Result<File> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -296,7 +296,7 @@ fn create_new(path: &Path, mode: u32) -> Result<File> {
     let _ = mode;
     opts.open(path).map_err(|e| match e.kind() {
         io::ErrorKind::AlreadyExists => Error::UnsafeEntry {
-            entry: path.display().to_string(),
+            entry: entry.to_owned(),
             reason: "duplicate entry",
         },
         _ => Error::io("cannot create", path, e),
@@ -328,7 +328,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-fn make_symlink(target: &[u8], path: &Path) -> Result<()> {
+fn make_symlink(target: &[u8], path: &Path, entry: &str) -> Result<()> {
     let target = bytes_to_os(target).unwrap_or_default();
     #[cfg(unix)]
     let res = std::os::unix::fs::symlink(target, path);
@@ -336,7 +336,7 @@ fn make_symlink(target: &[u8], path: &Path) -> Result<()> {
     let res = std::os::windows::fs::symlink_file(target, path);
     res.map_err(|e| match e.kind() {
         io::ErrorKind::AlreadyExists => Error::UnsafeEntry {
-            entry: path.display().to_string(),
+            entry: entry.to_owned(),
             reason: "duplicate entry",
         },
         _ => Error::io("cannot create symlink", path, e),

@@ -196,3 +196,17 @@ fn a_hostile_manifest_is_refused() {
     assert!(matches!(err, Error::Relocate { .. }), "{err:?}");
     assert_clean(&list(scratch.path()));
 }
+
+#[test]
+fn duplicate_entries() {
+    // A second entry at a path already written could replace a checked file or link.
+    let (err, left, _s) = attempt(vec![file("scripts/hello.py")]);
+    assert_refused(&err, "scripts/hello.py");
+    assert_clean(&left);
+    let (err, left, _s) = attempt(vec![E::Symlink(
+        "env/bin/python3".into(),
+        "python3.11".into(),
+    )]);
+    assert_refused(&err, "env/bin/python3");
+    assert_clean(&left);
+}
