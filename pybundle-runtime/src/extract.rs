@@ -15,9 +15,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::{Error, Result};
+
+mod stream;
 
 /// How far the first-run extraction has come, given to the callback set with
 /// [`Bundle::on_progress`](crate::Bundle::on_progress).
@@ -58,22 +58,15 @@ pub(crate) struct Options<'a> {
 /// Extracts the tar stream compressed in `body` (the archive after its manifest frame) into
 /// the existing, empty directory `dest`.
 pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Extracted> {
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(archive_err)?;
-    // The packer may use a long window at high levels; the archive is our own program's data.
-    decoder.window_log_max(31).map_err(archive_err)?;
-    let mut reader = HashingReader {
-        inner: decoder,
-        hasher: opts.verify_id.map(|_| Sha256::new()),
-    };
-    let mut state = State {
-        dest,
-        dirs: HashSet::new(),
-        out: Extracted::default(),
-        bytes: 0,
-    };
-    let mut buf = vec![0u8; 256 * 1024];
-    {
-        let mut archive = tar::Archive::new(&mut reader);
+    let (result, digest) = stream::decoded(body, opts.verify_id.is_some(), |reader| {
+        let mut state = State {
+            dest,
+            dirs: HashSet::new(),
+            out: Extracted::default(),
+            bytes: 0,
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut archive = tar::Archive::new(&mut *reader);
         for entry in archive.entries().map_err(archive_err)? {
             let mut entry = entry.map_err(archive_err)?;
             state.entry(&mut entry, &mut buf)?;
@@ -86,11 +79,14 @@ pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Ex
                 });
             }
         }
-    }
-    // Drain the end-of-archive blocks (and detect a truncated or corrupt stream past them).
-    io::copy(&mut reader, &mut io::sink()).map_err(archive_err)?;
-    if let (Some(want), Some(hasher)) = (opts.verify_id, reader.hasher.take()) {
-        let got = hex_lower(&hasher.finalize());
+        drop(archive);
+        // Drain the end-of-archive blocks (and detect a truncated or corrupt stream past them).
+        io::copy(reader, &mut io::sink()).map_err(archive_err)?;
+        Ok(state.out)
+    });
+    let out = result?;
+    if let Some(want) = opts.verify_id {
+        let got = digest.map(|d| hex_lower(&d)).unwrap_or_default();
         if got != want {
             return Err(Error::Archive {
                 detail: format!("content hash {got} does not match the manifest id {want}"),
@@ -98,16 +94,16 @@ pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Ex
             });
         }
     }
-    if state.out.entries != opts.entries_total {
+    if out.entries != opts.entries_total {
         return Err(Error::Archive {
             detail: format!(
                 "it holds {} entries but its manifest lists {} (truncated or corrupt archive)",
-                state.out.entries, opts.entries_total
+                out.entries, opts.entries_total
             ),
             source: None,
         });
     }
-    Ok(state.out)
+    Ok(out)
 }
 
 struct State<'a> {
@@ -352,22 +348,6 @@ pub(crate) fn archive_err(e: io::Error) -> Error {
 
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hashes what passes through when verification is on.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Option<Sha256>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,176 @@
+//! Decompression on a thread of its own, so that inflating the archive overlaps with writing
+//! files (what `tar --zstd` gets from running `zstd` as a second process).
+
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use sha2::{Digest, Sha256};
+
+/// Size of the decompressed chunks handed over.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the threads (bounds memory at about `DEPTH` MiB).
+const DEPTH: usize = 4;
+
+/// Calls `consume` with a reader of the decompressed `body` while a scoped thread
+/// decompresses ahead. Returns what `consume` returned and, if `hash` was asked and the whole
+/// stream was decompressed, its sha256.
+pub(super) fn decoded<T>(
+    body: &[u8],
+    hash: bool,
+    consume: impl FnOnce(&mut ChunkReader) -> T,
+) -> (T, Option<[u8; 32]>) {
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel(DEPTH);
+        let (recycle_tx, recycle_rx) = sync_channel(DEPTH + 2);
+        let producer = scope.spawn(move || produce(body, hash, &tx, &recycle_rx));
+        let mut reader = ChunkReader {
+            rx,
+            recycle: recycle_tx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        let out = consume(&mut reader);
+        // Hang up first: a producer still decompressing (the consumer stopped early on an
+        // error) sees its next send fail and returns.
+        drop(reader);
+        let digest = match producer.join() {
+            Ok(digest) => digest,
+            // The decoder panicked; the consumer already saw the stream end early, and the
+            // entry count or the error it got says so. Never trust a hash in that case.
+            Err(_) => None,
+        };
+        (out, digest)
+    })
+}
+
+fn produce(
+    body: &[u8],
+    hash: bool,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    recycled: &Receiver<Vec<u8>>,
+) -> Option<[u8; 32]> {
+    let decoder = zstd::stream::read::Decoder::with_buffer(body).and_then(|mut d| {
+        // The packer may use a long window at high levels; the archive is our program's data.
+        d.window_log_max(31)?;
+        Ok(d)
+    });
+    let mut decoder = match decoder {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return None;
+        }
+    };
+    let mut hasher = hash.then(Sha256::new);
+    loop {
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
+        let n = match fill(&mut decoder, &mut chunk) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return None;
+            }
+        };
+        if n == 0 {
+            return hasher.map(|h| h.finalize().into());
+        }
+        chunk.truncate(n);
+        if let Some(h) = &mut hasher {
+            h.update(&chunk);
+        }
+        if tx.send(Ok(chunk)).is_err() {
+            return None;
+        }
+    }
+}
+
+/// Reads until `buf` is full or the stream ends.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The consumer's end: a [`Read`] over the chunks the decoder thread sends.
+pub(super) struct ChunkReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    recycle: SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    let done = std::mem::replace(&mut self.cur, chunk);
+                    self.pos = 0;
+                    // Full (enough spare buffers) or gone: then this one is simply freed.
+                    let _ = self.recycle.try_send(done);
+                }
+                Ok(Err(e)) => return Err(e),
+                // The decoder finished (or died; the caller's checks catch a short stream).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_hash() {
+        let data: Vec<u8> = (0..5_000_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let compressed = zstd::bulk::compress(&data, 1).unwrap();
+        let (out, digest) = decoded(&compressed, true, |r| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).unwrap();
+            v
+        });
+        assert_eq!(out, data);
+        assert_eq!(digest, Some(<[u8; 32]>::from(Sha256::digest(&data))));
+    }
+
+    #[test]
+    fn truncated_input_is_an_error_and_no_hash() {
+        let data = vec![7u8; 3_000_000];
+        let compressed = zstd::bulk::compress(&data, 1).unwrap();
+        let (res, digest) = decoded(&compressed[..compressed.len() - 3], true, |r| {
+            io::copy(r, &mut io::sink())
+        });
+        assert!(res.is_err());
+        assert_eq!(digest, None);
+    }
+
+    #[test]
+    fn an_early_stop_does_not_hang() {
+        let data = vec![1u8; 50 * CHUNK];
+        let compressed = zstd::bulk::compress(&data, 1).unwrap();
+        let (first, digest) = decoded(&compressed, true, |r| {
+            let mut b = [0u8; 10];
+            r.read_exact(&mut b).map(|()| b[0])
+        });
+        assert_eq!(first.unwrap(), 1);
+        assert_eq!(
+            digest, None,
+            "a stream not read to the end has no trusted hash"
+        );
+    }
+}
