@@ -67,7 +67,8 @@ pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Ex
         };
         let mut buf = vec![0u8; 256 * 1024];
         let mut archive = tar::Archive::new(&mut *reader);
-        for entry in archive.entries().map_err(archive_err)? {
+        let entries = archive.entries().map_err(archive_err)?;
+        for entry in entries {
             let mut entry = entry.map_err(archive_err)?;
             state.entry(&mut entry, &mut buf)?;
             if let Some(progress) = opts.progress {
@@ -79,7 +80,6 @@ pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Ex
                 });
             }
         }
-        drop(archive);
         // Drain the end-of-archive blocks (and detect a truncated or corrupt stream past them).
         io::copy(reader, &mut io::sink()).map_err(archive_err)?;
         Ok(state.out)

@@ -33,12 +33,9 @@ pub(super) fn decoded<T>(
         // Hang up first: a producer still decompressing (the consumer stopped early on an
         // error) sees its next send fail and returns.
         drop(reader);
-        let digest = match producer.join() {
-            Ok(digest) => digest,
-            // The decoder panicked; the consumer already saw the stream end early, and the
-            // entry count or the error it got says so. Never trust a hash in that case.
-            Err(_) => None,
-        };
+        // If the decoder panicked, the consumer already saw the stream end early (the entry
+        // count or the error it got says so); no hash is trusted then.
+        let digest = producer.join().unwrap_or_default();
         (out, digest)
     })
 }
