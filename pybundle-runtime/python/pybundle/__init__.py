@@ -17,7 +17,7 @@ does nothing and ``reply()`` prints the value as JSON on stdout.
 
 from __future__ import annotations
 
-import threading
+import _thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ _channel: Optional[Channel] = None
 _input: Any = None
 _replied = False
 # Per-thread state of worker calls: the id of the call being served and its cancel event.
-_local = threading.local()
+_local = _thread._local()
 
 
 def input() -> Any:  # noqa: A001 - the protocol's name for it

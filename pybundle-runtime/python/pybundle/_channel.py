@@ -13,10 +13,9 @@ binary frames follow.
 
 from __future__ import annotations
 
-import json
+import _thread
 import os
 import sys
-import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,7 +38,7 @@ class Channel:
         self._reader = reader
         self._write_fd = write_fd
         self.max_frame = max_frame
-        self._write_lock = threading.Lock()
+        self._write_lock = _thread.allocate_lock()
 
     @classmethod
     def from_stdio(cls, max_frame: int) -> Channel:
@@ -85,7 +84,7 @@ class Channel:
         payload = self.read_frame()
         if payload is None:
             return None
-        msg = json.loads(payload)
+        msg = loads(payload)
         count = msg.get("buffers", 0) if isinstance(msg, dict) else 0
         buffers = []
         for _ in range(count):
@@ -141,15 +140,81 @@ def encode(head: dict, buffers: List[bytes], data: Any = None, has_data: bool = 
             "pybundle: object of type %s is not JSON serializable" % type(obj).__name__
         )
 
-    encoder = json.JSONEncoder(
-        ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default
-    )
-    body = encoder.encode(data) if has_data else None
+    body = dumps(data, default) if has_data else None
     head["buffers"] = len(buffers)
-    text = encoder.encode(head)
+    text = dumps(head, default)
     if body is not None:
         text = text[:-1] + ',"data":' + body + "}"
     return text.encode("utf-8")
+
+
+# --- JSON ---
+# The `json` package imports `re` (and with it `enum`), a few milliseconds of every one-shot
+# start. Its C accelerator `_json` is all the channel needs, so that is used directly when it
+# has the interface CPython has had since 3.x; otherwise `json` is imported.
+
+
+class _ScanContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> Any:
+        raise ValueError("pybundle: %s is not valid JSON" % name)
+
+
+_codec: Optional[Tuple[Any, Any]] = None
+
+
+def _load_codec() -> Tuple[Any, Any]:
+    global _codec
+    try:
+        import _json
+
+        scan = _json.make_scanner(_ScanContext())
+        encode_str = _json.encode_basestring
+        make_encoder = _json.make_encoder
+        # Probe the interface once; a mismatch falls back to the `json` package.
+        make_encoder({}, None, encode_str, None, ":", ",", False, False, False)(["ok"], 0)
+
+        def loads(text: str) -> Any:
+            try:
+                value, end = scan(text, 0)
+            except StopIteration:
+                raise ValueError("pybundle: a frame holds no JSON value") from None
+            if end != len(text):
+                raise ValueError("pybundle: extra data after the JSON value in a frame")
+            return value
+
+        def dumps(value: Any, default: Any) -> str:
+            encoder = make_encoder({}, default, encode_str, None, ":", ",", False, False, False)
+            return "".join(encoder(value, 0))
+
+        _codec = (loads, dumps)
+    except (ImportError, AttributeError, TypeError):
+        import json
+
+        def dumps(value: Any, default: Any) -> str:
+            return json.dumps(
+                value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default
+            )
+
+        _codec = (json.loads, dumps)
+    return _codec
+
+
+def loads(payload: bytes) -> Any:
+    """Decodes one JSON frame."""
+    return (_codec or _load_codec())[0](payload.decode("utf-8"))
+
+
+def dumps(value: Any, default: Any) -> str:
+    """Encodes compactly, non-ASCII kept, NaN refused, ``default`` for other types."""
+    return (_codec or _load_codec())[1](value, default)
 
 
 def decode_buffers(value: Any, buffers: List[bytes]) -> Any:
