@@ -59,23 +59,29 @@
 pub mod format;
 
 mod bundle;
+mod buffer;
 mod cache;
 mod child;
 mod embed;
 mod environment;
 mod error;
 mod extract;
+mod pool;
 pub mod protocol;
 mod relocate;
 mod script;
+mod worker;
 
+pub use buffer::Buffer;
 pub use bundle::{manifest_of, Bundle};
 pub use embed::{find_in_executable, split_payload};
 pub use environment::Environment;
 pub use error::{Error, Result};
 pub use extract::Progress;
+pub use pool::WorkerPool;
 pub use protocol::PythonError;
 pub use script::{Script, ScriptOutput};
+pub use worker::{CallHandle, Request, Worker, WorkerBuilder, WorkerEvent};
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
 /// under [`format::PYTHON_PKG_DIR`].

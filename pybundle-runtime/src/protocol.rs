@@ -77,8 +77,6 @@ pub(crate) struct Incoming<'a> {
     pub error: Option<PythonError>,
     #[serde(default)]
     pub buffers: usize,
-    #[serde(default)]
-    pub pid: Option<u32>,
 }
 
 /// Why a frame could not be read.

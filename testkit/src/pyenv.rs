@@ -85,6 +85,11 @@ fn install(pixi: &Path, channel: &str) -> Python {
         .arg("install")
         .arg("--manifest-path")
         .arg(&manifest)
+        // A private package cache: concurrent pixi 0.15.2 processes sharing one were seen to
+        // hang here without output.
+        .env("RATTLER_CACHE_DIR", dir.join("rattler-cache"))
+        .env("PIXI_CACHE_DIR", dir.join("rattler-cache"))
+        .stdin(std::process::Stdio::null())
         .stdout(log_file.try_clone().expect("cannot share the pixi log"))
         .stderr(log_file)
         .spawn()

@@ -73,8 +73,8 @@ def send(value: Any) -> None:
 
 def cancelled() -> bool:
     """Whether the Rust side cancelled the worker call this thread is serving."""
-    event = getattr(_local, "cancel", None)
-    return event is not None and event.is_set()
+    call = getattr(_local, "cancel", None)
+    return call is not None and call.cancelled
 
 
 def _install(channel: Channel, value: Any) -> None:

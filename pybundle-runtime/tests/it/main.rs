@@ -3,3 +3,4 @@
 mod bundle;
 mod hostile;
 mod script;
+mod worker;

@@ -1,0 +1,516 @@
+//! Long-lived workers: a Python process that imports modules from the scripts directory once
+//! and serves `module.function(args)` calls concurrently on a pool of Python threads.
+//!
+//! Calls carry ids; one reader thread per process hands each reply to its caller, so a
+//! [`Worker`] is shared freely between Rust threads. A process that dies fails the calls in
+//! flight with [`Error::WorkerCrashed`] and is started again, with backoff, by the next call.
+//! Dropping the last handle shuts the process down within a bounded time.
+
+mod process;
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use self::process::{lock, Link, MessageFn, Proc, Slot};
+use crate::buffer;
+use crate::protocol::{self, DEFAULT_MAX_FRAME};
+use crate::{Environment, Error, Result};
+
+/// A change in a worker's process, reported to [`WorkerBuilder::on_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerEvent {
+    /// A process started and imported its modules.
+    Started {
+        /// Its process id.
+        pid: u32,
+    },
+    /// A process died unexpectedly (the next call starts a new one).
+    Crashed {
+        /// Its process id.
+        pid: u32,
+        /// How it ended, e.g. "signal: 9 (SIGKILL)".
+        status: String,
+    },
+    /// A process exited after a shutdown request.
+    Stopped {
+        /// Its process id.
+        pid: u32,
+    },
+}
+
+type EventFn = Arc<dyn Fn(&WorkerEvent) + Send + Sync>;
+
+pub(crate) struct Config {
+    env: Environment,
+    modules: Vec<String>,
+    threads: usize,
+    max_frame: usize,
+    start_timeout: Duration,
+    shutdown_timeout: Duration,
+    stderr_tail: usize,
+    forward_stderr: bool,
+    on_event: Option<EventFn>,
+    /// Consecutive crashes (reset by any successful reply): drives the restart backoff.
+    crashes: AtomicU32,
+}
+
+impl Config {
+    fn emit(&self, event: &WorkerEvent) {
+        if let Some(f) = &self.on_event {
+            f(event);
+        }
+    }
+}
+
+/// Configures a [`Worker`] or [`WorkerPool`]; made by [`Environment::worker`].
+#[must_use = "a builder does nothing until `start` or `pool` is called"]
+pub struct WorkerBuilder {
+    cfg: Config,
+}
+
+impl Environment {
+    /// A worker that imports `modules` (from the scripts directory) once and serves calls.
+    ///
+    /// ```no_run
+    /// # fn main() -> pybundle_runtime::Result<()> {
+    /// # let env = pybundle_runtime::Environment::from_parts("env", "env/bin/python3", "scripts", "lib");
+    /// let worker = env.worker(["model"]).threads(4).start()?;
+    /// let total: f64 = worker.call("model.total", &(vec![1.0, 2.5],))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn worker<I, S>(&self, modules: I) -> WorkerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        WorkerBuilder {
+            cfg: Config {
+                env: self.clone(),
+                modules: modules.into_iter().map(Into::into).collect(),
+                threads: 4,
+                max_frame: DEFAULT_MAX_FRAME,
+                start_timeout: Duration::from_secs(120),
+                shutdown_timeout: Duration::from_secs(5),
+                stderr_tail: 64 * 1024,
+                forward_stderr: true,
+                on_event: None,
+                crashes: AtomicU32::new(0),
+            },
+        }
+    }
+}
+
+impl WorkerBuilder {
+    /// Python threads serving calls in each process (default 4). The GIL lets only one run
+    /// Python code at a time; use a [`WorkerPool`] for CPU-bound work.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.cfg.threads = n.max(1);
+        self
+    }
+
+    /// The largest frame accepted in either direction (default 64 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.cfg.max_frame = protocol::clamp_max(bytes);
+        self
+    }
+
+    /// How long importing the modules may take (default 120 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.start_timeout = timeout;
+        self
+    }
+
+    /// How long a process may take to exit after a shutdown request before it is killed
+    /// (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How many bytes of the process's stderr to keep for error messages (default 64 KiB).
+    pub fn stderr_tail(mut self, bytes: usize) -> Self {
+        self.cfg.stderr_tail = bytes;
+        self
+    }
+
+    /// Whether the process's output (its stdout is redirected to its stderr) is copied to
+    /// this process's stderr (default true). The tail is kept either way.
+    pub fn forward_stderr(mut self, yes: bool) -> Self {
+        self.cfg.forward_stderr = yes;
+        self
+    }
+
+    /// Called (on an internal thread) when a process starts, crashes or stops.
+    pub fn on_event(mut self, f: impl Fn(&WorkerEvent) + Send + Sync + 'static) -> Self {
+        self.cfg.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Starts the process and waits until its modules are imported.
+    pub fn start(self) -> Result<Worker> {
+        let cfg = Arc::new(self.cfg);
+        let proc = Proc::spawn(&cfg)?;
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                cfg,
+                state: Mutex::new(Some(proc)),
+                next_id: AtomicU64::new(1),
+                in_flight: Arc::new(AtomicUsize::new(0)),
+            }),
+        })
+    }
+
+    /// Starts `n` processes with this configuration (see [`WorkerPool`]).
+    pub fn pool(self, n: usize) -> Result<crate::WorkerPool> {
+        crate::pool::start(self.cfg, n)
+    }
+
+    pub(crate) fn config_clone(&self) -> Self {
+        let c = &self.cfg;
+        WorkerBuilder {
+            cfg: Config {
+                env: c.env.clone(),
+                modules: c.modules.clone(),
+                threads: c.threads,
+                max_frame: c.max_frame,
+                start_timeout: c.start_timeout,
+                shutdown_timeout: c.shutdown_timeout,
+                stderr_tail: c.stderr_tail,
+                forward_stderr: c.forward_stderr,
+                on_event: c.on_event.clone(),
+                crashes: AtomicU32::new(0),
+            },
+        }
+    }
+
+    pub(crate) fn from_config(cfg: Config) -> Self {
+        WorkerBuilder { cfg }
+    }
+}
+
+/// A long-lived Python process serving calls; cheap to clone and share between threads (the
+/// process stops when the last clone is dropped).
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Arc<Config>,
+    state: Mutex<Option<Proc>>,
+    next_id: AtomicU64,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    /// Calls `module.function(*args)` and waits for its result. `args` is a tuple or array
+    /// (positional arguments) or a struct/map (keyword arguments).
+    pub fn call<R: DeserializeOwned>(
+        &self,
+        func: &str,
+        args: &(impl Serialize + ?Sized),
+    ) -> Result<R> {
+        self.request(func).args(args).call()
+    }
+
+    /// Sends a call and returns at once with a handle to its result.
+    pub fn submit<R: DeserializeOwned>(
+        &self,
+        func: &str,
+        args: &(impl Serialize + ?Sized),
+    ) -> Result<CallHandle<R>> {
+        self.request(func).args(args).submit()
+    }
+
+    /// A call with options (timeout, progress messages).
+    pub fn request(&self, func: &str) -> Request<'_> {
+        Request::new(Target::Worker(self), func)
+    }
+
+    /// Round-trips a ping through the process's reader (not its call threads); the time taken.
+    pub fn ping(&self, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        let link = self.link()?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot::new("ping".into(), None, None);
+        if !link.register(id, slot.clone()) {
+            return Err(self.dead("ping"));
+        }
+        let frame = format!(r#"{{"type":"ping","id":{id}}}"#);
+        let _ = link.write(&[frame.as_bytes()]);
+        match slot.take(Some(start + timeout)) {
+            Some(outcome) => outcome.map(|_| start.elapsed()),
+            None => {
+                link.forget(id);
+                Err(Error::Timeout {
+                    what: "ping".into(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// The current process id, if one is running.
+    pub fn pid(&self) -> Option<u32> {
+        lock(&self.inner.state)
+            .as_ref()
+            .filter(|p| p.link.is_alive())
+            .map(|p| p.link.pid)
+    }
+
+    /// The end of the current (or last) process's stderr, which also holds its stdout.
+    pub fn stderr_tail(&self) -> String {
+        lock(&self.inner.state)
+            .as_ref()
+            .map(|p| p.link.stderr_tail())
+            .unwrap_or_default()
+    }
+
+    /// Calls sent and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn dead(&self, what: &str) -> Error {
+        Error::WorkerCrashed {
+            what: what.into(),
+            status: "exited".into(),
+            stderr: String::new(),
+        }
+    }
+
+    /// The running process, started again (with backoff after crashes) if it died.
+    fn link(&self) -> Result<Arc<Link>> {
+        let mut state = lock(&self.inner.state);
+        if let Some(proc) = state.as_ref() {
+            if proc.link.is_alive() {
+                return Ok(proc.link.clone());
+            }
+        }
+        let died_at = state.as_ref().and_then(|p| *lock(&p.link.died_at));
+        if let Some(old) = state.take() {
+            old.join();
+        }
+        let crashes = self.inner.cfg.crashes.load(Ordering::Relaxed);
+        if crashes > 1 {
+            // 50 ms, 100 ms, ... up to 5 s after repeated crashes, counted from the crash.
+            let backoff =
+                Duration::from_millis(50u64 << (crashes - 1).min(7)).min(Duration::from_secs(5));
+            let waited = died_at.map(|t| t.elapsed()).unwrap_or_default();
+            std::thread::sleep(backoff.saturating_sub(waited));
+        }
+        let proc = Proc::spawn(&self.inner.cfg)?;
+        let link = proc.link.clone();
+        *state = Some(proc);
+        Ok(link)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(proc) = lock(&self.state).take() {
+            proc.shutdown(self.cfg.shutdown_timeout);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Worker(&'a Worker),
+    Pool(&'a crate::WorkerPool),
+}
+
+/// A call being configured: [`args`](Request::args), [`timeout`](Request::timeout),
+/// [`on_message`](Request::on_message), then [`call`](Request::call) or
+/// [`submit`](Request::submit).
+#[must_use = "a request does nothing until `call` or `submit`"]
+pub struct Request<'a> {
+    target: Target<'a>,
+    func: String,
+    args: Result<(Vec<u8>, Vec<Vec<u8>>)>,
+    timeout: Option<Duration>,
+    on_message: Option<MessageFn>,
+}
+
+impl<'a> Request<'a> {
+    fn new(target: Target<'a>, func: &str) -> Self {
+        Request {
+            target,
+            func: func.to_owned(),
+            args: Ok((b"[]".to_vec(), Vec::new())),
+            timeout: None,
+            on_message: None,
+        }
+    }
+
+    pub(crate) fn for_pool(pool: &'a crate::WorkerPool, func: &str) -> Self {
+        Self::new(Target::Pool(pool), func)
+    }
+
+    fn what(&self) -> String {
+        format!("call `{}`", self.func)
+    }
+
+    /// The arguments: a tuple or array (positional), a struct or map (keywords), or one other
+    /// value (a single positional argument). [`Buffer`](crate::Buffer)s inside travel as binary
+    /// frames.
+    pub fn args(mut self, args: &(impl Serialize + ?Sized)) -> Self {
+        let what = self.what();
+        self.args = buffer::to_json_with_buffers(args).map_err(|source| Error::Json {
+            what,
+            action: "cannot encode the arguments",
+            source,
+        });
+        self
+    }
+
+    /// Fails the call with [`Error::Timeout`] (and cancels it) if it has not finished in time.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Receives the call's `pybundle.send(value)` messages, in order, on the reader thread.
+    pub fn on_message(mut self, f: impl FnMut(serde_json::Value) + Send + 'static) -> Self {
+        self.on_message = Some(Box::new(f));
+        self
+    }
+
+    /// Sends the call and waits for its result.
+    pub fn call<R: DeserializeOwned>(self) -> Result<R> {
+        self.submit()?.wait()
+    }
+
+    /// Sends the call; the handle waits for, polls or cancels it.
+    pub fn submit<R: DeserializeOwned>(self) -> Result<CallHandle<R>> {
+        let what = self.what();
+        let (args, frames) = self.args?;
+        let worker = match self.target {
+            Target::Worker(w) => w,
+            Target::Pool(p) => p.least_busy(),
+        };
+        let inner = &worker.inner;
+        let link = worker.link()?;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut head = format!(
+            r#"{{"type":"call","id":{id},"buffers":{},"func":"#,
+            frames.len()
+        )
+        .into_bytes();
+        serde_json::to_writer(&mut head, &self.func).map_err(|source| Error::Json {
+            what: what.clone(),
+            action: "cannot encode the name",
+            source,
+        })?;
+        head.extend_from_slice(br#","args":"#);
+        head.extend_from_slice(&args);
+        head.push(b'}');
+        for len in std::iter::once(head.len()).chain(frames.iter().map(Vec::len)) {
+            if len > inner.cfg.max_frame {
+                return Err(Error::FrameTooLarge {
+                    what,
+                    len,
+                    max: inner.cfg.max_frame,
+                });
+            }
+        }
+        let slot = Slot::new(what.clone(), self.on_message, Some(inner.in_flight.clone()));
+        if !link.register(id, slot.clone()) {
+            slot.complete(Err(worker.dead(&what)));
+        } else {
+            let mut all: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
+            all.push(&head);
+            all.extend(frames.iter().map(Vec::as_slice));
+            // A failed write means the process died; its reader fails the slot.
+            let _ = link.write(&all);
+        }
+        Ok(CallHandle {
+            slot,
+            id,
+            link,
+            deadline: self.timeout.map(|t| (Instant::now() + t, t)),
+            _result: PhantomData,
+        })
+    }
+}
+
+/// A call in flight. [`wait`](CallHandle::wait), [`wait_timeout`](CallHandle::wait_timeout)
+/// or [`try_result`](CallHandle::try_result) hand out its result once;
+/// [`cancel`](CallHandle::cancel) discards it.
+pub struct CallHandle<R> {
+    slot: Arc<Slot>,
+    id: u64,
+    link: Arc<Link>,
+    deadline: Option<(Instant, Duration)>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> CallHandle<R> {
+    /// Waits for the result (or the call's timeout).
+    pub fn wait(self) -> Result<R> {
+        match self.slot.take(self.deadline.map(|d| d.0)) {
+            Some(outcome) => self.decode(outcome),
+            None => Err(self.expire()),
+        }
+    }
+
+    /// Waits at most `timeout`; `None` if the call is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        let mut until = Instant::now() + timeout;
+        if let Some((deadline, _)) = self.deadline {
+            until = until.min(deadline);
+        }
+        match self.slot.take(Some(until)) {
+            Some(outcome) => Some(self.decode(outcome)),
+            None if self.deadline.is_some_and(|d| Instant::now() >= d.0) => {
+                Some(Err(self.expire()))
+            }
+            None => None,
+        }
+    }
+
+    /// The result if it is there; `None` if the call is still running.
+    pub fn try_result(&mut self) -> Option<Result<R>> {
+        self.wait_timeout(Duration::ZERO)
+    }
+
+    /// Whether the result has arrived (or the call failed).
+    pub fn is_done(&self) -> bool {
+        self.slot.is_done()
+    }
+
+    /// Cancels the call: its result is discarded and Python code can see
+    /// `pybundle.cancelled()` turn true. Waiting afterwards gives [`Error::Cancelled`].
+    pub fn cancel(&self) {
+        if self.link.forget(self.id) {
+            self.slot.complete(Err(Error::Cancelled {
+                what: self.slot.what.clone(),
+            }));
+            let frame = format!(r#"{{"type":"cancel","id":{}}}"#, self.id);
+            let _ = self.link.write(&[frame.as_bytes()]);
+        }
+    }
+
+    fn expire(&self) -> Error {
+        self.cancel();
+        Error::Timeout {
+            what: self.slot.what.clone(),
+            after: self.deadline.map(|d| d.1).unwrap_or_default(),
+        }
+    }
+
+    fn decode(&self, outcome: Result<process::Reply>) -> Result<R> {
+        let reply = outcome?;
+        buffer::from_json_with_buffers(&reply.data, reply.frames).map_err(|source| Error::Json {
+            what: self.slot.what.clone(),
+            action: "cannot decode the result into the requested type",
+            source,
+        })
+    }
+}

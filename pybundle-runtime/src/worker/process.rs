@@ -1,0 +1,419 @@
+//! One generation of a worker process: spawning it, the reader thread that demultiplexes its
+//! replies by call id, crash detection, and shutdown.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::BufReader;
+use std::process::{ChildStdin, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::child::{self, ChildGuard, StderrSink};
+use crate::protocol::{self, Incoming, Kind};
+use crate::worker::{Config, WorkerEvent};
+use crate::{Error, Result};
+
+/// A decoded-later reply: raw JSON plus the binary frames that followed it.
+#[derive(Debug, Default)]
+pub(crate) struct Reply {
+    pub data: Vec<u8>,
+    pub frames: Vec<Vec<u8>>,
+}
+
+pub(crate) type MessageFn = Box<dyn FnMut(serde_json::Value) + Send>;
+
+/// Where the outcome of one call (or ping, or the startup handshake) lands.
+pub(crate) struct Slot {
+    pub what: String,
+    done: Mutex<Option<Result<Reply>>>,
+    cond: Condvar,
+    on_message: Option<Mutex<MessageFn>>,
+    on_done: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Slot {
+    pub(crate) fn new(
+        what: String,
+        on_message: Option<MessageFn>,
+        in_flight: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    ) -> Arc<Self> {
+        if let Some(counter) = &in_flight {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Arc::new(Self {
+            what,
+            done: Mutex::new(None),
+            cond: Condvar::new(),
+            on_message: on_message.map(Mutex::new),
+            on_done: in_flight,
+        })
+    }
+
+    /// Records the outcome (the first one wins) and wakes waiters.
+    pub(crate) fn complete(&self, outcome: Result<Reply>) {
+        let mut done = lock(&self.done);
+        if done.is_none() {
+            *done = Some(outcome);
+            if let Some(counter) = &self.on_done {
+                counter.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.cond.notify_all();
+        }
+    }
+
+    /// Waits until completed or `deadline`; takes the outcome if there is one.
+    pub(crate) fn take(&self, deadline: Option<Instant>) -> Option<Result<Reply>> {
+        let mut done = lock(&self.done);
+        loop {
+            if let Some(outcome) = done.take() {
+                // Leave a marker so later calls see it was taken rather than pending.
+                *done = Some(Err(Error::Cancelled {
+                    what: format!("{} (result already taken)", self.what),
+                }));
+                return Some(outcome);
+            }
+            match deadline {
+                None => done = self.cond.wait(done).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    done = self
+                        .cond
+                        .wait_timeout(done, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        lock(&self.done).is_some()
+    }
+}
+
+/// What callers, handles and the reader thread share about one running process.
+pub(crate) struct Link {
+    pub pid: u32,
+    pub max_frame: usize,
+    stdin: Mutex<Option<ChildStdin>>,
+    pending: Mutex<Pending>,
+    guard: Mutex<ChildGuard>,
+    stderr: Arc<Mutex<StderrSink>>,
+    shutting_down: AtomicBool,
+    pub died_at: Mutex<Option<Instant>>,
+}
+
+struct Pending {
+    alive: bool,
+    slots: HashMap<u64, Arc<Slot>>,
+}
+
+impl Link {
+    pub(crate) fn is_alive(&self) -> bool {
+        lock(&self.pending).alive
+    }
+
+    /// Registers a slot; `false` if the process is already dead.
+    pub(crate) fn register(&self, id: u64, slot: Arc<Slot>) -> bool {
+        let mut pending = lock(&self.pending);
+        if pending.alive {
+            pending.slots.insert(id, slot);
+        }
+        pending.alive
+    }
+
+    /// Removes a slot; whether it was still pending.
+    pub(crate) fn forget(&self, id: u64) -> bool {
+        lock(&self.pending).slots.remove(&id).is_some()
+    }
+
+    /// Writes frames back to back (other writers wait), so a message and its binary frames
+    /// stay together.
+    pub(crate) fn write(&self, frames: &[&[u8]]) -> std::io::Result<()> {
+        let mut stdin = lock(&self.stdin);
+        let stdin = stdin.as_mut().ok_or(std::io::ErrorKind::BrokenPipe)?;
+        for frame in frames {
+            protocol::write_frame(stdin, frame, self.max_frame)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stderr_tail(&self) -> String {
+        lock(&self.stderr).text()
+    }
+}
+
+/// A running process: its link and its threads.
+pub(crate) struct Proc {
+    pub link: Arc<Link>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Starts the interpreter, waits for `ready` (or the import error).
+    pub(crate) fn spawn(cfg: &Arc<Config>) -> Result<Proc> {
+        let env = &cfg.env;
+        let mut cmd = env.python();
+        cmd.arg("-c")
+            .arg(child::bootstrap("_worker"))
+            .arg(env.lib_dir())
+            .arg(cfg.max_frame.to_string())
+            .arg(cfg.threads.to_string())
+            .arg(env.scripts_dir())
+            .args(&cfg.modules)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawned = cmd.spawn().map_err(|source| Error::Spawn {
+            interpreter: env.interpreter().to_path_buf(),
+            source,
+        })?;
+        let mut guard = ChildGuard::new(spawned);
+        let pid = guard.pid();
+        let what = format!("worker for {:?}", cfg.modules);
+        let channel_err = |action, source| Error::Channel {
+            what: what.clone(),
+            action,
+            source,
+        };
+        let (stdin, stdout, stderr) = {
+            let child = guard.child();
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        };
+        let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
+            unreachable!("all three pipes were requested")
+        };
+        let sink = Arc::new(Mutex::new(StderrSink::Tail {
+            buf: VecDeque::new(),
+            limit: cfg.stderr_tail,
+            forward: cfg.forward_stderr,
+        }));
+        let stderr_thread = child::drain_stderr(stderr, sink.clone())
+            .map_err(|e| channel_err("cannot start the stderr thread", e))?;
+        let startup = Slot::new(what.clone(), None, None);
+        let link = Arc::new(Link {
+            pid,
+            max_frame: cfg.max_frame,
+            stdin: Mutex::new(Some(stdin)),
+            pending: Mutex::new(Pending {
+                alive: true,
+                slots: HashMap::from([(0, startup.clone())]),
+            }),
+            guard: Mutex::new(guard),
+            stderr: sink,
+            shutting_down: AtomicBool::new(false),
+            died_at: Mutex::new(None),
+        });
+        let reader = {
+            let (link, cfg) = (link.clone(), cfg.clone());
+            std::thread::Builder::new()
+                .name(format!("pybundle-worker-{pid}"))
+                .spawn(move || read_loop(&link, &cfg, stdout, stderr_thread))
+                .map_err(|e| channel_err("cannot start the reader thread", e))?
+        };
+        let mut proc = Proc {
+            link,
+            reader: Some(reader),
+        };
+        match startup.take(Some(Instant::now() + cfg.start_timeout)) {
+            Some(Ok(_)) => {
+                tracing::debug!(pid, modules = ?cfg.modules, "worker ready");
+                cfg.emit(&WorkerEvent::Started { pid });
+                Ok(proc)
+            }
+            outcome => {
+                proc.kill();
+                let detail = match outcome {
+                    Some(Err(Error::WorkerStart { detail, .. })) => detail,
+                    Some(Err(other)) => other.to_string(),
+                    _ => format!("no `ready` within {:?}", cfg.start_timeout),
+                };
+                let tail = proc.link.stderr_tail();
+                let detail = if tail.trim().is_empty() || detail.contains(tail.trim()) {
+                    detail
+                } else {
+                    format!("{detail}\nstderr:\n{}", tail.trim_end())
+                };
+                Err(Error::WorkerStart {
+                    modules: cfg.modules.clone(),
+                    detail,
+                })
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        lock(&self.link.guard).kill();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+
+    /// Asks the process to exit, closes its input, and kills it if it is not gone in time.
+    pub(crate) fn shutdown(mut self, timeout: Duration) {
+        let link = &self.link;
+        link.shutting_down.store(true, Ordering::SeqCst);
+        let _ = link.write(&[br#"{"type":"shutdown"}"#]);
+        lock(&link.stdin).take();
+        let deadline = Instant::now() + timeout;
+        while self.reader.as_ref().is_some_and(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.kill();
+    }
+
+    /// Reaps a process whose reader has ended (after a crash).
+    pub(crate) fn join(mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            self.kill();
+        }
+    }
+}
+
+/// The reader thread: delivers replies by id until the process's output ends, then reaps it
+/// and fails whatever was still in flight.
+fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread: JoinHandle<()>) {
+    let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
+    let mut buf = Vec::new();
+    let broken = loop {
+        match protocol::read_frame(&mut stdout, link.max_frame, &mut buf) {
+            Ok(true) => {}
+            Ok(false) => break None,
+            Err(e) => break Some(e.to_string()),
+        }
+        let msg: Incoming<'_> = match serde_json::from_slice(&buf) {
+            Ok(msg) => msg,
+            Err(e) => break Some(format!("malformed message: {e}")),
+        };
+        let (kind, id, error, count) = (msg.kind, msg.id.unwrap_or(0), msg.error, msg.buffers);
+        // `"data": null` deserializes as `None`.
+        let data = msg
+            .data
+            .map_or(&b"null"[..], |raw| raw.get().as_bytes())
+            .to_vec();
+        let mut frames = Vec::with_capacity(count.min(1024));
+        for _ in 0..count {
+            let mut frame = Vec::new();
+            match protocol::read_frame(&mut stdout, link.max_frame, &mut frame) {
+                Ok(true) => frames.push(frame),
+                Ok(false) => {
+                    let reason = "the output ended before all binary frames of a message";
+                    return finish(link, cfg, Some(reason.into()), stderr_thread);
+                }
+                Err(e) => return finish(link, cfg, Some(e.to_string()), stderr_thread),
+            }
+        }
+        let take = || lock(&link.pending).slots.remove(&id);
+        match kind {
+            Kind::Result | Kind::Pong | Kind::Ready => {
+                if let Some(slot) = take() {
+                    cfg.crashes.store(0, Ordering::Relaxed);
+                    slot.complete(Ok(Reply { data, frames }));
+                }
+            }
+            Kind::Error | Kind::Fatal => {
+                let Some(error) = error else {
+                    break Some("an error message without `error`".into());
+                };
+                if let Some(slot) = take() {
+                    slot.complete(Err(if kind == Kind::Fatal {
+                        Error::WorkerStart {
+                            modules: cfg.modules.clone(),
+                            detail: error.traceback,
+                        }
+                    } else {
+                        Error::Python {
+                            what: slot.what.clone(),
+                            error,
+                        }
+                    }));
+                }
+            }
+            Kind::Message => {
+                let slot = lock(&link.pending).slots.get(&id).cloned();
+                if let Some(on_message) = slot.as_ref().and_then(|s| s.on_message.as_ref()) {
+                    let value = serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null);
+                    (lock(on_message))(value);
+                }
+            }
+            Kind::Reply => break Some("a worker sent a script reply".into()),
+        }
+    };
+    finish(link, cfg, broken, stderr_thread);
+}
+
+fn finish(link: &Arc<Link>, cfg: &Config, broken: Option<String>, stderr_thread: JoinHandle<()>) {
+    let slots = {
+        let mut pending = lock(&link.pending);
+        pending.alive = false;
+        std::mem::take(&mut pending.slots)
+    };
+    *lock(&link.died_at) = Some(Instant::now());
+    lock(&link.stdin).take();
+    if broken.is_some() {
+        lock(&link.guard).kill();
+    }
+    // The output ended, so the process is exiting: give it a moment, then make sure.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let status = loop {
+        let mut guard = lock(&link.guard);
+        match guard.try_wait() {
+            Ok(Some(status)) => break status.to_string(),
+            Ok(None) if Instant::now() < deadline => {}
+            Ok(None) => {
+                guard.kill();
+                break guard
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
+            }
+            Err(e) => break e.to_string(),
+        }
+        drop(guard);
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while !stderr_thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = match broken {
+        Some(reason) => format!("{status}, killed after it broke the protocol: {reason}"),
+        None => status,
+    };
+    let stderr = link.stderr_tail();
+    let shutting_down = link.shutting_down.load(Ordering::SeqCst);
+    for (_, slot) in slots {
+        slot.complete(Err(Error::WorkerCrashed {
+            what: slot.what.clone(),
+            status: status.clone(),
+            stderr: stderr.clone(),
+        }));
+    }
+    if shutting_down {
+        cfg.emit(&WorkerEvent::Stopped { pid: link.pid });
+    } else {
+        cfg.crashes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(pid = link.pid, %status, "worker process died");
+        cfg.emit(&WorkerEvent::Crashed {
+            pid: link.pid,
+            status,
+        });
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere (a user callback) must not wedge the worker: the data stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

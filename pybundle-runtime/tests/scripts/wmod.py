@@ -1,0 +1,89 @@
+"""Functions served by the worker tests."""
+import os
+import sys
+import time
+
+import pybundle
+
+_seen_cancel = {}
+
+
+def add(a, b):
+    return a + b
+
+
+def echo(value):
+    return value
+
+
+def keywords(a, b=2, *, c=3):
+    return [a, b, c]
+
+
+def pid():
+    return os.getpid()
+
+
+def noisy(x):
+    print("noisy print", x)
+    sys.stdout.write("noisy sys.stdout.write\n")
+    os.write(1, b"noisy os.write fd 1\n")
+    return x * 2
+
+
+def fail(key):
+    def lookup_missing():
+        return {}[key]
+
+    return lookup_missing()
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def wait_for_cancel(tag, limit):
+    """Polls pybundle.cancelled() until it turns true (or `limit` seconds pass)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if pybundle.cancelled():
+            _seen_cancel[tag] = True
+            return "cancelled"
+        time.sleep(0.01)
+    _seen_cancel[tag] = False
+    return "not cancelled"
+
+
+def saw_cancel(tag):
+    return _seen_cancel.get(tag)
+
+
+def burn(n):
+    """CPU-bound: holds the GIL for the whole loop."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return [os.getpid(), total]
+
+
+def progress(n):
+    for i in range(n):
+        pybundle.send({"step": i})
+    return n
+
+
+def buffer_info(data):
+    return {"type": type(data).__name__, "len": len(data), "first": data[0], "last": data[-1]}
+
+
+def make_bytes(n):
+    return {"payload": bytes(range(256)) * (n // 256), "n": n}
+
+
+def list_len(values):
+    return len(values)
+
+
+def unencodable():
+    return {1, 2}
