@@ -51,6 +51,7 @@ pub fn ensure() -> Result<String> {
         fs4::FileExt::lock(lock.file())
             .with_context(|| format!("locking {}", root.join(".lock").display()))?;
         if !dir.is_dir() {
+            remove_leftovers(&root)?;
             build(&host, &cache, &root, &dir)?;
         }
     }
@@ -82,6 +83,21 @@ fn inputs_key(host: &HostPython) -> Result<String> {
     );
     hash.update(identity.as_bytes());
     Ok(hex::encode(hash.finalize())[..16].to_string())
+}
+
+/// Temp directories of a build that was killed. Called under the lock, so no build owns them.
+fn remove_leftovers(root: &Path) -> Result<()> {
+    for entry in fs::read_dir(root)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if (name.starts_with(".tmp-") || name.starts_with(".work-")) && path.is_dir() {
+            fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn build(host: &HostPython, cache: &Path, root: &Path, dir: &Path) -> Result<()> {
