@@ -129,6 +129,9 @@ pub struct RunArgs {
 pub struct PackArgs {
     #[command(flatten)]
     pub package: PackageArgs,
+    /// Pack as for a release build (default compression level 19 instead of 3).
+    #[arg(short, long)]
+    pub release: bool,
     /// Also copy the archive to this file.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -28,7 +28,11 @@ pub fn run(cli: Pybundle) -> Result<()> {
 }
 
 /// Config, pixi, resolve and pack (or reuse); returns the package and its archive.
-pub fn prepare(args: &PackageArgs, ui: &Ui) -> Result<(Target, PathBuf)> {
+///
+/// `release` picks the default compression level and the archive's folder
+/// (`<target>/pybundle/<package>/{debug,release}/`), so dev and release builds do not repack
+/// each other's archive back and forth.
+pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, PathBuf)> {
     let target = metadata::load(args).context(Step::Config)?;
     let config = &target.config;
     let mirrors = mirror::effective(&config.channel_mirrors).context(Step::Config)?;
@@ -81,11 +85,13 @@ pub fn prepare(args: &PackageArgs, ui: &Ui) -> Result<(Target, PathBuf)> {
         platform: resolved.platform.clone(),
         scripts: config.scripts.clone(),
         exclude: config.exclude.clone(),
-        level: config.compression_level,
+        level: config.level(release),
         pkgs_cache: resolved.cache_dir.clone(),
     };
-    let archive = work.join(ARCHIVE_NAME);
-    let key_path = work.join(format!("{ARCHIVE_NAME}.key"));
+    let out_dir = work.join(if release { "release" } else { "debug" });
+    fs_err::create_dir_all(&out_dir).context(Step::Pack)?;
+    let archive = out_dir.join(ARCHIVE_NAME);
+    let key_path = out_dir.join(format!("{ARCHIVE_NAME}.key"));
     let key = reuse_key(&input, &shadow.manifest, &mirrors).context(Step::Pack)?;
     if archive.is_file() && fs_err::read_to_string(&key_path).ok().as_deref() == Some(key.as_str())
     {
@@ -218,7 +224,7 @@ fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
 
 /// `cargo pybundle build`; returns the binaries built.
 fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
-    let (target, archive) = prepare(&args.package, ui)?;
+    let (target, archive) = prepare(&args.package, args.cargo.release, ui)?;
     let binaries = cargo_build::build(
         &target,
         &args.cargo,
@@ -275,7 +281,7 @@ fn pack_only(args: &PackArgs, ui: &Ui) -> Result<()> {
         // Fail before the long part if the destination cannot be written.
         check_writable(out).context(Step::Pack)?;
     }
-    let (_, archive) = prepare(&args.package, ui)?;
+    let (_, archive) = prepare(&args.package, args.release, ui)?;
     match &args.output {
         Some(out) => {
             let bytes = fs_err::read(&archive).context(Step::Pack)?;

@@ -58,9 +58,22 @@ impl<W: Write> Write for Hashing<W> {
 /// The tar stream of frame 2 under construction.
 pub type Body<'f> = tar::Builder<Hashing<zstd::Encoder<'static, BufWriter<&'f mut std::fs::File>>>>;
 
+/// Worker threads for zstd. zstd's output is the same for any worker count ≥ 1 (it differs
+/// only from the single-threaded mode, 0), so archives stay identical across machines.
+fn workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+}
+
 /// Starts frame 2 into `file`.
 pub fn body(file: &mut std::fs::File, level: i32) -> Result<Body<'_>> {
+    body_with_workers(file, level, workers())
+}
+
+fn body_with_workers(file: &mut std::fs::File, level: i32, workers: u32) -> Result<Body<'_>> {
     let mut encoder = zstd::Encoder::new(BufWriter::new(file), level).context("starting zstd")?;
+    encoder
+        .multithread(workers.max(1))
+        .context("starting zstd worker threads")?;
     // A corrupted archive then fails extraction instead of yielding wrong files.
     encoder.include_checksum(true).context("configuring zstd")?;
     let mut builder = tar::Builder::new(Hashing::new(encoder));
@@ -121,6 +134,32 @@ pub fn readable_temp(prefix: &str) -> tempfile::Builder<'_, 'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_does_not_depend_on_the_worker_count() {
+        // 24 MB of compressible pseudo-random text: several zstd jobs at level 1.
+        let mut x = 12345u64;
+        let data: Vec<u8> = (0..24 << 20)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b"abcdefgh \n"[(x >> 60) as usize % 10]
+            })
+            .collect();
+        let pack = |workers| {
+            let mut file = tempfile::tempfile().unwrap();
+            let mut b = body_with_workers(&mut file, 1, workers).unwrap();
+            let mut h = header(EntryType::Regular, 0o644, data.len() as u64);
+            b.append_data(&mut h, "env/big", &data[..]).unwrap();
+            finish_body(b).unwrap();
+            io::Seek::seek(&mut file, io::SeekFrom::Start(0)).unwrap();
+            let mut out = Vec::new();
+            file.read_to_end(&mut out).unwrap();
+            out
+        };
+        assert_eq!(pack(1), pack(3));
+    }
 
     #[test]
     fn frames_concatenate_into_one_tar_stream_and_id_is_body_hash() {

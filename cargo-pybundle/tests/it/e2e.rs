@@ -108,7 +108,10 @@ fn relocation_table_and_deterministic_archive() {
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     };
     let archive_path = pack(&[]);
-    assert_eq!(archive_path, target.join("pybundle/relocs/bundle.tar.zst"));
+    assert_eq!(
+        archive_path,
+        target.join("pybundle/relocs/debug/bundle.tar.zst")
+    );
     let archive = std::fs::read(&archive_path).unwrap();
     let m = pybundle_runtime::manifest_of(&archive).unwrap();
 
@@ -177,7 +180,7 @@ fn relocation_table_and_deterministic_archive() {
     assert_eq!(m.file_count as usize, names.len() - 1);
 
     // Packing the same inputs again gives the same bytes.
-    std::fs::remove_file(target.join("pybundle/relocs/bundle.tar.zst.key")).unwrap();
+    std::fs::remove_file(target.join("pybundle/relocs/debug/bundle.tar.zst.key")).unwrap();
     let copy = tmp.path().join("again.tar.zst");
     pack(&["--output", copy.to_str().unwrap()]);
     assert_eq!(

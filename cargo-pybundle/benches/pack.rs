@@ -1,0 +1,172 @@
+//! Packing benchmark (issue 3): packs a python + numpy (PyPI wheel) environment at several zstd levels
+//! and compares with `tar czf` of the same prefix, to choose the default compression level.
+//!
+//! Needs the test toolchain (`PYBUNDLE_PIXI`, `PYBUNDLE_TEST_CHANNEL`; `cargo xtask test`
+//! prepares both), or `PYBUNDLE_BENCH_PREFIX` naming an installed conda prefix. Levels can
+//! be chosen with `PYBUNDLE_BENCH_LEVELS=3,9,15,19`.
+//!
+//! Run: `cargo bench -p cargo-pybundle --bench pack`
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use cargo_pybundle::pack::{self, Input};
+use cargo_pybundle::ui::Ui;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; this bench has no test cases.
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let Some((prefix, cache)) = prefix(work.path()) else {
+        eprintln!("SKIPPED pack bench: set PYBUNDLE_PIXI and PYBUNDLE_TEST_CHANNEL, or PYBUNDLE_BENCH_PREFIX");
+        return;
+    };
+    let scripts = work.path().join("scripts");
+    std::fs::create_dir_all(&scripts).expect("scripts dir");
+    std::fs::write(scripts.join("main.py"), "import numpy\n").expect("script");
+    let levels: Vec<i32> = std::env::var("PYBUNDLE_BENCH_LEVELS")
+        .unwrap_or_else(|_| "3,9,15,19".into())
+        .split(',')
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+
+    let tgz = work.path().join("env.tar.gz");
+    let start = Instant::now();
+    // The same files the bundle holds: bytecode is excluded there by default.
+    let status = Command::new("tar")
+        .args(["--exclude=__pycache__", "--exclude=*.pyc", "-czf"])
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&prefix)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(status.success(), "tar czf failed");
+    let tgz_time = start.elapsed().as_secs_f64();
+    let tgz_size = std::fs::metadata(&tgz).expect("tar.gz").len();
+
+    println!("prefix: {}", prefix.display());
+    println!(
+        "{:<14} {:>9} {:>10} {:>12} {:>12}",
+        "how", "time (s)", "size (MB)", "vs tar.gz", "unpack (s)"
+    );
+    println!(
+        "{:<14} {:>9.2} {:>10.1} {:>12.3} {:>12.2}",
+        "tar czf*",
+        tgz_time,
+        mb(tgz_size),
+        1.0,
+        untar(&tgz, work.path(), "z")
+    );
+    let mut unpacked = 0;
+    for level in levels {
+        let dest = work.path().join(format!("bundle-{level}.tar.zst"));
+        let input = Input {
+            name: "bench".into(),
+            prefix: prefix.clone(),
+            platform: "linux-64".into(),
+            scripts: scripts.clone(),
+            exclude: cargo_pybundle::metadata::DEFAULT_EXCLUDE
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            level,
+            pkgs_cache: cache.clone(),
+        };
+        let start = Instant::now();
+        let packed = pack::pack(
+            &input,
+            &dest,
+            &Ui {
+                quiet: true,
+                verbose: 0,
+            },
+        )
+        .expect("pack");
+        let t = start.elapsed().as_secs_f64();
+        unpacked = packed.manifest.unpacked_size;
+        println!(
+            "{:<14} {:>9.2} {:>10.1} {:>12.3} {:>12.2}",
+            format!("zstd -{level}"),
+            t,
+            mb(packed.archive_size),
+            packed.archive_size as f64 / tgz_size as f64,
+            untar(&dest, work.path(), "--zstd"),
+        );
+    }
+    println!(
+        "unpacked: {:.1} MB; * without __pycache__/*.pyc, like the bundle",
+        mb(unpacked)
+    );
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// Seconds for `tar -x<how>f` of `archive` into a fresh dir (the extraction cost to compare).
+fn untar(archive: &Path, work: &Path, how: &str) -> f64 {
+    let dir = work.join("untar");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("untar dir");
+    let start = Instant::now();
+    let mut cmd = Command::new("tar");
+    if how == "z" {
+        cmd.arg("xzf");
+    } else {
+        cmd.arg(how).arg("-xf");
+    }
+    let status = cmd.arg(archive).arg("-C").arg(&dir).status().expect("tar");
+    assert!(status.success(), "untar failed");
+    start.elapsed().as_secs_f64()
+}
+
+/// The prefix to pack: `PYBUNDLE_BENCH_PREFIX`, or a python + numpy environment installed
+/// with the test toolchain into `work`.
+fn prefix(work: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
+    if let Some(p) = std::env::var_os("PYBUNDLE_BENCH_PREFIX") {
+        return Some((PathBuf::from(p), None));
+    }
+    let pixi = std::env::var_os("PYBUNDLE_PIXI")?;
+    let channel = std::env::var("PYBUNDLE_TEST_CHANNEL").ok()?;
+    let project = work.join("project");
+    std::fs::create_dir_all(&project).ok()?;
+    std::fs::write(
+        project.join("pixi.toml"),
+        format!(
+            "[project]\nname = \"bench\"\nchannels = [\"{channel}\"]\nplatforms = [\"linux-64\"]\n\n\
+             [dependencies]\npython = \"3.11.*\"\n"
+        ),
+    )
+    .ok()?;
+    let status = Command::new(&pixi)
+        .arg("install")
+        .current_dir(&project)
+        .status()
+        .ok()?;
+    assert!(
+        status.success(),
+        "pixi install of the bench environment failed"
+    );
+    let prefix = project.join(".pixi/envs/default");
+    // numpy from PyPI with the environment's own pip: pixi 0.15.2's `[pypi-dependencies]`
+    // needs a name mapping from raw.githubusercontent.com, which these machines cannot reach.
+    let python = prefix.join("bin/python3.11");
+    for args in [
+        &["-m", "ensurepip"][..],
+        &["-m", "pip", "install", "-q", "numpy==1.26.4"],
+    ] {
+        let status = Command::new(&python).args(args).status().ok()?;
+        assert!(status.success(), "python {args:?} failed");
+    }
+    let info = Command::new(&pixi)
+        .args(["info", "--json"])
+        .current_dir(&project)
+        .output()
+        .ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).ok()?;
+    let cache = info["cache_dir"].as_str().map(PathBuf::from);
+    Some((prefix, cache))
+}
