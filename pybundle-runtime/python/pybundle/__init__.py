@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["input", "reply", "send", "cancelled"]
 
-_channel: Optional[Channel] = None
+_active: Optional[Channel] = None
 _input: Any = None
 _replied = False
 # Per-thread state of worker calls: the id of the call being served and its cancel event.
@@ -48,7 +48,7 @@ def reply(value: Any) -> None:
     global _replied
     if _replied:
         raise RuntimeError("pybundle.reply() was already called; a script replies once")
-    if _channel is None:
+    if _active is None:
         import json
         import sys
 
@@ -56,19 +56,19 @@ def reply(value: Any) -> None:
         sys.stdout.flush()
         _replied = True
         return
-    _channel.send({"type": "reply"}, value, True)
+    _active.send({"type": "reply"}, value, True)
     _replied = True
 
 
 def send(value: Any) -> None:
     """Sends a progress message; the Rust side receives it while the code still runs."""
-    if _channel is None:
+    if _active is None:
         return
     head: dict = {"type": "message"}
     call = getattr(_local, "call", None)
     if call is not None:
         head["id"] = call
-    _channel.send(head, value, True)
+    _active.send(head, value, True)
 
 
 def cancelled() -> bool:
@@ -79,6 +79,6 @@ def cancelled() -> bool:
 
 def _install(channel: Channel, value: Any) -> None:
     """Connects the API to the runtime (called by the runners before user code runs)."""
-    global _channel, _input
-    _channel = channel
+    global _active, _input
+    _active = channel
     _input = value

@@ -1,15 +1,15 @@
 """Runner of long-lived workers: ``python -I -c <bootstrap> LIB MAX_FRAME THREADS SCRIPTS MODULE...``.
 
 Imports each MODULE once (from SCRIPTS), says ``ready``, then serves ``call`` messages on a
-pool of THREADS threads while the main thread keeps reading, so ``cancel`` and ``ping`` are
-answered even when every thread is busy. Ends at ``shutdown`` or at the end of its input.
+pool of THREADS threads (see ``_Server``); ``cancel`` and ``ping`` are answered even when every
+thread is busy. Ends at ``shutdown`` or at the end of its input.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib
 import os
-import queue
 import sys
 import threading
 
@@ -19,7 +19,7 @@ from ._channel import Channel, ProtocolError, decode_buffers, error_info
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List
+    from typing import Any, Callable, Dict, List, Optional
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,37 +52,103 @@ def _resolve(name: str) -> Callable[..., Any]:
     return func
 
 
-def _serve(channel: Channel, calls: queue.SimpleQueue, running: Dict[int, _Call]) -> None:
-    local = pybundle._local
-    while True:
-        call = calls.get()
-        if call is None:
-            return
-        local.call = call.id
-        local.cancel = call
-        try:
-            func = _resolve(call.func)
-            args = decode_buffers(call.args, call.buffers) if call.buffers else call.args
-            if isinstance(args, list):
-                result = func(*args)
-            elif isinstance(args, dict):
-                result = func(**args)
-            elif args is None:
-                result = func()
-            else:
-                result = func(args)
-            if not call.cancelled:
-                channel.send({"type": "result", "id": call.id}, result, True)
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            if not call.cancelled:
+class _Server:
+    """Serves calls on ``threads + 1`` threads that take turns reading ("leader/followers").
+
+    The thread that reads a call runs it itself, and another thread takes over reading as
+    soon as the read token is released: no hand-off to a queue on the way to the call (it
+    cost about half of a warm round trip). At most ``threads`` calls run at once; a call read
+    while all run waits in ``pending`` and is taken by the next thread to finish, so one
+    thread always reads and ``cancel``/``ping`` are answered even when every thread is busy.
+    """
+
+    def __init__(self, channel: Channel, threads: int) -> None:
+        self.channel = channel
+        self.limit = threads
+        self.read_token = threading.Lock()
+        self.state = threading.Lock()
+        self.executing = 0
+        self.pending: collections.deque = collections.deque()
+        self.running: Dict[int, _Call] = {}
+        self.done = threading.Event()
+
+    def serve(self) -> None:
+        while not self.done.is_set():
+            call = self._next_call()
+            if call is not None:
+                self._run(call)
+
+    def _next_call(self) -> Optional[_Call]:
+        """Reads until a call this thread may run arrives; None once the worker is done."""
+        with self.read_token:
+            while not self.done.is_set():
                 try:
-                    channel.send({"type": "error", "id": call.id, "error": error_info(exc, _OWN_DIR)})
-                except OSError:
+                    message = self.channel.read_message()
+                except (ProtocolError, ValueError) as exc:
+                    sys.stderr.write("pybundle worker: %s\n" % exc)
+                    message = None
+                if message is None:
+                    self.done.set()
+                    return None
+                msg, buffers = message
+                kind = msg.get("type")
+                if kind == "call":
+                    call = _Call(msg, buffers)
+                    self.running[call.id] = call
+                    with self.state:
+                        if self.executing < self.limit:
+                            self.executing += 1
+                            return call
+                        self.pending.append(call)
+                elif kind == "cancel":
+                    call = self.running.get(msg["id"])
+                    if call is not None:
+                        call.cancelled = True
+                elif kind == "ping":
+                    self.channel.send({"type": "pong", "id": msg["id"]})
+                elif kind == "shutdown":
+                    self.done.set()
+        return None
+
+    def _run(self, call: _Call) -> None:
+        while call is not None:
+            _serve_one(self.channel, call)
+            self.running.pop(call.id, None)
+            with self.state:
+                # Invariant: `pending` is non-empty only while `limit` calls run.
+                call = self.pending.popleft() if self.pending else None
+                if call is None:
+                    self.executing -= 1
                     return
-        finally:
-            running.pop(call.id, None)
-            local.call = None
-            local.cancel = None
+            # Still counted in `executing`: the pending call runs on this thread.
+
+
+def _serve_one(channel: Channel, call: _Call) -> None:
+    local = pybundle._local
+    local.call = call.id
+    local.cancel = call
+    try:
+        func = _resolve(call.func)
+        args = decode_buffers(call.args, call.buffers) if call.buffers else call.args
+        if isinstance(args, list):
+            result = func(*args)
+        elif isinstance(args, dict):
+            result = func(**args)
+        elif args is None:
+            result = func()
+        else:
+            result = func(args)
+        if not call.cancelled:
+            channel.send({"type": "result", "id": call.id}, result, True)
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+        if not call.cancelled:
+            try:
+                channel.send({"type": "error", "id": call.id, "error": error_info(exc, _OWN_DIR)})
+            except OSError:
+                pass
+    finally:
+        local.call = None
+        local.cancel = None
 
 
 def main() -> None:
@@ -103,35 +169,10 @@ def main() -> None:
         channel.send({"type": "fatal", "error": info})
         sys.exit(1)
 
-    calls: queue.SimpleQueue = queue.SimpleQueue()
-    running: Dict[int, _Call] = {}
-    for i in range(threads):
-        threading.Thread(
-            target=_serve, args=(channel, calls, running), name="pybundle-%d" % i, daemon=True
-        ).start()
+    server = _Server(channel, threads)
+    for i in range(threads + 1):
+        threading.Thread(target=server.serve, name="pybundle-%d" % i, daemon=True).start()
     channel.send({"type": "ready", "pid": os.getpid()})
-
-    while True:
-        try:
-            message = channel.read_message()
-        except (ProtocolError, ValueError) as exc:
-            sys.stderr.write("pybundle worker: %s\n" % exc)
-            sys.exit(2)
-        if message is None:
-            break
-        msg, buffers = message
-        kind = msg.get("type")
-        if kind == "call":
-            call = _Call(msg, buffers)
-            running[call.id] = call
-            calls.put(call)
-        elif kind == "cancel":
-            call = running.get(msg["id"])
-            if call is not None:
-                call.cancelled = True
-        elif kind == "ping":
-            channel.send({"type": "pong", "id": msg["id"]})
-        elif kind == "shutdown":
-            break
+    server.done.wait()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -33,6 +33,12 @@ pub fn env_for(py: &Python) -> Environment {
     Environment::from_parts(&py.prefix, &py.interpreter, scripts_dir(), lib_dir())
 }
 
+/// Held by CPU-heavy tests so timing-sensitive ones can measure without them.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `check` against every available interpreter, naming the one that failed.
 fn each(test: &str, check: impl Fn(&Environment)) {
     for py in pythons(test) {
@@ -43,6 +49,7 @@ fn each(test: &str, check: impl Fn(&Environment)) {
 
 #[test]
 fn nested_unicode_and_a_50_mb_string_round_trip() {
+    let _heavy = heavy();
     each("nested_unicode_and_a_50_mb_string_round_trip", |env| {
         let big = "é✓x".repeat(50_000_000 / 6);
         let input = json!({

@@ -32,6 +32,7 @@ fn process_exists(pid: u32) -> bool {
 
 #[test]
 fn a_thousand_concurrent_calls_from_eight_threads() {
+    let _heavy = crate::script::heavy();
     each("a_thousand_concurrent_calls_from_eight_threads", |env| {
         let w = worker(env);
         std::thread::scope(|scope| {
@@ -374,9 +375,11 @@ fn a_pool_of_two_runs_cpu_bound_calls_in_about_half_the_time() {
         assert_eq!(pids.len(), processes, "calls were not spread over the pool");
         elapsed
     };
-    // This machine is shared: alternate the two and keep the best of three rounds each.
+    // This machine is shared: alternate the two and keep the best of five rounds each, with
+    // this binary's other CPU-heavy tests held off.
+    let _quiet = crate::script::heavy();
     let (mut one, mut two) = (Duration::MAX, Duration::MAX);
-    for _ in 0..3 {
+    for _ in 0..5 {
         one = one.min(run(1));
         two = two.min(run(2));
     }

@@ -5,5 +5,5 @@ import time
 
 import pybundle
 
-os.write(pybundle._channel._write_fd, b"\x7f\xff\xff\xffnot a frame")
+os.write(pybundle._active._write_fd, b"\x7f\xff\xff\xffnot a frame")
 time.sleep(60)

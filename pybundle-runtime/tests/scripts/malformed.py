@@ -4,5 +4,5 @@ import time
 
 import pybundle
 
-os.write(pybundle._channel._write_fd, b"\x00\x00\x00\x05{oops")
+os.write(pybundle._active._write_fd, b"\x00\x00\x00\x05{oops")
 time.sleep(60)
