@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{BuildArgs, Command, PackArgs, PackageArgs, PixiArgs, Pybundle, RunArgs};
 use crate::failure::{ChildExit, Step};
-use crate::metadata::{self, Target};
+use crate::metadata::{self, Lock, Target};
 use crate::pack::{self, key::Key};
 use crate::ui::Ui;
 use crate::{cargo_build, mirror, pixi, resolve};
@@ -73,7 +73,7 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
             manifest: &shadow.manifest,
             user_manifest: &config.manifest,
             environment: &config.environment,
-            lock: config.lock,
+            lock: lock_policy(config.lock, shadow.mirrored),
         },
         ui,
     )
@@ -115,6 +115,17 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
     write_atomic(&key_path, key.as_bytes()).context(Step::Pack)?;
     report(&packed, &archive, ui);
     Ok((target, archive))
+}
+
+/// With a channel mirrored, the user's pixi.lock names the original URLs and cannot be
+/// checked against the rewritten manifest; the lock in the build dir is then ours, solved
+/// against the mirror, and `locked` is relaxed to `update` (pixi keeps it while it matches).
+fn lock_policy(lock: Lock, mirrored: bool) -> Lock {
+    if mirrored && lock == Lock::Locked {
+        tracing::info!("channel mirrors in use: the environment is locked in the build dir");
+        return Lock::Update;
+    }
+    lock
 }
 
 /// Holds `<work>/.lock` for the rest of `prepare`: two builds of one package at once would

@@ -156,7 +156,7 @@ pub fn pixi_settings_here() -> Result<Option<Config>> {
     let Ok(metadata) = cargo_metadata(None) else {
         return Ok(None);
     };
-    let Some(package) = metadata.root_package() else {
+    let Ok(package) = select(&metadata, None, None) else {
         return Ok(None);
     };
     let Some(table) = package.metadata.get("pybundle").filter(|v| !v.is_null()) else {
@@ -212,8 +212,19 @@ fn select<'m>(
                 )
             });
     }
-    if let Some(root) = metadata.root_package() {
-        return Ok(root);
+    // `cargo metadata --no-deps` has no resolve, so `root_package()` only finds a workspace
+    // root package; match the manifest in question (given, or the nearest one up from the
+    // current directory, as cargo picks it) against the members instead.
+    if let Some(wanted) = manifest_in_question(manifest_path) {
+        let same = |p: &&Package| {
+            p.manifest_path
+                .as_std_path()
+                .canonicalize()
+                .is_ok_and(|m| m == wanted)
+        };
+        if let Some(package) = members.iter().copied().find(same) {
+            return Ok(package);
+        }
     }
     let bundled: Vec<&Package> = members
         .iter()
@@ -231,6 +242,19 @@ fn select<'m>(
             bail!("several packages can be bundled ({}); choose one with -p", names.join(", "))
         }
     }
+}
+
+/// The canonical path of `--manifest-path`, or of the nearest `Cargo.toml` above the current
+/// directory.
+fn manifest_in_question(manifest_path: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = manifest_path {
+        return path.canonicalize().ok();
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|dir| dir.join("Cargo.toml"))
+        .find(|m| m.is_file())
+        .and_then(|m| m.canonicalize().ok())
 }
 
 /// Parses and checks the table; relative paths are taken from `dir` (the package directory).

@@ -156,7 +156,11 @@ pub fn install(
     // stdout is reserved for the paths of built binaries, so pixi's stdout goes to stderr.
     let status = cmd
         .stdin(Stdio::null())
-        .stdout(stdout_to_stderr())
+        .stdout(if ui.quiet {
+            Stdio::null()
+        } else {
+            stdout_to_stderr()
+        })
         .status()
         .with_context(|| format!("running {}", pixi.path.display()))?;
     if !status.success() {

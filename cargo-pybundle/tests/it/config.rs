@@ -58,3 +58,94 @@ fn bad_mirror_variable_is_a_config_error() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("PYBUNDLE_CHANNEL_MIRRORS entry `conda-forge`"));
 }
+
+/// A workspace with two bundled members, `a` and `b`.
+fn two_member_workspace(root: &std::path::Path) {
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"a\", \"b\"]\nresolver = \"2\"\n",
+    )
+    .unwrap();
+    for name in ["a", "b"] {
+        let dir = root.join(name);
+        package(&dir, name, Some("scripts = \"python\""));
+        // Members must not declare their own workspace.
+        let toml = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .unwrap()
+            .replace("[workspace]\n", "");
+        std::fs::write(dir.join("Cargo.toml"), toml).unwrap();
+        std::fs::create_dir_all(dir.join("python")).unwrap();
+        std::fs::write(
+            dir.join("pixi.toml"),
+            "[project]\nname = \"x\"\nchannels = []\nplatforms = []\n",
+        )
+        .unwrap();
+    }
+}
+
+/// Runs `pack` with a pixi that does not exist: selection and config pass, the pixi step
+/// fails (exit 4), and the work dir created tells which package was chosen.
+fn chosen(root: &std::path::Path, args: &[&str], cwd: &std::path::Path) -> Vec<String> {
+    let target = root.join("target");
+    let out = cargo_pybundle()
+        .arg("pack")
+        .args(args)
+        .arg("--target-dir")
+        .arg(&target)
+        .args(["--pixi", "/nonexistent/pixi"])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let mut dirs: Vec<String> = std::fs::read_dir(target.join("pybundle"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    std::fs::remove_dir_all(&target).unwrap();
+    dirs
+}
+
+#[test]
+fn package_selection_in_a_workspace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    two_member_workspace(root);
+    let b_manifest = root.join("b/Cargo.toml");
+    assert_eq!(
+        chosen(
+            root,
+            &["--manifest-path", b_manifest.to_str().unwrap()],
+            root
+        ),
+        ["b"]
+    );
+    assert_eq!(chosen(root, &["-p", "a"], root), ["a"]);
+    assert_eq!(
+        chosen(root, &[], &root.join("b/python")),
+        ["b"],
+        "nearest Cargo.toml up from the cwd"
+    );
+
+    let out = cargo_pybundle()
+        .arg("pack")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("several packages can be bundled (a, b); choose one with -p"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cargo_pybundle()
+        .args(["pack", "-p", "c"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("no package `c` in the workspace; members: a, b"),
+        "{}",
+        stderr(&out)
+    );
+}
