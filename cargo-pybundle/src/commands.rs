@@ -166,6 +166,14 @@ fn reuse_key(
 ) -> Result<String> {
     let mut key = Key::new();
     key.part("name", input.name.as_bytes());
+    // A rebuilt cargo-pybundle of the same version (development) may pack differently.
+    if let Some(meta) = std::env::current_exe().ok().and_then(|p| p.metadata().ok()) {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        key.part("exe", format!("{} {:?}", meta.len(), mtime).as_bytes());
+    }
     key.part("platform", input.platform.as_bytes());
     key.part("prefix", input.prefix.to_string_lossy().as_bytes());
     key.part("exclude", input.exclude.join("\n").as_bytes());

@@ -4,6 +4,7 @@
 //! The same inputs always give the same bytes: entries come from a sorted walk, every header
 //! has the fixed mtime, uid/gid 0 and no user names, modes are kept, symlinks stay symlinks.
 
+pub mod activation;
 pub mod key;
 pub mod scan;
 pub mod tarball;
@@ -196,6 +197,10 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
         tracing::warn!("{path}: binary file holds the build prefix; not relocatable");
     }
 
+    let activation = activation::variables(prefix).unwrap_or_else(|err| {
+        ui.warn(format!("{err:#}; the bundle sets no activation variables"));
+        BTreeMap::new()
+    });
     relocations.sort();
     packages.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
     let manifest = Manifest {
@@ -207,7 +212,7 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
         python,
         build_prefix: build_prefix.to_owned(),
         relocations,
-        activation: BTreeMap::new(),
+        activation,
         scripts_dir: SCRIPTS_DIR.to_owned(),
         unpacked_size,
         file_count: entries.len() as u64,
