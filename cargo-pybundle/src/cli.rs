@@ -55,6 +55,9 @@ pub enum Command {
     /// Resolve and pack only: write the archive (for inspection or CI caching).
     #[command(after_help = EXIT_CODES)]
     Pack(PackArgs),
+    /// Show what a bundle holds: manifest, sizes by folder and package, relocations.
+    #[command(after_help = EXIT_CODES)]
+    Inspect(InspectArgs),
     /// Run the pixi that cargo pybundle uses (downloaded and cached on first use).
     #[command(after_help = EXIT_CODES)]
     Pixi(PixiArgs),
@@ -135,6 +138,20 @@ pub struct PackArgs {
     /// Also copy the archive to this file.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// `cargo pybundle inspect`.
+#[derive(Debug, Args, Clone)]
+pub struct InspectArgs {
+    /// A bundle archive, or a program built by `cargo pybundle build`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the manifest as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+    /// How many folders and packages to list.
+    #[arg(long, default_value_t = 15, value_name = "N")]
+    pub top: usize,
 }
 
 /// `cargo pybundle pixi`.

@@ -3,7 +3,9 @@
 use anyhow::{bail, Context as _, Result};
 use std::path::{Path, PathBuf};
 
-use crate::cli::{BuildArgs, Command, PackArgs, PackageArgs, PixiArgs, Pybundle, RunArgs};
+use crate::cli::{
+    BuildArgs, Command, InspectArgs, PackArgs, PackageArgs, PixiArgs, Pybundle, RunArgs,
+};
 use crate::failure::{ChildExit, Step};
 use crate::metadata::{self, Lock, Target};
 use crate::pack::{self, key::Key};
@@ -23,6 +25,7 @@ pub fn run(cli: Pybundle) -> Result<()> {
         Command::Build(args) => build(&args, &ui).map(|_| ()),
         Command::Run(args) => run_app(&args, &ui),
         Command::Pack(args) => pack_only(&args, &ui),
+        Command::Inspect(args) => inspect(&args),
         Command::Pixi(args) => pixi_passthrough(&args, &ui),
     }
 }
@@ -334,6 +337,15 @@ fn check_writable(out: &Path) -> Result<()> {
                 out.display()
             )
         })
+}
+
+fn inspect(args: &InspectArgs) -> Result<()> {
+    let report = crate::inspect::inspect(&args.file)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.manifest)?);
+        return Ok(());
+    }
+    crate::inspect::print(&report, args.top)
 }
 
 fn pixi_passthrough(args: &PixiArgs, ui: &Ui) -> Result<()> {

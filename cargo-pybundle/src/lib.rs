@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod download;
 pub mod failure;
+pub mod inspect;
 pub mod metadata;
 pub mod mirror;
 pub mod pack;

@@ -78,6 +78,30 @@ fn hello_builds_runs_and_reuses_the_archive() {
     assert!(said.contains("hello, tester"), "{said}");
     assert!(said.contains("3.11"), "{said}");
 
+    // `inspect` finds the archive inside the program.
+    let shown = cargo_pybundle()
+        .arg("inspect")
+        .arg(&binary)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert!(
+        text.contains("bundle      hello (") && text.contains("python      3.11"),
+        "{text}"
+    );
+    assert!(
+        text.contains("env/lib") && text.contains("largest packages"),
+        "{text}"
+    );
+    let not_bundle = cargo_pybundle()
+        .arg("inspect")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(not_bundle.status.code(), Some(1));
+    assert!(stderr(&not_bundle).contains("neither a bundle archive nor a program"));
+
     let second = build();
     assert!(second.status.success(), "{}", stderr(&second));
     let err = stderr(&second);
@@ -178,6 +202,18 @@ fn relocation_table_and_deterministic_archive() {
     let body_start = 512 + manifest_len.div_ceil(512) * 512;
     assert_eq!(m.id, hex::encode(Sha256::digest(&tar[body_start..])));
     assert_eq!(m.file_count as usize, names.len() - 1);
+
+    // `inspect --json` of the archive gives the same manifest back.
+    let shown = cargo_pybundle()
+        .args(["inspect", "--json"])
+        .arg(&archive_path)
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert_eq!(
+        serde_json::from_slice::<Manifest>(&shown.stdout).unwrap(),
+        m
+    );
 
     // Packing the same inputs again gives the same bytes.
     std::fs::remove_file(target.join("pybundle/relocs/debug/bundle.tar.zst.key")).unwrap();
