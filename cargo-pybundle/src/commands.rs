@@ -22,7 +22,7 @@ pub fn run(cli: Pybundle) -> Result<()> {
         verbose: cli.verbose,
     };
     match cli.command {
-        Command::Build(args) => build(&args, &ui).map(|_| ()),
+        Command::Build(args) => build_command(&args, &ui),
         Command::Run(args) => run_app(&args, &ui),
         Command::Pack(args) => pack_only(&args, &ui),
         Command::Inspect(args) => inspect(&args),
@@ -244,7 +244,15 @@ fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo pybundle build`; returns the binaries built.
+/// `cargo pybundle build`: prints the path of each binary built, one a line, on stdout.
+fn build_command(args: &BuildArgs, ui: &Ui) -> Result<()> {
+    for bin in build(args, ui)? {
+        println!("{}", bin.display());
+    }
+    Ok(())
+}
+
+/// Prepare and `cargo build`; returns the binaries built.
 fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
     let (target, archive) = prepare(&args.package, args.cargo.release, ui)?;
     let binaries = cargo_build::build(
@@ -256,9 +264,6 @@ fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
         ui,
     )
     .context(Step::Cargo)?;
-    for bin in &binaries {
-        println!("{}", bin.display());
-    }
     Ok(binaries)
 }
 

@@ -115,10 +115,38 @@ pub fn assemble(frame1: &[u8], body: &mut std::fs::File, dest: &Path) -> Result<
     io::Seek::seek(body, io::SeekFrom::Start(0))?;
     let copied = io::copy(&mut io::BufReader::new(Read::by_ref(body)), &mut out)?;
     out.as_file().sync_all()?;
+    let size = frame1.len() as u64 + copied;
+    // Same bytes as the archive already there: keep that file (and its mtime), so the
+    // runtime crate, which rebuilds when the archive changes, is not rebuilt for nothing.
+    if same_content(out.path(), dest, size)? {
+        return Ok(size);
+    }
     out.persist(dest)
         .map_err(|e| e.error)
         .with_context(|| format!("renaming into {}", dest.display()))?;
-    Ok(frame1.len() as u64 + copied)
+    Ok(size)
+}
+
+fn same_content(a: &Path, b: &Path, size: u64) -> Result<bool> {
+    match fs_err::metadata(b) {
+        Ok(meta) if meta.is_file() && meta.len() == size => {}
+        _ => return Ok(false),
+    }
+    let (mut a, mut b) = (
+        io::BufReader::new(fs_err::File::open(a)?),
+        io::BufReader::new(fs_err::File::open(b)?),
+    );
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 /// A temp file builder whose file ends up readable by all (tempfile's default is 0600; the

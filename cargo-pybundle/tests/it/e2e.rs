@@ -102,6 +102,20 @@ fn hello_builds_runs_and_reuses_the_archive() {
     assert_eq!(not_bundle.status.code(), Some(1));
     assert!(stderr(&not_bundle).contains("neither a bundle archive nor a program"));
 
+    // `run` builds and runs, passing arguments; stdout is the program's alone.
+    let ran = with_toolchain(&tc)
+        .args(["run", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(shared_target())
+        .args(["--", "runner"])
+        .env("PYBUNDLE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert!(said.starts_with("hello, runner\n"), "{said}");
+
     let second = build();
     assert!(second.status.success(), "{}", stderr(&second));
     let err = stderr(&second);
