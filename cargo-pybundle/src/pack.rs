@@ -108,6 +108,24 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
             owners.insert(f.as_str(), i);
         }
     }
+    // PyPI packages (not owned by a conda package: conda's python packages have dist-info
+    // directories too, listed in their conda-meta files).
+    let pypi: Vec<_> = scan::pypi_packages(prefix)
+        .into_iter()
+        .filter(|(_, _, files)| files.iter().all(|f| !owners.contains_key(f.as_str())))
+        .collect();
+    for (name, version, files) in &pypi {
+        packages.push(PackageInfo {
+            name: name.clone(),
+            version: version.clone(),
+            build: String::new(),
+            size: 0,
+            files: 0,
+        });
+        for f in files {
+            owners.insert(f.as_str(), packages.len() - 1);
+        }
+    }
 
     let mut entries = vec![dir_entry(ENV_DIR)];
     walk(prefix, ENV_DIR, &exclude, &mut entries)?;

@@ -179,6 +179,76 @@ fn installed_path(record: &CondaRecord, path: &str) -> Option<String> {
     record.files.iter().find(|f| f.ends_with(&suffix)).cloned()
 }
 
+/// A package pip (or pixi's PyPI installer) put into `site-packages`, from its
+/// `*.dist-info/RECORD`: `(name, version, files relative to the prefix)`.
+pub fn pypi_packages(prefix: &Path) -> Vec<(String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for lib in ["lib", "Lib"] {
+        let Ok(entries) = fs_err::read_dir(prefix.join(lib)) else {
+            continue;
+        };
+        let mut site_dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?;
+                if name.starts_with("python") {
+                    Some(p.join("site-packages"))
+                } else {
+                    (name == "site-packages").then_some(p)
+                }
+            })
+            .filter(|p| p.is_dir())
+            .collect();
+        site_dirs.sort();
+        for site in site_dirs {
+            let Ok(entries) = fs_err::read_dir(&site) else {
+                continue;
+            };
+            let mut infos: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "dist-info"))
+                .collect();
+            infos.sort();
+            for info in infos {
+                if let Some(pkg) = dist_info(prefix, &site, &info) {
+                    out.push(pkg);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn dist_info(prefix: &Path, site: &Path, info: &Path) -> Option<(String, String, Vec<String>)> {
+    let stem = info.file_stem()?.to_str()?;
+    let (name, version) = stem.split_once('-')?;
+    let record = fs_err::read_to_string(info.join("RECORD")).ok()?;
+    let site_rel = site.strip_prefix(prefix).ok()?;
+    let files = record
+        .lines()
+        .filter_map(|line| line.split(',').next())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            // Normalise `../../../bin/tool` against site-packages.
+            let mut parts: Vec<String> = site_rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            for piece in p.trim_matches('"').split('/') {
+                match piece {
+                    ".." => {
+                        parts.pop()?;
+                    }
+                    "." | "" => {}
+                    other => parts.push(other.to_owned()),
+                }
+            }
+            Some(parts.join("/"))
+        })
+        .collect();
+    Some((name.to_owned(), version.to_owned(), files))
+}
+
 /// What the scan found in a file that has no declared placeholder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hit {
@@ -210,6 +280,32 @@ mod tests {
         assert_eq!(scan(b"#!/p/env/bin/python\n", b"/p/env"), Hit::Text);
         assert_eq!(scan(b"\x7fELF\0/p/env/lib\0", b"/p/env"), Hit::Binary);
         assert_eq!(scan(b"nothing here", b"/p/env"), Hit::None);
+    }
+
+    #[test]
+    fn pypi_records_resolve_paths_against_site_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = dir
+            .path()
+            .join("lib/python3.11/site-packages/numpy-1.26.4.dist-info");
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(
+            info.join("RECORD"),
+            "numpy/__init__.py,sha256=x,10\n../../../bin/f2py,sha256=y,20\nnumpy-1.26.4.dist-info/RECORD,,\n",
+        )
+        .unwrap();
+        let pkgs = pypi_packages(dir.path());
+        assert_eq!(pkgs.len(), 1);
+        let (name, version, files) = &pkgs[0];
+        assert_eq!((name.as_str(), version.as_str()), ("numpy", "1.26.4"));
+        assert_eq!(
+            files,
+            &[
+                "lib/python3.11/site-packages/numpy/__init__.py",
+                "bin/f2py",
+                "lib/python3.11/site-packages/numpy-1.26.4.dist-info/RECORD"
+            ]
+        );
     }
 
     #[test]
