@@ -139,9 +139,11 @@ pub fn install(
             cmd.arg("--frozen");
         }
         Lock::Frozen => bail!(
-            "lock = \"frozen\" needs a pixi.lock beside {}; create one with `cargo pybundle pixi \
-             install` in your project, or use lock = \"locked\"",
-            manifest.display()
+            "lock = \"frozen\" needs a pixi.lock beside {} (with channel mirrors, one solved \
+             against the mirror in {}); create it with `cargo pybundle pixi install`, or use \
+             lock = \"locked\"",
+            user_manifest.display(),
+            manifest.parent().unwrap_or(manifest).display()
         ),
         Lock::Update => {}
     }

@@ -344,3 +344,71 @@ fn unwritable_output() {
         ],
     );
 }
+
+#[test]
+fn named_environment_and_frozen_lock() {
+    let Some(tc) = testkit::toolchain("named_environment_and_frozen_lock") else {
+        return;
+    };
+    let (tmp, pkg) = fixture("relocs");
+    // The compiled test package only in a second environment, `extra`.
+    let pixi_toml = std::fs::read_to_string(pkg.join("pixi.toml"))
+        .unwrap()
+        .replace("pybundle-reloc-test = \"*\"\n", "");
+    std::fs::write(
+        pkg.join("pixi.toml"),
+        format!(
+            "{pixi_toml}\n[feature.extra.dependencies]\npybundle-reloc-test = \"*\"\n\n\
+             [environments]\nextra = [\"extra\"]\n"
+        ),
+    )
+    .unwrap();
+    let cargo_toml = std::fs::read_to_string(pkg.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        pkg.join("Cargo.toml"),
+        format!("{cargo_toml}environment = \"extra\"\n"),
+    )
+    .unwrap();
+    let target = tmp.path().join("target");
+    let pack = |tc: &testkit::Toolchain| {
+        with_toolchain(tc)
+            .args(["pack", "--manifest-path"])
+            .arg(pkg.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap()
+    };
+    let out = pack(&tc);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let archive = std::fs::read(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let m = pybundle_runtime::manifest_of(&archive).unwrap();
+    assert!(
+        m.build_prefix.ends_with("/envs/extra"),
+        "{}",
+        m.build_prefix
+    );
+    relocation(&m, "env/bin/pybundle-reloc-test");
+
+    // lock = "frozen" with no pixi.lock: a clear error before anything is installed.
+    let frozen = std::fs::read_to_string(pkg.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        pkg.join("Cargo.toml"),
+        format!("{frozen}lock = \"frozen\"\n"),
+    )
+    .unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let out = with_toolchain(&tc)
+        .args(["pack", "--manifest-path"])
+        .arg(pkg.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(fresh.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lock = \"frozen\" needs a pixi.lock"),
+        "{}",
+        stderr(&out)
+    );
+}
