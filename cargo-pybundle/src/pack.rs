@@ -8,9 +8,9 @@ pub mod activation;
 pub mod key;
 pub mod scan;
 pub mod tarball;
+pub mod walk;
 
 use anyhow::{bail, Context as _, Result};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use pybundle_runtime::format::{
     self, FileMode, Manifest, PackageInfo, PythonInfo, Relocation, ENV_DIR, PYTHON_PKG_DIR,
     SCRIPTS_DIR,
@@ -18,9 +18,9 @@ use pybundle_runtime::format::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tar::EntryType;
-use walkdir::WalkDir;
 
 use crate::ui::Ui;
+use walk::{dir_entry, embedded, globs, walk, Source};
 
 /// Everything packing needs.
 #[derive(Clone, Debug)]
@@ -51,22 +51,6 @@ pub struct Packed {
     pub unrelocatable: Vec<String>,
     /// Size of the archive in bytes.
     pub archive_size: u64,
-}
-
-/// What one tar entry is made from.
-enum Source {
-    Dir,
-    File(PathBuf),
-    Symlink(PathBuf),
-    Embedded(&'static [u8]),
-}
-
-struct Entry {
-    path: String,
-    mode: u32,
-    source: Source,
-    /// Owning package (index into the package list) for per-package sizes.
-    owner: Option<usize>,
 }
 
 /// Packs `input` into `dest`.
@@ -169,6 +153,9 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
                 }
                 let mut h = tarball::header(EntryType::Symlink, entry.mode, 0);
                 builder.append_link(&mut h, &entry.path, target)?;
+                if let Some(i) = entry.owner {
+                    packages[i].files += 1;
+                }
                 continue;
             }
             Source::Embedded(bytes) => {
@@ -246,133 +233,6 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
     })
 }
 
-impl Entry {
-    fn size(&self) -> Option<u64> {
-        match &self.source {
-            Source::File(p) => fs_err::metadata(p).ok().map(|m| m.len()),
-            Source::Embedded(b) => Some(b.len() as u64),
-            _ => None,
-        }
-    }
-}
-
-fn dir_entry(path: &str) -> Entry {
-    Entry {
-        path: path.to_owned(),
-        mode: 0o755,
-        source: Source::Dir,
-        owner: None,
-    }
-}
-
-fn globs(patterns: &[String]) -> Result<GlobSet> {
-    let mut set = GlobSetBuilder::new();
-    for p in patterns {
-        let glob = Glob::new(p).with_context(|| {
-            format!("`exclude` pattern `{p}` in [package.metadata.pybundle] is not a valid glob")
-        })?;
-        set.add(glob);
-    }
-    Ok(set.build()?)
-}
-
-/// Adds `root`'s contents under `into/`, sorted, skipping excluded paths (an excluded folder
-/// is skipped whole).
-fn walk(root: &Path, into: &str, exclude: &GlobSet, out: &mut Vec<Entry>) -> Result<()> {
-    let excluded = |rel: &str, is_dir: bool| {
-        exclude.is_match(rel) || (is_dir && exclude.is_match(format!("{rel}/x")))
-    };
-    let walker = WalkDir::new(root)
-        .min_depth(1)
-        .sort_by_file_name()
-        .follow_links(false);
-    let mut it = walker.into_iter();
-    while let Some(entry) = it.next() {
-        let entry = entry.with_context(|| format!("reading {}", root.display()))?;
-        let rel_path = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        let rel = rel_path
-            .to_str()
-            .with_context(|| format!("{} is not a UTF-8 path", entry.path().display()))?
-            .replace(std::path::MAIN_SEPARATOR, "/");
-        let ft = entry.file_type();
-        if excluded(&rel, ft.is_dir()) {
-            if ft.is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
-        }
-        let meta = entry.path().symlink_metadata()?;
-        let source = if ft.is_symlink() {
-            Source::Symlink(fs_err::read_link(entry.path())?)
-        } else if ft.is_dir() {
-            Source::Dir
-        } else if ft.is_file() {
-            Source::File(entry.path().to_path_buf())
-        } else {
-            tracing::warn!(
-                "{}: not a file, folder or symlink; left out",
-                entry.path().display()
-            );
-            continue;
-        };
-        out.push(Entry {
-            path: format!("{into}/{rel}"),
-            mode: mode(&meta),
-            source,
-            owner: None,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn mode(meta: &std::fs::Metadata) -> u32 {
-    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
-}
-
-#[cfg(not(unix))]
-fn mode(meta: &std::fs::Metadata) -> u32 {
-    if meta.is_dir() {
-        0o755
-    } else {
-        0o644
-    }
-}
-
-/// The embedded `pybundle` Python package, under `lib/`, sorted.
-fn embedded(dir: &'static include_dir::Dir<'static>, out: &mut Vec<Entry>) {
-    let mut children: Vec<&'static include_dir::DirEntry<'static>> = dir.entries().iter().collect();
-    children.sort_by_key(|e| e.path());
-    for child in children {
-        let path = format!(
-            "{PYTHON_PKG_DIR}/{}",
-            child.path().to_string_lossy().replace('\\', "/")
-        );
-        match child {
-            include_dir::DirEntry::Dir(d) => {
-                out.push(Entry {
-                    path,
-                    mode: 0o755,
-                    source: Source::Dir,
-                    owner: None,
-                });
-                embedded(d, out);
-            }
-            include_dir::DirEntry::File(f) => {
-                if f.path().extension().is_some_and(|e| e == "pyc") {
-                    continue;
-                }
-                out.push(Entry {
-                    path,
-                    mode: 0o644,
-                    source: Source::Embedded(f.contents()),
-                    owner: None,
-                })
-            }
-        }
-    }
-}
-
 /// The interpreter from the `python` conda package.
 fn python_info(records: &[scan::CondaRecord]) -> Result<PythonInfo> {
     let Some(python) = records.iter().find(|r| r.name == "python") else {
@@ -394,31 +254,188 @@ fn python_info(records: &[scan::CondaRecord]) -> Result<PythonInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
 
-    #[test]
-    fn excluded_folders_are_skipped_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("a/__pycache__")).unwrap();
-        std::fs::write(root.join("a/__pycache__/m.cpython-311.pyc"), "x").unwrap();
-        std::fs::write(root.join("a/m.py"), "x").unwrap();
-        std::fs::write(root.join("b.pyc"), "x").unwrap();
-        let set = globs(
-            &crate::metadata::DEFAULT_EXCLUDE
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
+    const PLACEHOLDER: &str = "/opt/build_placehold_placehold_placehold";
+
+    /// A hand-made prefix and package cache: one conda package with a binary and a text
+    /// placeholder file, an entry-point-like text file, a binary naming the prefix, a symlink.
+    fn fake_env(root: &Path) -> Input {
+        let prefix = root.join("env-prefix");
+        let pkg = root.join("pkgs/python-3.11.7-h0");
+        let p = prefix.to_str().unwrap();
+        for (dir, files) in [
+            (
+                &prefix,
+                vec![
+                    (
+                        "bin/python3.11",
+                        format!("\x7fELF\0{p}/lib\0\0\0\0").into_bytes(),
+                    ),
+                    (
+                        "bin/tool",
+                        format!("#!{p}/bin/python3.11\nprint(1)\n").into_bytes(),
+                    ),
+                    ("lib/libx.so", format!("\0\x01{p}").into_bytes()),
+                    ("share/a.txt", format!("{p}/share\n").into_bytes()),
+                ],
+            ),
+            (
+                &pkg,
+                vec![
+                    (
+                        "bin/python3.11",
+                        format!("\x7fELF\0{PLACEHOLDER}/lib\0").into_bytes(),
+                    ),
+                    ("share/a.txt", format!("{PLACEHOLDER}/share\n").into_bytes()),
+                ],
+            ),
+        ] {
+            for (rel, content) in files {
+                std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+                std::fs::write(dir.join(rel), content).unwrap();
+            }
+        }
+        std::os::unix::fs::symlink("python3.11", prefix.join("bin/python3")).unwrap();
+        std::fs::create_dir_all(prefix.join("conda-meta")).unwrap();
+        let record = serde_json::json!({
+            "name": "python", "version": "3.11.7", "build": "h0",
+            "files": ["bin/python3", "bin/python3.11", "bin/tool", "lib/libx.so", "share/a.txt"],
+            "extracted_package_dir": pkg,
+        });
+        std::fs::write(
+            prefix.join("conda-meta/python-3.11.7-h0.json"),
+            record.to_string(),
         )
         .unwrap();
-        let mut out = Vec::new();
-        walk(root, "env", &set, &mut out).unwrap();
-        let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["env/a", "env/a/m.py"]);
+        let paths = serde_json::json!({"paths_version": 1, "paths": [
+            {"_path": "bin/python3.11", "prefix_placeholder": PLACEHOLDER, "file_mode": "binary"},
+            {"_path": "share/a.txt", "prefix_placeholder": PLACEHOLDER, "file_mode": "text"},
+            {"_path": "bin/tool"},
+        ]});
+        std::fs::create_dir_all(pkg.join("info")).unwrap();
+        std::fs::write(pkg.join("info/paths.json"), paths.to_string()).unwrap();
+        let scripts = root.join("scripts");
+        std::fs::create_dir_all(&scripts).unwrap();
+        std::fs::write(scripts.join("main.py"), "print('hi')\n").unwrap();
+        Input {
+            name: "app".into(),
+            prefix,
+            platform: "linux-64".into(),
+            scripts,
+            exclude: crate::metadata::DEFAULT_EXCLUDE
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            level: 3,
+            pkgs_cache: None,
+        }
+    }
+
+    fn entry(archive: &[u8], wanted: &str) -> tar::Header {
+        let tar = zstd::decode_all(archive).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        let found = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some(wanted));
+        found
+            .map(|e| e.header().clone())
+            .unwrap_or_else(|| panic!("{wanted} missing"))
+    }
+
+    fn content(archive: &[u8], wanted: &str) -> Vec<u8> {
+        let tar = zstd::decode_all(archive).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some(wanted) {
+                let mut out = Vec::new();
+                e.read_to_end(&mut out).unwrap();
+                return out;
+            }
+        }
+        panic!("{wanted} missing")
     }
 
     #[test]
-    fn bad_glob_names_the_pattern() {
-        let e = globs(&["a/[".to_owned()]).unwrap_err().to_string();
-        assert!(e.contains("`a/[`"), "{e}");
+    fn relocation_table_from_placeholders_and_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = fake_env(dir.path());
+        let dest = dir.path().join("out/bundle.tar.zst");
+        let packed = pack(
+            &input,
+            &dest,
+            &Ui {
+                quiet: true,
+                verbose: 0,
+            },
+        )
+        .unwrap();
+        let m = &packed.manifest;
+        let build_prefix = input.prefix.to_str().unwrap();
+        let got: Vec<(&str, &str, FileMode)> = m
+            .relocations
+            .iter()
+            .map(|r| (r.path.as_str(), r.placeholder.as_str(), r.mode))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("env/bin/python3.11", PLACEHOLDER, FileMode::Binary),
+                ("env/bin/tool", build_prefix, FileMode::Text),
+                ("env/share/a.txt", PLACEHOLDER, FileMode::Text),
+            ]
+        );
+        assert_eq!(packed.unrelocatable, ["env/lib/libx.so"]);
+        assert_eq!(
+            (m.python.path.as_str(), m.python.version.as_str()),
+            ("env/bin/python3.11", "3.11.7")
+        );
+
+        let archive = std::fs::read(&dest).unwrap();
+        // Placeholder files come from the package cache, with the placeholder inside.
+        let original =
+            std::fs::read(dir.path().join("pkgs/python-3.11.7-h0/bin/python3.11")).unwrap();
+        assert_eq!(content(&archive, "env/bin/python3.11"), original);
+        let link = entry(&archive, "env/bin/python3");
+        assert_eq!(link.entry_type(), tar::EntryType::Symlink);
+        assert_eq!(
+            link.link_name().unwrap().unwrap().to_str(),
+            Some("python3.11")
+        );
+        assert_eq!(content(&archive, "scripts/main.py"), b"print('hi')\n");
+        let h = entry(&archive, "env/bin/tool");
+        assert_eq!(
+            (h.mtime().unwrap(), h.uid().unwrap(), h.gid().unwrap()),
+            (format::ARCHIVE_MTIME, 0, 0)
+        );
+        assert_eq!(m.packages[0].files, 5);
+
+        // The same inputs again: the same bytes.
+        let again = dir.path().join("again.tar.zst");
+        pack(
+            &input,
+            &again,
+            &Ui {
+                quiet: true,
+                verbose: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(again).unwrap(), archive);
+    }
+
+    #[test]
+    fn missing_python_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = fake_env(dir.path());
+        std::fs::remove_file(input.prefix.join("conda-meta/python-3.11.7-h0.json")).unwrap();
+        let err = pack(&input, &dir.path().join("x.tar.zst"), &Ui::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no `python` package"), "{err}");
+        assert!(!dir.path().join("x.tar.zst").exists());
     }
 }
