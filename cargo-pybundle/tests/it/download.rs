@@ -180,3 +180,35 @@ fn unreachable_server() {
     let run = run(&url);
     assert_failed_cleanly(&run, &url);
 }
+
+#[test]
+fn pinned_version_and_checksum_from_the_package_config() {
+    let (bytes, sha) = asset();
+    let asset = cargo_pybundle::download::asset_name().unwrap();
+    let path = format!("/v1.2.3/{asset}");
+    // No .sha256 published: the pinned `pixi-sha256` is what makes the download acceptable.
+    let server = Server::start(HashMap::from([(path.clone(), Reply::Body(bytes.clone()))]));
+    let cache = tempfile::tempdir().unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    crate::support::package(
+        pkg.path(),
+        "pinned",
+        Some(&format!(
+            "pixi-version = \"v1.2.3\"\npixi-sha256 = \"{}\"",
+            sha.to_uppercase()
+        )),
+    );
+    let out = cargo_pybundle()
+        .args(["pixi", "--version"])
+        .current_dir(pkg.path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .env("PYBUNDLE_PIXI_MIRROR", server.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(server.requests().contains(&path), "{:?}", server.requests());
+    assert_eq!(
+        files_under(&cache.path().join("cargo-pybundle/pixi")),
+        ["1.2.3/pixi"]
+    );
+}
