@@ -118,6 +118,68 @@ fn main() {
             p.version
         );
     }
+    repeat_build();
+}
+
+/// Repeat-build overhead: `cargo pybundle build` of examples/hello with nothing changed
+/// against a plain no-op `cargo build` of the same package (same archive variable, so cargo
+/// itself has nothing to do either). Medians of 5.
+fn repeat_build() {
+    let (Some(pixi), Ok(channel)) = (
+        std::env::var_os("PYBUNDLE_PIXI"),
+        std::env::var("PYBUNDLE_TEST_CHANNEL"),
+    ) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let manifest = root.join("examples/hello/Cargo.toml");
+    // Shared with the integration tests, so the application is usually compiled already.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target");
+    let pybundle = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-pybundle"));
+        cmd.args(["pybundle", "build", "-q", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .env("PYBUNDLE_PIXI", &pixi)
+            .env("PYBUNDLE_CHANNEL_MIRRORS", format!("conda-forge={channel}"))
+            .stdout(std::process::Stdio::null());
+        cmd
+    };
+    assert!(
+        pybundle().status().expect("cargo pybundle").success(),
+        "warm-up build failed"
+    );
+    let archive = target.join("pybundle/hello/debug/bundle.tar.zst");
+    let cargo = || {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.args(["build", "-q", "-p", "hello", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .env("PYBUNDLE_ARCHIVE", &archive);
+        cmd
+    };
+    let median = |make: &dyn Fn() -> Command| {
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                assert!(make().status().expect("run").success());
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[2]
+    };
+    let ours = median(&pybundle);
+    let plain = median(&cargo);
+    println!(
+        "repeat build, nothing changed: cargo pybundle build {ours:.2} s, cargo build {plain:.2} s \
+         (overhead {:.2} s)",
+        ours - plain
+    );
 }
 
 fn mb(bytes: u64) -> f64 {

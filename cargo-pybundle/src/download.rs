@@ -197,6 +197,49 @@ fn extract_pixi(archive: &Path, dest: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn tar_gz(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let gz = flate2::write::GzEncoder::new(file.reopen().unwrap(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, path, *data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        file
+    }
+
+    #[test]
+    fn pixi_is_found_at_the_root_or_one_folder_down() {
+        let dir = tempfile::tempdir().unwrap();
+        for (layout, name) in [
+            ("root", "pixi"),
+            ("v0.39.0", "pixi-x86_64-unknown-linux-musl/pixi"),
+        ] {
+            let archive = tar_gz(&[("README.md", b"x"), (name, b"binary")]);
+            let dest = dir.path().join(layout).join("pixi");
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            extract_pixi(archive.path(), &dest).unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), b"binary");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                assert_eq!(
+                    std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+                    0o755
+                );
+            }
+        }
+        let archive = tar_gz(&[("a/b/pixi", b"too deep"), ("other", b"x")]);
+        let dest = dir.path().join("none/pixi");
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        assert!(extract_pixi(archive.path(), &dest).is_err());
+        assert!(!dest.exists());
+    }
+
     #[test]
     fn sha256_file_formats() {
         let hex = "a".repeat(64);

@@ -156,15 +156,23 @@ pub fn install(
     );
     // pixi prints progress on stderr and a summary on stdout; both belong to the user, but our
     // stdout is reserved for the paths of built binaries, so pixi's stdout goes to stderr.
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(if ui.quiet {
-            Stdio::null()
-        } else {
-            stdout_to_stderr()
-        })
-        .status()
-        .with_context(|| format!("running {}", pixi.path.display()))?;
+    cmd.stdin(Stdio::null());
+    let status = if ui.quiet {
+        // Quiet: pixi's chatter is shown only if it fails.
+        let out = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("running {}", pixi.path.display()))?;
+        if !out.status.success() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        out.status
+    } else {
+        cmd.stdout(stdout_to_stderr())
+            .status()
+            .with_context(|| format!("running {}", pixi.path.display()))?
+    };
     if !status.success() {
         bail!(
             "`pixi install` failed ({status}) for {}; pixi's message is above (it ran on {}, \
