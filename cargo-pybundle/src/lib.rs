@@ -6,6 +6,47 @@
 //! relocation table) → [`cargo_build`] (`cargo build` with the archive embedded).
 //! [`commands`] strings them together; [`cli`] holds the clap types. The binary's `main.rs`
 //! only calls [`main`].
+//!
+//! # Configuration
+//!
+//! ```toml
+//! [package.metadata.pybundle]
+//! manifest = "pixi.toml"        # relative to the package
+//! environment = "default"       # pixi environment to bundle
+//! scripts = "python"            # folder packed as the bundle's scripts (must exist)
+//! pixi-version = "0.59.0"       # pixi to download when none is given
+//! pixi-sha256 = "<64 hex>"      # pin the download (needed for pixi < 0.39.1: no .sha256 published)
+//! lock = "locked"               # locked | frozen | update
+//! exclude = ["**/__pycache__/**", "**/*.pyc"]   # globs relative to the prefix and scripts folder
+//! compression-level = 19        # default: 19 with --release, 3 otherwise
+//! channel-mirrors = { conda-forge = "file:///srv/conda-forge" }
+//! ```
+//!
+//! # Environment variables
+//!
+//! `PYBUNDLE_PIXI` (a pixi binary, same as `--pixi`), `PYBUNDLE_PIXI_MIRROR` (replaces
+//! `https://github.com/prefix-dev/pixi/releases/download`), `PYBUNDLE_CHANNEL_MIRRORS`
+//! (`name=url,name=url`, wins over `channel-mirrors`), `PYBUNDLE_LOG` (tracing filter).
+//! `cargo build` receives `PYBUNDLE_ARCHIVE` (the archive's absolute path).
+//!
+//! # Where things go
+//!
+//! `<target dir>/pybundle/<package>/`: `pixi/` (the shadow copy of pixi.toml, its lock and the
+//! `.pixi` environment), `debug/` and `release/` (`bundle.tar.zst` and its reuse key),
+//! `.lock` (held while preparing, so two builds of one package take turns). The user's
+//! files are never written.
+//!
+//! # Known limitations
+//!
+//! - Relative paths inside pixi.toml (path dependencies, `-r requirements.txt`) resolve
+//!   against the shadow copy and break.
+//! - With a channel mirrored, the user's pixi.lock (naming the original URLs) is not used: the
+//!   environment is solved against the mirror and locked in the build dir (`locked` acts as
+//!   `update` there).
+//! - The environment is installed for the build machine's platform; `--target` does not
+//!   change it. Downloading pixi is supported on Linux and macOS (x86_64, aarch64).
+//! - A binary file that holds the build prefix without a placeholder cannot be relocated; it
+//!   is listed as a warning and keeps the build machine's path.
 
 pub mod cargo_build;
 pub mod cli;
