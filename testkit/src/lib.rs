@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+pub mod pixi;
 pub mod pyenv;
 
 /// The test toolchain: a real pixi and the `file://` URL of the local conda test channel.

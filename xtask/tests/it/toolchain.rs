@@ -26,6 +26,20 @@ fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    checked(cmd, out)
+}
+
+/// `pixi <args>`, through testkit's guard against pixi 0.15.2's hang after solving.
+fn pixi(pixi: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let make = || {
+        let mut cmd = Command::new(pixi);
+        cmd.args(args);
+        cmd
+    };
+    checked(&make(), testkit::pixi::output(make))
+}
+
+fn checked(cmd: &Command, out: std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -58,15 +72,22 @@ fn pixi_installs_the_test_channel_and_relocates_everything() {
     )
     .expect("write pixi.toml");
     say(&format!("pixi install from {}", tc.channel));
-    run(Command::new(&tc.pixi)
-        .arg("install")
-        .arg("--manifest-path")
-        .arg(&manifest));
+    let m = manifest.as_os_str();
+    pixi(
+        &tc.pixi,
+        &["install".as_ref(), "--manifest-path".as_ref(), m],
+    );
 
     // Where pixi put the environment: ask it, as the packer does.
-    let info: serde_json::Value = serde_json::from_str(&run(Command::new(&tc.pixi)
-        .args(["info", "--json", "--manifest-path"])
-        .arg(&manifest)))
+    let info: serde_json::Value = serde_json::from_str(&pixi(
+        &tc.pixi,
+        &[
+            "info".as_ref(),
+            "--json".as_ref(),
+            "--manifest-path".as_ref(),
+            m,
+        ],
+    ))
     .expect("pixi info --json is JSON");
     let prefix = info["environments_info"][0]["prefix"]
         .as_str()
@@ -115,10 +136,17 @@ fn pixi_installs_the_test_channel_and_relocates_everything() {
     assert_eq!(text, format!("{p}\n"));
 
     say("pixi run sources etc/conda/activate.d: PYBUNDLE_TEST_DATA is set");
-    let data = run(Command::new(&tc.pixi)
-        .args(["run", "--manifest-path"])
-        .arg(&manifest)
-        .args(["printenv", "PYBUNDLE_TEST_DATA"]));
+    let args = ["run", "--manifest-path"].map(std::ffi::OsStr::new);
+    let data = pixi(
+        &tc.pixi,
+        &[
+            args[0],
+            args[1],
+            m,
+            "printenv".as_ref(),
+            "PYBUNDLE_TEST_DATA".as_ref(),
+        ],
+    );
     assert_eq!(data.trim(), format!("{p}/share/pybundle-reloc-test"));
 
     say("the interpreter's RUNPATH is <prefix>/lib");
