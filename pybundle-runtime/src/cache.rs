@@ -59,7 +59,14 @@ pub(crate) fn prepare_root(root: &Path) -> Result<()> {
             Ok(()) => set_private(dir)?,
             // Another process made it first: it is checked below like any existing dir.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io("cannot create cache directory", dir, e)),
+            // The usual cause is a read-only or missing home: say which directory failed, why,
+            // and (through the variant's message) how to choose another one.
+            Err(e) => {
+                return Err(Error::Cache {
+                    path: root.to_path_buf(),
+                    reason: format!("cannot create `{}`: {e}", dir.display()),
+                })
+            }
         }
     }
     check_owned(root, false)
@@ -381,6 +388,28 @@ pub(crate) fn log_extraction(dir_name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_uncreatable_root_names_the_directory_the_reason_and_the_variable() {
+        // A file where a directory should be fails even for root (the tests run as root here,
+        // so a read-only directory would not).
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("home");
+        std::fs::write(&file, "").unwrap();
+        let root = file.join(".cache").join("pybundle");
+        let err = prepare_root(&root).unwrap_err();
+        assert!(
+            matches!(err, Error::Cache { ref path, .. } if path == &root),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&format!(
+            "cannot create `{}`",
+            file.join(".cache").display()
+        )));
+        assert!(msg.contains("Not a directory"), "{msg}");
+        assert!(msg.contains("set PYBUNDLE_CACHE_DIR"), "{msg}");
+    }
 
     #[test]
     fn version_names() {

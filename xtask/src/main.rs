@@ -1,8 +1,10 @@
 //! `cargo xtask`: the project's development tasks (test toolchain, test suite, demo).
 
+mod airgap;
 mod channel;
 mod demo;
 mod pixi;
+mod pypi_mapping;
 mod test;
 mod tools;
 
@@ -30,6 +32,8 @@ enum Task {
     },
     /// Build examples/hello with the real `cargo pybundle build` and run it.
     Demo,
+    /// Run the example binaries on a bare Debian root with no network and no Python (root).
+    Airgap,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Task::Channel => println!("{}", channel::ensure()?),
         Task::Test { args } => test::run(&args)?,
         Task::Demo => demo::run()?,
+        Task::Airgap => airgap::run(true)?,
     }
     Ok(())
 }
