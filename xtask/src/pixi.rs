@@ -11,13 +11,24 @@ use fs_err as fs;
 use crate::tools;
 
 /// The pixi version the tests are written against.
-const VERSION: &str = "0.15.2";
+pub(crate) const VERSION: &str = "0.15.2";
 
 /// What to do when the build fails, appended to every build error.
 const HINT: &str = "or set PYBUNDLE_PIXI to an existing pixi 0.15.2 binary";
 
-/// Make sure a test pixi exists; return its path.
+/// Make sure a test pixi exists and can install `[pypi-dependencies]` here; return its path.
 pub fn ensure() -> Result<PathBuf> {
+    let pixi = ensure_binary()?;
+    crate::pypi_mapping::seed(&tools::dev_cache()?.join("pixi").join(VERSION))?;
+    Ok(pixi)
+}
+
+/// `pixi-<VERSION>.crate` (its packaged sources), fetched into cargo's cache when missing.
+pub(crate) fn crate_file(work: &Path) -> Result<PathBuf> {
+    fetch_crate(work)
+}
+
+fn ensure_binary() -> Result<PathBuf> {
     if let Some(pixi) = std::env::var_os("PYBUNDLE_PIXI").filter(|p| !p.is_empty()) {
         let pixi = PathBuf::from(pixi);
         if !pixi.is_file() {
