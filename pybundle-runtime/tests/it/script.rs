@@ -33,14 +33,21 @@ pub fn env_for(py: &Python) -> Environment {
     Environment::from_parts(&py.prefix, &py.interpreter, scripts_dir(), lib_dir())
 }
 
-/// Held by CPU-heavy tests so timing-sensitive ones can measure without them.
-pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+/// Tests in this binary that start Python hold this shared; a timing-sensitive test holds it
+/// exclusively, so it measures without them.
+static QUIET: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    QUIET.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    QUIET.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs `check` against every available interpreter, naming the one that failed.
 fn each(test: &str, check: impl Fn(&Environment)) {
+    let _shared = shared();
     for py in pythons(test) {
         eprintln!("{test}: {} python {}", py.label, py.interpreter.display());
         check(&env_for(&py));
@@ -49,7 +56,6 @@ fn each(test: &str, check: impl Fn(&Environment)) {
 
 #[test]
 fn nested_unicode_and_a_50_mb_string_round_trip() {
-    let _heavy = heavy();
     each("nested_unicode_and_a_50_mb_string_round_trip", |env| {
         let big = "é✓x".repeat(50_000_000 / 6);
         let input = json!({
