@@ -377,16 +377,42 @@ fn a_pool_of_two_runs_cpu_bound_calls_in_about_half_the_time() {
         assert_eq!(pids.len(), processes, "calls were not spread over the pool");
         elapsed
     };
-    // This machine is shared: alternate the two and keep the best of eight rounds each.
+    // This machine is shared: alternate the two, keep the best of up to eight rounds each, and
+    // stop as soon as the pool shows it runs in parallel.
     let (mut one, mut two) = (Duration::MAX, Duration::MAX);
     for _ in 0..8 {
         one = one.min(run(1));
         two = two.min(run(2));
+        if two.as_secs_f64() / one.as_secs_f64() < 0.75 {
+            break;
+        }
     }
     let ratio = two.as_secs_f64() / one.as_secs_f64();
     eprintln!("4 CPU-bound calls: 1 process {one:?}, 2 processes {two:?}, ratio {ratio:.2}");
     assert!(
         ratio < 0.75,
-        "a pool of 2 took {ratio:.2} of the time of 1 ({two:?} vs {one:?})"
+        "a pool of 2 took {ratio:.2} of the time of 1 ({two:?} vs {one:?}); two bare Python \
+         processes side by side take {:.2} of the time of one after the other here, so a ratio \
+         near that means this machine has no second core free at the moment",
+        bare_parallel_ratio(&env)
     );
+}
+
+/// Wall time of two CPU-bound interpreters at once over one after the other.
+fn bare_parallel_ratio(env: &Environment) -> f64 {
+    let burn = || {
+        std::process::Command::new(env.interpreter())
+            .args(["-I", "-c", "t=0\nfor i in range(2_000_000): t += i*i % 7"])
+            .spawn()
+            .unwrap()
+    };
+    let start = Instant::now();
+    burn().wait().unwrap();
+    burn().wait().unwrap();
+    let serial = start.elapsed();
+    let start = Instant::now();
+    let (mut a, mut b) = (burn(), burn());
+    a.wait().unwrap();
+    b.wait().unwrap();
+    start.elapsed().as_secs_f64() / serial.as_secs_f64()
 }
