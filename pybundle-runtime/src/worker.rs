@@ -68,7 +68,7 @@ impl Config {
     }
 }
 
-/// Configures a [`Worker`] or [`WorkerPool`]; made by [`Environment::worker`].
+/// Configures a [`Worker`] or [`WorkerPool`](crate::WorkerPool); made by [`Environment::worker`].
 #[must_use = "a builder does nothing until `start` or `pool` is called"]
 pub struct WorkerBuilder {
     cfg: Config,
@@ -108,7 +108,7 @@ impl Environment {
 
 impl WorkerBuilder {
     /// Python threads serving calls in each process (default 4). The GIL lets only one run
-    /// Python code at a time; use a [`WorkerPool`] for CPU-bound work.
+    /// Python code at a time; use a [`WorkerPool`](crate::WorkerPool) for CPU-bound work.
     pub fn threads(mut self, n: usize) -> Self {
         self.cfg.threads = n.max(1);
         self
@@ -166,7 +166,7 @@ impl WorkerBuilder {
         })
     }
 
-    /// Starts `n` processes with this configuration (see [`WorkerPool`]).
+    /// Starts `n` processes with this configuration (see [`WorkerPool`](crate::WorkerPool)).
     pub fn pool(self, n: usize) -> Result<crate::WorkerPool> {
         crate::pool::start(self.cfg, n)
     }
