@@ -123,10 +123,26 @@ fn install(pixi: &Path, channel: &str) -> Python {
     }
 }
 
-/// The interpreters a protocol test runs against: the host's, plus the channel's when the
-/// toolchain is prepared.
+/// The interpreters a protocol test runs against: the host's, the channel's when the
+/// toolchain is prepared, and any listed in `PYBUNDLE_EXTRA_PYTHONS` (colon-separated
+/// interpreter paths, e.g. a 3.8 and a 3.13 to check the Python half on both ends).
 pub fn pythons(test: &str) -> Vec<Python> {
     let mut all = vec![host_python()];
     all.extend(channel_python(test));
+    if let Some(extra) = std::env::var_os("PYBUNDLE_EXTRA_PYTHONS") {
+        for path in std::env::split_paths(&extra).filter(|p| !p.as_os_str().is_empty()) {
+            let interpreter = std::fs::canonicalize(&path).unwrap_or(path);
+            let prefix = interpreter
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf);
+            let prefix = prefix.unwrap_or_else(|| interpreter.clone());
+            all.push(Python {
+                label: "extra",
+                prefix,
+                interpreter,
+            });
+        }
+    }
     all
 }

@@ -119,6 +119,19 @@ class Channel:
             written = os.write(self._write_fd, view)
             view = view[written:]
 
+    def send_error(self, head: dict, info: dict) -> None:
+        """Sends an error report, cutting the traceback's start to fit the frame limit."""
+        head["error"] = info
+        frame = encode(head, [])
+        excess = len(frame) - self.max_frame
+        if excess > 0:
+            text = info["traceback"].encode("utf-8")
+            keep = max(0, len(text) - excess - 64)
+            info["traceback"] = "[...]" + text[len(text) - keep :].decode("utf-8", "replace")
+            info["message"] = info["message"][: max(0, self.max_frame // 4)]
+            frame = encode(head, [])
+        self.write_frames([frame])
+
     def send(self, head: dict, data: Any = None, has_data: bool = False) -> None:
         """Sends ``head``, plus ``data`` under the key "data" when ``has_data``."""
         buffers: List[bytes] = []

@@ -46,7 +46,7 @@ def main() -> None:
         info = error_info(exc, _OWN_DIR)
         sys.stderr.write(info["traceback"])
         try:
-            channel.send({"type": "error", "error": info})
-        except OSError:
+            channel.send_error({"type": "error"}, info)
+        except (OSError, ValueError):
             pass
         sys.exit(1)

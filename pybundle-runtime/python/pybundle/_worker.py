@@ -163,8 +163,8 @@ def _serve_one(channel: Channel, call: _Call) -> None:
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
         if not call.cancelled:
             try:
-                channel.send({"type": "error", "id": call.id, "error": error_info(exc, _OWN_DIR)})
-            except OSError:
+                channel.send_error({"type": "error", "id": call.id}, error_info(exc, _OWN_DIR))
+            except (OSError, ValueError):
                 pass
     finally:
         local.call = None
@@ -186,7 +186,7 @@ def main() -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to Rust as a failed start
         info = error_info(exc, _OWN_DIR)
         sys.stderr.write(info["traceback"])
-        channel.send({"type": "fatal", "error": info})
+        channel.send_error({"type": "fatal"}, info)
         sys.exit(1)
 
     server = _Server(channel, threads)
