@@ -6,9 +6,12 @@
 //! flight with [`Error::WorkerCrashed`] and is started again, with backoff, by the next call.
 //! Dropping the last handle shuts the process down within a bounded time.
 
+mod call;
 mod process;
 
-use std::marker::PhantomData;
+use self::call::Target;
+pub use self::call::{CallHandle, Request};
+
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,8 +19,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use self::process::{lock, Link, MessageFn, Proc, Slot};
-use crate::buffer;
+use self::process::{lock, Link, Proc, Slot};
 use crate::protocol::{self, DEFAULT_MAX_FRAME};
 use crate::{Environment, Error, Result};
 
@@ -146,7 +148,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// Called (on an internal thread) when a process starts, crashes or stops.
+    /// Called when a process starts, crashes or stops (on the thread that started it, or on
+    /// the process's reader thread).
     pub fn on_event(mut self, f: impl Fn(&WorkerEvent) + Send + Sync + 'static) -> Self {
         self.cfg.on_event = Some(Arc::new(f));
         self
@@ -317,200 +320,5 @@ impl Drop for Inner {
         if let Some(proc) = lock(&self.state).take() {
             proc.shutdown(self.cfg.shutdown_timeout);
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Target<'a> {
-    Worker(&'a Worker),
-    Pool(&'a crate::WorkerPool),
-}
-
-/// A call being configured: [`args`](Request::args), [`timeout`](Request::timeout),
-/// [`on_message`](Request::on_message), then [`call`](Request::call) or
-/// [`submit`](Request::submit).
-#[must_use = "a request does nothing until `call` or `submit`"]
-pub struct Request<'a> {
-    target: Target<'a>,
-    func: String,
-    args: Result<(Vec<u8>, Vec<Vec<u8>>)>,
-    timeout: Option<Duration>,
-    on_message: Option<MessageFn>,
-}
-
-impl<'a> Request<'a> {
-    fn new(target: Target<'a>, func: &str) -> Self {
-        Request {
-            target,
-            func: func.to_owned(),
-            args: Ok((b"[]".to_vec(), Vec::new())),
-            timeout: None,
-            on_message: None,
-        }
-    }
-
-    pub(crate) fn for_pool(pool: &'a crate::WorkerPool, func: &str) -> Self {
-        Self::new(Target::Pool(pool), func)
-    }
-
-    fn what(&self) -> String {
-        format!("call `{}`", self.func)
-    }
-
-    /// The arguments: a tuple or array (positional), a struct or map (keywords), or one other
-    /// value (a single positional argument). [`Buffer`](crate::Buffer)s inside travel as binary
-    /// frames.
-    pub fn args(mut self, args: &(impl Serialize + ?Sized)) -> Self {
-        let what = self.what();
-        self.args = buffer::to_json_with_buffers(args).map_err(|source| Error::Json {
-            what,
-            action: "cannot encode the arguments",
-            source,
-        });
-        self
-    }
-
-    /// Fails the call with [`Error::Timeout`] (and cancels it) if it has not finished in time.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Receives the call's `pybundle.send(value)` messages, in order, on the reader thread.
-    pub fn on_message(mut self, f: impl FnMut(serde_json::Value) + Send + 'static) -> Self {
-        self.on_message = Some(Box::new(f));
-        self
-    }
-
-    /// Sends the call and waits for its result.
-    pub fn call<R: DeserializeOwned>(self) -> Result<R> {
-        self.submit()?.wait()
-    }
-
-    /// Sends the call; the handle waits for, polls or cancels it.
-    pub fn submit<R: DeserializeOwned>(self) -> Result<CallHandle<R>> {
-        let what = self.what();
-        let (args, frames) = self.args?;
-        let worker = match self.target {
-            Target::Worker(w) => w,
-            Target::Pool(p) => p.least_busy(),
-        };
-        let inner = &worker.inner;
-        let link = worker.link()?;
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut head = format!(
-            r#"{{"type":"call","id":{id},"buffers":{},"func":"#,
-            frames.len()
-        )
-        .into_bytes();
-        serde_json::to_writer(&mut head, &self.func).map_err(|source| Error::Json {
-            what: what.clone(),
-            action: "cannot encode the name",
-            source,
-        })?;
-        head.extend_from_slice(br#","args":"#);
-        head.extend_from_slice(&args);
-        head.push(b'}');
-        for len in std::iter::once(head.len()).chain(frames.iter().map(Vec::len)) {
-            if len > inner.cfg.max_frame {
-                return Err(Error::FrameTooLarge {
-                    what,
-                    len,
-                    max: inner.cfg.max_frame,
-                });
-            }
-        }
-        let slot = Slot::new(what.clone(), self.on_message, Some(inner.in_flight.clone()));
-        if !link.register(id, slot.clone()) {
-            slot.complete(Err(worker.dead(&what)));
-        } else {
-            let mut all: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
-            all.push(&head);
-            all.extend(frames.iter().map(Vec::as_slice));
-            // A failed write means the process died; its reader fails the slot.
-            let _ = link.write(&all);
-        }
-        Ok(CallHandle {
-            slot,
-            id,
-            link,
-            deadline: self.timeout.map(|t| (Instant::now() + t, t)),
-            _result: PhantomData,
-        })
-    }
-}
-
-/// A call in flight. [`wait`](CallHandle::wait), [`wait_timeout`](CallHandle::wait_timeout)
-/// or [`try_result`](CallHandle::try_result) hand out its result once;
-/// [`cancel`](CallHandle::cancel) discards it.
-pub struct CallHandle<R> {
-    slot: Arc<Slot>,
-    id: u64,
-    link: Arc<Link>,
-    deadline: Option<(Instant, Duration)>,
-    _result: PhantomData<fn() -> R>,
-}
-
-impl<R: DeserializeOwned> CallHandle<R> {
-    /// Waits for the result (or the call's timeout).
-    pub fn wait(self) -> Result<R> {
-        match self.slot.take(self.deadline.map(|d| d.0)) {
-            Some(outcome) => self.decode(outcome),
-            None => Err(self.expire()),
-        }
-    }
-
-    /// Waits at most `timeout`; `None` if the call is still running.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        let mut until = Instant::now() + timeout;
-        if let Some((deadline, _)) = self.deadline {
-            until = until.min(deadline);
-        }
-        match self.slot.take(Some(until)) {
-            Some(outcome) => Some(self.decode(outcome)),
-            None if self.deadline.is_some_and(|d| Instant::now() >= d.0) => {
-                Some(Err(self.expire()))
-            }
-            None => None,
-        }
-    }
-
-    /// The result if it is there; `None` if the call is still running.
-    pub fn try_result(&mut self) -> Option<Result<R>> {
-        self.wait_timeout(Duration::ZERO)
-    }
-
-    /// Whether the result has arrived (or the call failed).
-    pub fn is_done(&self) -> bool {
-        self.slot.is_done()
-    }
-
-    /// Cancels the call: its result is discarded and Python code can see
-    /// `pybundle.cancelled()` turn true. Waiting afterwards gives [`Error::Cancelled`].
-    pub fn cancel(&self) {
-        if self.link.forget(self.id) {
-            self.slot.complete(Err(Error::Cancelled {
-                what: self.slot.what.clone(),
-            }));
-            let frame = format!(r#"{{"type":"cancel","id":{}}}"#, self.id);
-            let _ = self.link.write(&[frame.as_bytes()]);
-        }
-    }
-
-    fn expire(&self) -> Error {
-        self.cancel();
-        Error::Timeout {
-            what: self.slot.what.clone(),
-            after: self.deadline.map(|d| d.1).unwrap_or_default(),
-        }
-    }
-
-    fn decode(&self, outcome: Result<process::Reply>) -> Result<R> {
-        let reply = outcome?;
-        buffer::from_json_with_buffers(&reply.data, reply.frames).map_err(|source| Error::Json {
-            what: self.slot.what.clone(),
-            action: "cannot decode the result into the requested type",
-            source,
-        })
     }
 }

@@ -249,7 +249,9 @@ impl Proc {
     fn kill(&mut self) {
         lock(&self.link.guard).kill();
         if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
+            if reader.thread().id() != std::thread::current().id() {
+                let _ = reader.join();
+            }
         }
     }
 
@@ -266,10 +268,13 @@ impl Proc {
         self.kill();
     }
 
-    /// Reaps a process whose reader has ended (after a crash).
+    /// Reaps a process whose reader has ended (after a crash). From the reader thread itself
+    /// (an `on_event` callback that calls the worker) there is nothing to wait for.
     pub(crate) fn join(mut self) {
         if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
+            if reader.thread().id() != std::thread::current().id() {
+                let _ = reader.join();
+            }
         }
     }
 }
