@@ -82,6 +82,7 @@ fn main() {
                 .collect(),
             level,
             pkgs_cache: cache.clone(),
+            activation: None,
         };
         let start = Instant::now();
         let packed = pack::pack(

@@ -90,6 +90,11 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
         exclude: config.exclude.clone(),
         level: config.level(release),
         pkgs_cache: resolved.cache_dir.clone(),
+        activation: Some(pack::activation::PixiRun {
+            pixi: pixi.path.clone(),
+            manifest: shadow.manifest.clone(),
+            environment: config.environment.clone(),
+        }),
     };
     let out_dir = work.join(if release { "release" } else { "debug" });
     fs_err::create_dir_all(&out_dir).context(Step::Pack)?;
@@ -184,6 +189,12 @@ fn reuse_key(
     key.part("mirrors", format!("{mirrors:?}").as_bytes());
     key.file("manifest", manifest)?;
     key.file("lock", &manifest.with_file_name("pixi.lock"))?;
+    for script in pack::activation::script_files(manifest) {
+        key.file(
+            &format!("activation {script}"),
+            &manifest.with_file_name(&script),
+        )?;
+    }
     key.tree("conda-meta", &input.prefix.join("conda-meta"))?;
     key.tree("scripts", &input.scripts)?;
     for file in python_package_files(&pybundle_runtime::PYTHON_PACKAGE) {

@@ -123,6 +123,7 @@ pub fn prepare(
         .context("the pixi manifest path has no file name")?;
     let manifest = dir.join(name);
     write_if_changed(&manifest, rewritten.as_bytes())?;
+    copy_activation_scripts(user_manifest, dir)?;
     let lock_src = user_manifest.with_file_name("pixi.lock");
     let lock_dst = dir.join("pixi.lock");
     if changed == 0 && lock_src.is_file() {
@@ -135,6 +136,32 @@ pub fn prepare(
         manifest,
         mirrored: changed > 0,
     })
+}
+
+/// The `[activation] scripts` are relative to the manifest: pixi, running in the shadow
+/// directory, finds them only if they are copied beside it. Absolute paths need no copy; paths
+/// leaving the folder (`..`) are not copied (they would land outside the shadow directory).
+fn copy_activation_scripts(user_manifest: &Path, dir: &Path) -> Result<()> {
+    let user_dir = user_manifest.parent().unwrap_or(Path::new("."));
+    for script in crate::pack::activation::script_files(user_manifest) {
+        let rel = Path::new(&script);
+        let inside = rel.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        let src = user_dir.join(rel);
+        if !inside || !src.is_file() {
+            continue;
+        }
+        let dst = dir.join(rel);
+        if let Some(parent) = dst.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        write_if_changed(&dst, &fs_err::read(&src)?)?;
+    }
+    Ok(())
 }
 
 fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {

@@ -40,6 +40,9 @@ pub struct Input {
     /// pixi's package cache (`pixi info`'s `cache_dir`), for packages that do not record
     /// `extracted_package_dir`.
     pub pkgs_cache: Option<PathBuf>,
+    /// How to run the environment through pixi to capture its activation variables; `None`
+    /// sources the prefix's activate.d scripts instead (see [`activation`]).
+    pub activation: Option<activation::PixiRun>,
 }
 
 /// What packing produced.
@@ -202,7 +205,11 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
         tracing::warn!("{path}: binary file holds the build prefix; not relocatable");
     }
 
-    let activation = activation::variables(prefix).unwrap_or_else(|err| {
+    let captured = match &input.activation {
+        Some(run) => activation::capture(run, prefix),
+        None => activation::from_scripts(prefix),
+    };
+    let activation = captured.unwrap_or_else(|err| {
         ui.warn(format!("{err:#}; the bundle sets no activation variables"));
         BTreeMap::new()
     });
@@ -329,6 +336,7 @@ mod tests {
                 .collect(),
             level: 3,
             pkgs_cache: None,
+            activation: None,
         }
     }
 
