@@ -80,32 +80,41 @@ fn install(pixi: &Path, channel: &str) -> Python {
     )
     .expect("cannot write pixi.toml");
     let log = dir.join("pixi-install.log");
-    let log_file = std::fs::File::create(&log).expect("cannot create the pixi log");
-    let mut child = Command::new(pixi)
-        .arg("install")
-        .arg("--manifest-path")
-        .arg(&manifest)
-        // A private package cache: concurrent pixi 0.15.2 processes sharing one were seen to
-        // hang here without output.
-        .env("RATTLER_CACHE_DIR", dir.join("rattler-cache"))
-        .env("PIXI_CACHE_DIR", dir.join("rattler-cache"))
-        .stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().expect("cannot share the pixi log"))
-        .stderr(log_file)
-        .spawn()
-        .expect("cannot run pixi");
-    // pixi waits forever on a package-cache lock held by a stuck process: bound it.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("cannot wait for pixi") {
-            break status;
+    // pixi 0.15.2 sometimes stops for good right after "resolved conda environment" (seen on
+    // this 2-core machine under load, with no output and nothing open but its own sockets);
+    // an install normally takes seconds, so each attempt is bounded and retried.
+    let mut status = None;
+    for attempt in 1..=4 {
+        let log_file = std::fs::File::create(&log).expect("cannot create the pixi log");
+        let mut child = Command::new(pixi)
+            .arg("install")
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env("RATTLER_CACHE_DIR", dir.join("rattler-cache"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone().expect("cannot share the pixi log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("cannot run pixi");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        status = loop {
+            if let Some(status) = child.try_wait().expect("cannot wait for pixi") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("pixi install attempt {attempt} hung for 60 s; retrying");
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if status.is_some() {
+            break;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pixi install took over 5 minutes; see {}", log.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(status) = status else {
+        panic!("pixi install hung four times; see {}", log.display())
     };
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "pixi install failed ({status}):\n{out}");

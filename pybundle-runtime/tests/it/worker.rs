@@ -92,6 +92,12 @@ fn printing_during_a_call_does_not_corrupt_the_channel() {
             for i in 0..20 {
                 assert_eq!(w.call::<i64>("wmod.noisy", &(i,)).unwrap(), i * 2);
             }
+            // The output reaches the tail on its own thread: give it a moment.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !w.stderr_tail().contains("noisy print 19") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(50));
             let tail = w.stderr_tail();
             for line in [
                 "noisy print 19",
