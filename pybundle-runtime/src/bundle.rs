@@ -298,10 +298,19 @@ impl Bundle {
             path: root.clone(),
             reason: "the path is not valid Unicode".into(),
         })?;
+        // The prefix is inside the root, so the root is valid Unicode too.
+        let root_str = prefix_str
+            .strip_suffix(format::ENV_DIR)
+            .map_or(prefix_str, |r| {
+                r.trim_end_matches(std::path::MAIN_SEPARATOR)
+            });
         let vars = m
             .activation
             .iter()
-            .map(|(k, v)| (k.clone(), v.replace("${PREFIX}", prefix_str)))
+            .map(|(k, v)| {
+                let v = v.replace("${PREFIX}", prefix_str);
+                (k.clone(), v.replace("${BUNDLE}", root_str))
+            })
             .collect();
         Ok(Environment {
             interpreter: root.join(&m.python.path),

@@ -37,7 +37,10 @@ impl Environment {
     ) -> Self {
         let prefix = prefix.into();
         Self {
-            root: prefix.parent().map(Path::to_path_buf).unwrap_or_else(|| prefix.clone()),
+            root: prefix
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| prefix.clone()),
             prefix,
             interpreter: interpreter.into(),
             scripts: scripts.into(),
@@ -85,7 +88,11 @@ impl Environment {
 
     /// The path of `scripts/<name>.py`.
     pub fn script_path(&self, name: &str) -> PathBuf {
-        let file = if name.ends_with(".py") { name.to_owned() } else { format!("{name}.py") };
+        let file = if name.ends_with(".py") {
+            name.to_owned()
+        } else {
+            format!("{name}.py")
+        };
         self.scripts.join(file)
     }
 
@@ -98,7 +105,7 @@ impl Environment {
         cmd.env("PATH", self.search_path());
         cmd.env("CONDA_PREFIX", &self.prefix);
         for (k, v) in &self.vars {
-            cmd.env(k, v);
+            cmd.env(k, compose(k, v, std::env::var(k).ok().as_deref()));
         }
         cmd
     }
@@ -112,7 +119,11 @@ impl Environment {
     }
 
     fn search_path(&self) -> OsString {
-        let bin = if cfg!(windows) { self.prefix.clone() } else { self.prefix.join("bin") };
+        let bin = if cfg!(windows) {
+            self.prefix.clone()
+        } else {
+            self.prefix.join("bin")
+        };
         let mut paths = vec![bin];
         if cfg!(windows) {
             paths.push(self.prefix.join("Scripts"));
@@ -122,5 +133,41 @@ impl Environment {
             paths.extend(std::env::split_paths(&existing));
         }
         std::env::join_paths(paths).unwrap_or_default()
+    }
+}
+
+/// Fills `${NAME}` in the value of variable `NAME` with this machine's `current` value (how
+/// activation's `PATH` additions join the target's `PATH`); unset or empty, the reference goes
+/// with one adjacent separator.
+pub(crate) fn compose(name: &str, value: &str, current: Option<&str>) -> String {
+    let self_ref = format!("${{{name}}}");
+    if !value.contains(&self_ref) {
+        return value.to_owned();
+    }
+    match current.filter(|c| !c.is_empty()) {
+        Some(c) => value.replace(&self_ref, c),
+        None => {
+            let sep = if cfg!(windows) { ";" } else { ":" };
+            value
+                .replace(&format!("{sep}{self_ref}"), "")
+                .replace(&format!("{self_ref}{sep}"), "")
+                .replace(&self_ref, "")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compose;
+
+    #[test]
+    fn self_references_take_this_machines_value() {
+        assert_eq!(
+            compose("PATH", "/b/bin:${PATH}", Some("/usr/bin")),
+            "/b/bin:/usr/bin"
+        );
+        assert_eq!(compose("PATH", "/b/bin:${PATH}", None), "/b/bin");
+        assert_eq!(compose("X", "${X}:/b/x", Some("")), "/b/x");
+        assert_eq!(compose("X", "${PATH}/y", Some("/z")), "${PATH}/y");
     }
 }

@@ -95,8 +95,12 @@ pub struct Manifest {
     pub build_prefix: String,
     /// Files to rewrite at first run, sorted by path.
     pub relocations: Vec<Relocation>,
-    /// Environment variables set by activation, with `${PREFIX}` standing for the extracted
-    /// prefix. Applied to every process the runtime starts.
+    /// Environment variables set by activation (as `pixi run` sets them), applied to every
+    /// process the runtime starts. Placeholders: `${PREFIX}` is the extracted prefix,
+    /// `${BUNDLE}` the extracted bundle root (it stands for the pixi project root), and
+    /// `${NAME}` inside the value of variable `NAME` is the target machine's value of it when
+    /// the process starts (`PATH = "${PREFIX}/bin:${PATH}"`); unset, it is dropped with one
+    /// adjacent separator.
     #[serde(default)]
     pub activation: BTreeMap<String, String>,
     /// Directory of the scripts inside the archive (normally [`SCRIPTS_DIR`]).

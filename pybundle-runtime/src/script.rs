@@ -55,6 +55,7 @@ pub struct Script<'a> {
     capture: bool,
     max_frame: usize,
     on_message: Option<Callback<'a>>,
+    envs: Vec<(OsString, Option<OsString>)>,
 }
 
 impl<'a> Script<'a> {
@@ -68,6 +69,7 @@ impl<'a> Script<'a> {
             capture: false,
             max_frame: protocol::DEFAULT_MAX_FRAME,
             on_message: None,
+            envs: Vec::new(),
         }
     }
 
@@ -88,6 +90,18 @@ impl<'a> Script<'a> {
         S: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets a variable for this run only, over the environment's (activation) variables.
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((name.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes a variable for this run only (inherited or set by activation).
+    pub fn env_remove(mut self, name: impl Into<OsString>) -> Self {
+        self.envs.push((name.into(), None));
         self
     }
 
@@ -161,6 +175,12 @@ impl<'a> Script<'a> {
         };
 
         let mut cmd = self.env.python();
+        for (name, value) in &self.envs {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
         cmd.arg("-c")
             .arg(child::bootstrap("_script"))
             .arg(self.env.lib_dir())
