@@ -61,6 +61,9 @@ pub enum Command {
     /// Run the pixi that cargo pybundle uses (downloaded and cached on first use).
     #[command(after_help = EXIT_CODES)]
     Pixi(PixiArgs),
+    /// Create a new project: Cargo.toml, pixi.toml, a Python script and the Rust code calling it.
+    #[command(after_help = EXIT_CODES)]
+    Init(InitArgs),
 }
 
 /// Selects the Cargo package and where things go; shared by every command that packs.
@@ -152,6 +155,23 @@ pub struct InspectArgs {
     /// How many folders and packages to list.
     #[arg(long, default_value_t = 15, value_name = "N")]
     pub top: usize,
+}
+
+/// `cargo pybundle init`.
+#[derive(Debug, Args, Clone)]
+pub struct InitArgs {
+    /// Folder of the new project (created if missing).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Package name (default: the folder's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Depend on pybundle-runtime at this path instead of the crates.io release.
+    #[arg(long, value_name = "PATH")]
+    pub runtime_path: Option<PathBuf>,
+    /// Replace files that already exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `cargo pybundle pixi`.

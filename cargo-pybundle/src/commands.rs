@@ -27,7 +27,23 @@ pub fn run(cli: Pybundle) -> Result<()> {
         Command::Pack(args) => pack_only(&args, &ui),
         Command::Inspect(args) => inspect(&args),
         Command::Pixi(args) => pixi_passthrough(&args, &ui),
+        Command::Init(args) => init_project(&args, &ui),
     }
+}
+
+/// `cargo pybundle init`: writes the project and says what to do next.
+fn init_project(args: &crate::cli::InitArgs, ui: &Ui) -> Result<()> {
+    let written = crate::init::init(args)?;
+    if !ui.quiet {
+        for path in &written {
+            eprintln!("     Created {}", path.display());
+        }
+        eprintln!(
+            "Next: cd {} && cargo pybundle run -- some words to count",
+            args.dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Config, pixi, resolve and pack (or reuse); returns the package and its archive.

@@ -53,6 +53,7 @@ pub mod cli;
 pub mod commands;
 pub mod download;
 pub mod failure;
+pub mod init;
 pub mod inspect;
 pub mod metadata;
 pub mod mirror;

@@ -1,0 +1,106 @@
+//! `cargo pybundle init`: the generated project builds with the real toolchain and runs, and
+//! init never overwrites files silently.
+
+use crate::support::{cargo_pybundle, stderr};
+use std::path::{Path, PathBuf};
+
+/// Shared with e2e.rs's target dir so pybundle-runtime and serde compile once per test binary.
+fn shared_target() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target")
+}
+
+fn runtime_path() -> PathBuf {
+    testkit::workspace_root().join("pybundle-runtime")
+}
+
+#[test]
+fn init_project_builds_and_runs() {
+    let Some(tc) = testkit::toolchain("init_project_builds_and_runs") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("word-count");
+    let out = cargo_pybundle()
+        .arg("init")
+        .arg(&dir)
+        .arg("--runtime-path")
+        .arg(runtime_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.join("python/word_count.py").is_file());
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(cargo_toml.contains("name = \"word-count\""), "{cargo_toml}");
+    // Inside a temp dir there is no enclosing workspace, but be explicit for safety.
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("{cargo_toml}\n[workspace]\n"),
+    )
+    .unwrap();
+
+    let built = cargo_pybundle()
+        .env("PYBUNDLE_PIXI", &tc.pixi)
+        .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors())
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(shared_target())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let stdout = String::from_utf8(built.stdout).unwrap();
+    let binary = PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"));
+
+    let cache = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(&binary)
+        .args(["three", "little", "words"])
+        .env("PYBUNDLE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}\n{}", stderr(&run));
+    assert!(
+        said.starts_with("3 words, counted by Python 3.11"),
+        "{said}"
+    );
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/main.rs"), "// mine\n").unwrap();
+    let out = cargo_pybundle().arg("init").arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing to overwrite") && err.contains("main.rs"),
+        "{err}"
+    );
+    assert!(err.contains("--force"), "{err}");
+    // Nothing was written: not even the files that did not exist.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("src/main.rs")).unwrap(),
+        "// mine\n"
+    );
+    assert!(!dir.join("Cargo.toml").exists());
+
+    let forced = cargo_pybundle()
+        .args(["init", "--force"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
+    assert!(main.contains("Bundle::embedded()"), "{main}");
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo_toml.contains("pybundle-runtime = \"0.1\"")
+            && cargo_toml.contains("[package.metadata.pybundle]"),
+        "{cargo_toml}"
+    );
+    let pixi = std::fs::read_to_string(dir.join("pixi.toml")).unwrap();
+    assert!(pixi.contains("python = \"3.11.*\""), "{pixi}");
+}
