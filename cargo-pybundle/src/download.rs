@@ -52,7 +52,12 @@ pub fn fetch(request: &Request, dest: &Path, ui: &Ui) -> Result<PathBuf> {
     let base = request.base_url.trim_end_matches('/');
     let url = format!("{base}/v{}/{asset}", request.version);
     let dir = dest.parent().context("the pixi cache path has no parent")?;
-    fs_err::create_dir_all(dir).context("creating the pixi cache directory")?;
+    fs_err::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the pixi cache directory {}; make it writable, or {HOW_TO_SUPPLY}",
+            dir.display()
+        )
+    })?;
     let agent = agent();
 
     let published = published_sha256(&agent, &url)?;
