@@ -224,6 +224,9 @@ fn libraries(machine: &Machine) -> Result<String> {
     let cache = "/root/.cache/pybundle";
     let mut elves = Vec::new();
     let mut pythons = Vec::new();
+    // Libraries shipped in the bundle: a wheel's vendored libraries (numpy.libs) have no RUNPATH
+    // of their own, so a lone ldd misses their siblings, which the loading module's RPATH finds.
+    let mut bundled = std::collections::HashSet::new();
     for entry in fs::read_dir(machine.host_path(cache))? {
         let env = entry?.path().join("env");
         if !env.is_dir() {
@@ -233,6 +236,7 @@ fn libraries(machine: &Machine) -> Result<String> {
             let file = file?;
             if file.file_type().is_file() && is_elf(file.path()) {
                 elves.push(inside(machine, file.path())?);
+                bundled.insert(file.file_name().to_string_lossy().into_owned());
             }
         }
         if let Some(python) = interpreter(&env.join("bin")) {
@@ -247,7 +251,8 @@ fn libraries(machine: &Machine) -> Result<String> {
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     // ldd exits non-zero for a static file; only "not found" lines matter here.
     let out = machine.run(&Run::root(&refs))?;
-    let missing = not_found(&out.stdout);
+    let mut missing = not_found(&out.stdout);
+    missing.retain(|(_, lib)| !bundled.contains(lib));
     let (allowed, missing): (Vec<_>, Vec<_>) = missing.into_iter().partition(|(file, _)| {
         let name = file.rsplit('/').next().unwrap_or(file);
         UNSUPPORTED_MODULES.iter().any(|m| name.starts_with(m))
@@ -274,14 +279,13 @@ fn libraries(machine: &Machine) -> Result<String> {
             .expect_stdout("imported")?;
     }
     let packages: Vec<&str> = SYSTEM_LIBRARIES.iter().map(|(p, _)| *p).collect();
+    let allowed: std::collections::BTreeSet<&str> =
+        allowed.iter().map(|(_, lib)| lib.as_str()).collect();
     Ok(format!(
         "{} ELF files resolve (unsupported, as documented: {:?}); ssl, sqlite3, ctypes, ... \
          import in {} interpreter(s); the machine has only {}",
         elves.len(),
-        allowed
-            .iter()
-            .map(|(_, lib)| lib.as_str())
-            .collect::<Vec<_>>(),
+        allowed,
         pythons.len(),
         packages.join(", ")
     ))
