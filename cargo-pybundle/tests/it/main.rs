@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod docs;
 mod download;
+mod activation;
 mod e2e;
 mod init;
 mod server;
