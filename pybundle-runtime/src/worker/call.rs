@@ -210,3 +210,20 @@ impl<R: DeserializeOwned> CallHandle<R> {
         })
     }
 }
+
+/// Awaiting a handle gives its result, on any async runtime (the worker's reader thread wakes
+/// the task). The call's [`timeout`](Request::timeout) is enforced by the blocking waits only:
+/// with `.await`, use the runtime's own timeout and [`cancel`](CallHandle::cancel).
+impl<R: DeserializeOwned> std::future::Future for CallHandle<R> {
+    type Output = Result<R>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<R>> {
+        match self.slot.poll_take(cx) {
+            Some(outcome) => std::task::Poll::Ready(self.decode(outcome)),
+            None => std::task::Poll::Pending,
+        }
+    }
+}

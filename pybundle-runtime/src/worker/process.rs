@@ -28,6 +28,8 @@ pub(crate) struct Slot {
     pub what: String,
     done: Mutex<Option<Result<Reply>>>,
     cond: Condvar,
+    /// The task awaiting this slot, when a handle is polled as a future.
+    waker: Mutex<Option<std::task::Waker>>,
     on_message: Option<Mutex<MessageFn>>,
     on_done: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
@@ -47,6 +49,7 @@ impl Slot {
             cond: Condvar::new(),
             on_message: on_message.map(Mutex::new),
             on_done: in_flight,
+            waker: Mutex::new(None),
         })
     }
 
@@ -59,7 +62,23 @@ impl Slot {
                 counter.fetch_sub(1, Ordering::Relaxed);
             }
             self.cond.notify_all();
+            drop(done);
+            if let Some(waker) = lock(&self.waker).take() {
+                waker.wake();
+            }
         }
+    }
+
+    /// For `Future::poll`: the outcome if there is one, else registers the waker.
+    pub(crate) fn poll_take(&self, cx: &mut std::task::Context<'_>) -> Option<Result<Reply>> {
+        // The waker is stored before checking, so a completion in between still wakes it.
+        *lock(&self.waker) = Some(cx.waker().clone());
+        let mut done = lock(&self.done);
+        let outcome = done.take()?;
+        *done = Some(Err(Error::Cancelled {
+            what: format!("{} (result already taken)", self.what),
+        }));
+        Some(outcome)
     }
 
     /// Waits until completed or `deadline`; takes the outcome if there is one.

@@ -422,3 +422,45 @@ fn bare_parallel_ratio(env: &Environment) -> f64 {
     b.wait().unwrap();
     start.elapsed().as_secs_f64() / serial.as_secs_f64()
 }
+
+/// A minimal executor: polls on this thread, parks until woken.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => return out,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+#[test]
+fn call_handles_are_futures_woken_by_the_reader() {
+    each("call_handles_are_futures_woken_by_the_reader", |env| {
+        let w = worker(env);
+        let slow = w.submit::<f64>("wmod.sleep", &(0.3,)).unwrap();
+        let quick: Vec<_> = (0..50)
+            .map(|i| w.submit::<i64>("wmod.add", &(i, 1)).unwrap())
+            .collect();
+        let start = Instant::now();
+        assert_eq!(block_on(slow).unwrap(), 0.3);
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            start.elapsed()
+        );
+        for (i, h) in quick.into_iter().enumerate() {
+            assert_eq!(block_on(h).unwrap(), i as i64 + 1);
+        }
+        let err = block_on(w.submit::<Value>("wmod.fail", &("k",)).unwrap()).unwrap_err();
+        assert!(matches!(err, Error::Python { .. }), "{err}");
+    });
+}
