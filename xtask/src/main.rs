@@ -4,6 +4,7 @@ mod airgap;
 mod channel;
 mod demo;
 mod pixi;
+mod pixi_fix;
 mod pypi_mapping;
 mod test;
 mod tools;

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use fs_err as fs;
 
-use crate::tools;
+use crate::{pixi_fix, tools};
 
 /// The pixi version the tests are written against.
 pub(crate) const VERSION: &str = "0.15.2";
@@ -43,9 +43,11 @@ fn ensure_binary() -> Result<PathBuf> {
     let pixi = dir.join("pixi");
     if pixi.is_file() {
         match version_of(&pixi) {
-            Ok(v) if v == format!("pixi {VERSION}") => return Ok(pixi),
+            Ok(v) if v == format!("pixi {VERSION}") && pixi_fix::is_current(&dir) => {
+                return Ok(pixi)
+            }
             found => eprintln!(
-                "xtask: {} is not pixi {VERSION} ({found:?}); rebuilding it",
+                "xtask: {} is not pixi {VERSION} with our fixes ({found:?}); rebuilding it",
                 pixi.display()
             ),
         }
@@ -99,6 +101,7 @@ fn build(dir: &Path) -> Result<()> {
             fs::remove_file(root.join(name))?;
         }
     }
+    pixi_fix::apply(&root)?;
     let target = work.path().join("target");
     let toolchain = active_toolchain();
     let cargo = |args: &[&str]| {
@@ -127,6 +130,7 @@ fn build(dir: &Path) -> Result<()> {
     let partial = dir.join(format!(".pixi.partial-{}", std::process::id()));
     fs::copy(&built, &partial)?;
     fs::rename(&partial, dir.join("pixi"))?;
+    pixi_fix::write_stamp(dir)?;
     let version = version_of(&dir.join("pixi"))?;
     eprintln!("xtask: built {version} at {}", dir.join("pixi").display());
     Ok(())
