@@ -56,7 +56,11 @@ fn main() {
         "windows" => Some(".section .rdata,\"dr\""),
         _ => None,
     };
-    let prefix = if matches!(os.as_str(), "macos" | "ios") { "_" } else { "" };
+    let prefix = if matches!(os.as_str(), "macos" | "ios") {
+        "_"
+    } else {
+        ""
+    };
 
     let code = match section {
         Some(section) => {
@@ -66,8 +70,18 @@ fn main() {
             writeln!(asm, ".balign 16").unwrap();
             writeln!(asm, ".globl {prefix}pybundle_payload_start_v1").unwrap();
             writeln!(asm, "{prefix}pybundle_payload_start_v1:").unwrap();
-            writeln!(asm, ".incbin \"{}\"", asm_escape(&header_path.to_string_lossy())).unwrap();
-            writeln!(asm, ".incbin \"{}\"", asm_escape(&archive.to_string_lossy())).unwrap();
+            writeln!(
+                asm,
+                ".incbin \"{}\"",
+                asm_escape(&header_path.to_string_lossy())
+            )
+            .unwrap();
+            writeln!(
+                asm,
+                ".incbin \"{}\"",
+                asm_escape(&archive.to_string_lossy())
+            )
+            .unwrap();
             writeln!(asm, ".globl {prefix}pybundle_payload_end_v1").unwrap();
             writeln!(asm, "{prefix}pybundle_payload_end_v1:").unwrap();
             writeln!(asm, ".byte 0").unwrap();

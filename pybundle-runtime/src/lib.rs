@@ -58,8 +58,8 @@
 
 pub mod format;
 
-mod bundle;
 mod buffer;
+mod bundle;
 mod cache;
 mod child;
 mod embed;

@@ -41,8 +41,12 @@ pub fn in_ci() -> bool {
 /// # Panics
 /// When the toolchain is missing and `CI` is set.
 pub fn toolchain(test: &str) -> Option<Toolchain> {
-    let pixi = std::env::var_os("PYBUNDLE_PIXI").map(PathBuf::from).filter(|p| p.is_file());
-    let channel = std::env::var("PYBUNDLE_TEST_CHANNEL").ok().filter(|c| !c.is_empty());
+    let pixi = std::env::var_os("PYBUNDLE_PIXI")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let channel = std::env::var("PYBUNDLE_TEST_CHANNEL")
+        .ok()
+        .filter(|c| !c.is_empty());
     match (pixi, channel) {
         (Some(pixi), Some(channel)) => Some(Toolchain { pixi, channel }),
         _ => {
@@ -50,7 +54,10 @@ pub fn toolchain(test: &str) -> Option<Toolchain> {
                 "{test}: needs PYBUNDLE_PIXI and PYBUNDLE_TEST_CHANNEL; run the suite with \
                  `cargo xtask test`, which prepares both"
             );
-            assert!(!in_ci(), "{msg} (CI is set, so this fails instead of skipping)");
+            assert!(
+                !in_ci(),
+                "{msg} (CI is set, so this fails instead of skipping)"
+            );
             eprintln!("SKIPPED {msg}");
             None
         }

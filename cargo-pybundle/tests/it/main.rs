@@ -1,11 +1,11 @@
 //! Integration tests of cargo-pybundle: the real CLI, real pixi, real cargo builds.
 
+mod activation;
 mod annotate;
 mod cli;
 mod config;
 mod docs;
 mod download;
-mod activation;
 mod e2e;
 mod init;
 mod server;
