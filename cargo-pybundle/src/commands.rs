@@ -155,32 +155,7 @@ fn lock_policy(lock: Lock, mirrored: bool) -> Lock {
 /// Holds `<work>/.lock` for the rest of `prepare`: two builds of one package at once would
 /// otherwise run pixi on the same prefix and race on the archive.
 fn lock_work_dir(work: &Path, ui: &Ui) -> Result<std::fs::File> {
-    fs_err::create_dir_all(work)?;
-    let path = work.join(".lock");
-    let file = fs_err::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?
-        .into_parts()
-        .0;
-    match fs4::FileExt::try_lock(&file) {
-        Ok(()) => {}
-        Err(fs4::TryLockError::WouldBlock) => {
-            ui.status(
-                "Blocking",
-                format!(
-                    "waiting for another build of this package ({})",
-                    path.display()
-                ),
-            );
-            fs4::FileExt::lock(&file).with_context(|| format!("locking {}", path.display()))?;
-        }
-        Err(fs4::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()))
-        }
-    }
-    Ok(file)
+    crate::lock::exclusive(&work.join(".lock"), "another build of this package", ui)
 }
 
 fn reuse_key(

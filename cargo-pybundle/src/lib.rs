@@ -55,6 +55,7 @@ pub mod download;
 pub mod failure;
 pub mod init;
 pub mod inspect;
+pub mod lock;
 pub mod metadata;
 pub mod mirror;
 pub mod pack;

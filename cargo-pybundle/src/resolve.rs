@@ -150,6 +150,17 @@ pub fn install(
     if ui.quiet {
         cmd.arg("--quiet");
     }
+    // pixi 0.15 was seen to crash (SIGBUS) when two installs share its package cache, which
+    // happens when several packages are bundled at once (CI matrices, parallel tests). Taking
+    // turns costs little: a second install of an already-cached package takes about a second.
+    let _turn = match &info.cache_dir {
+        Some(cache) => Some(crate::lock::exclusive(
+            &cache.join(".cargo-pybundle-install.lock"),
+            "another pixi install using the same package cache",
+            ui,
+        )?),
+        None => None,
+    };
     ui.status(
         "Resolving",
         format!("pixi environment `{environment}` ({})", manifest.display()),

@@ -18,6 +18,12 @@ def echo(x):
 
 def length(data):
     return len(data)
+
+def burn(n):
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
 "#;
 
 const SCRIPT: &str = "import pybundle\npybundle.reply(pybundle.input())\n";
@@ -118,6 +124,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| same call as a one-shot script | median {} | |",
         ms(once[once.len() / 2])
+    );
+
+    // A pool of 2 processes against 1 for 4 CPU-bound (GIL-holding) calls.
+    let mut pool_times = Vec::new();
+    for processes in [1usize, 2] {
+        let pool = env
+            .worker(["benchmod"])
+            .forward_stderr(false)
+            .pool(processes)?;
+        let t = best_of(3, || {
+            let handles = (0..4)
+                .map(|_| pool.submit::<i64>("benchmod.burn", &(2_000_000,)))
+                .collect::<Result<Vec<_>, _>>()?;
+            for h in handles {
+                h.wait()?;
+            }
+            Ok(())
+        })?;
+        pool_times.push(t);
+    }
+    println!(
+        "| 4 CPU-bound calls: pool of 2 vs pool of 1 | {} vs {} (ratio {:.2}) | about 0.5 |",
+        ms(pool_times[1]),
+        ms(pool_times[0]),
+        pool_times[1].as_secs_f64() / pool_times[0].as_secs_f64()
     );
 
     // Byte buffers as binary frames vs the same bytes as a JSON list.

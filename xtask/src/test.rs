@@ -1,6 +1,6 @@
 //! `cargo xtask test`: prepare the real test toolchain (pixi + the local channel), then run
-//! `cargo fmt --check` and the whole workspace's tests with the toolchain handed over in
-//! `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`.
+//! `cargo fmt --check`, `cargo clippy -D warnings` and the whole workspace's tests with the
+//! toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`, then the air-gap cases.
 
 use std::process::Command;
 
@@ -23,6 +23,25 @@ pub fn run(extra: &[String]) -> Result<()> {
     eprintln!(
         "xtask: cargo fmt --check: {}",
         if fmt.success() { "ok" } else { "FAILED" }
+    );
+
+    // Lints next, for the same reason; they do not stop the tests either.
+    let clippy = Command::new(tools::cargo())
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(&root)
+        .status()
+        .context("running `cargo clippy`")?;
+    eprintln!(
+        "xtask: cargo clippy -D warnings: {}",
+        if clippy.success() { "ok" } else { "FAILED" }
     );
 
     let pixi = pixi::ensure().context("preparing the test pixi")?;
@@ -54,9 +73,14 @@ pub fn run(extra: &[String]) -> Result<()> {
         "xtask: cargo test: {} ({minutes:.1} min in all)",
         if tests.success() { "ok" } else { "FAILED" }
     );
-    match (fmt.success(), tests.success()) {
-        (true, true) => airgap.context("the air-gap cases failed (see above)"),
-        (false, true) => bail!("formatting differs from rustfmt: run `cargo fmt --all`"),
-        (_, false) => bail!("tests failed (see the cargo test output above)"),
+    if !tests.success() {
+        bail!("tests failed (see the cargo test output above)");
     }
+    if !fmt.success() {
+        bail!("formatting differs from rustfmt: run `cargo fmt --all`");
+    }
+    if !clippy.success() {
+        bail!("clippy found warnings (see above): fix them or run `cargo clippy --fix`");
+    }
+    airgap.context("the air-gap cases failed (see above)")
 }

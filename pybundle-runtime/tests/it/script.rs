@@ -33,21 +33,8 @@ pub fn env_for(py: &Python) -> Environment {
     Environment::from_parts(&py.prefix, &py.interpreter, scripts_dir(), lib_dir())
 }
 
-/// Tests in this binary that start Python hold this shared; a timing-sensitive test holds it
-/// exclusively, so it measures without them.
-static QUIET: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    QUIET.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
-    QUIET.write().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Runs `check` against every available interpreter, naming the one that failed.
 fn each(test: &str, check: impl Fn(&Environment)) {
-    let _shared = shared();
     for py in pythons(test) {
         eprintln!("{test}: {} python {}", py.label, py.interpreter.display());
         check(&env_for(&py));

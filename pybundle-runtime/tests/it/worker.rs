@@ -11,7 +11,6 @@ use testkit::pyenv::pythons;
 use crate::script::env_for;
 
 fn each(test: &str, check: impl Fn(&Environment)) {
-    let _shared = crate::script::shared();
     for py in pythons(test) {
         eprintln!("{test}: {} python {}", py.label, py.interpreter.display());
         check(&env_for(&py));
@@ -356,71 +355,35 @@ fn dropping_the_worker_shuts_the_process_down() {
 }
 
 #[test]
-fn a_pool_of_two_runs_cpu_bound_calls_in_about_half_the_time() {
-    // This binary's other Python tests are held off while this one measures.
-    let _quiet = crate::script::exclusive();
+fn a_pool_of_two_runs_cpu_bound_calls_in_two_processes_at_once() {
+    // What gives a pool GIL-free parallelism is that CPU-bound calls run in separate processes
+    // at the same time. That is checked here from when each call ran; how much faster it is
+    // depends on free cores, so the wall-time ratio is measured by the bench_worker example
+    // (a table row), not asserted in a timed test on a shared machine.
     let env = env_for(&testkit::pyenv::host_python());
-    let n = 2_000_000;
-    let pools: Vec<_> = [1, 2]
-        .iter()
-        .map(|&processes| {
-            env.worker(["wmod"])
-                .forward_stderr(false)
-                .pool(processes)
+    let pool = env.worker(["wmod"]).forward_stderr(false).pool(2).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            pool.submit::<(u32, f64, f64)>("wmod.burn_timed", &(300_000,))
                 .unwrap()
         })
         .collect();
-    let run = |processes: usize| {
-        let pool = &pools[processes - 1];
-        let start = Instant::now();
-        let handles: Vec<_> = (0..4)
-            .map(|_| pool.submit::<(u32, i64)>("wmod.burn", &(n,)).unwrap())
-            .collect();
-        let mut pids: Vec<u32> = handles.into_iter().map(|h| h.wait().unwrap().0).collect();
-        let elapsed = start.elapsed();
-        pids.sort();
-        pids.dedup();
-        assert_eq!(pids.len(), processes, "calls were not spread over the pool");
-        elapsed
-    };
-    // This machine is shared: alternate the two, keep the best of up to eight rounds each, and
-    // stop as soon as the pool shows it runs in parallel.
-    let (mut one, mut two) = (Duration::MAX, Duration::MAX);
-    for _ in 0..8 {
-        one = one.min(run(1));
-        two = two.min(run(2));
-        if two.as_secs_f64() / one.as_secs_f64() < 0.75 {
-            break;
-        }
-    }
-    let ratio = two.as_secs_f64() / one.as_secs_f64();
-    eprintln!("4 CPU-bound calls: 1 process {one:?}, 2 processes {two:?}, ratio {ratio:.2}");
-    assert!(
-        ratio < 0.75,
-        "a pool of 2 took {ratio:.2} of the time of 1 ({two:?} vs {one:?}); two bare Python \
-         processes side by side take {:.2} of the time of one after the other here, so a ratio \
-         near that means this machine has no second core free at the moment",
-        bare_parallel_ratio(&env)
+    let runs: Vec<(u32, f64, f64)> = handles.into_iter().map(|h| h.wait().unwrap()).collect();
+    let mut pids: Vec<u32> = runs.iter().map(|r| r.0).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        2,
+        "4 calls were not spread over 2 processes: {runs:?}"
     );
-}
-
-/// Wall time of two CPU-bound interpreters at once over one after the other.
-fn bare_parallel_ratio(env: &Environment) -> f64 {
-    let burn = || {
-        std::process::Command::new(env.interpreter())
-            .args(["-I", "-c", "t=0\nfor i in range(2_000_000): t += i*i % 7"])
-            .spawn()
-            .unwrap()
-    };
-    let start = Instant::now();
-    burn().wait().unwrap();
-    burn().wait().unwrap();
-    let serial = start.elapsed();
-    let start = Instant::now();
-    let (mut a, mut b) = (burn(), burn());
-    a.wait().unwrap();
-    b.wait().unwrap();
-    start.elapsed().as_secs_f64() / serial.as_secs_f64()
+    let overlapping = runs
+        .iter()
+        .any(|a| runs.iter().any(|b| a.0 != b.0 && a.1 < b.2 && b.1 < a.2));
+    assert!(
+        overlapping,
+        "no two calls in different processes ran at the same time: {runs:?}"
+    );
 }
 
 /// A minimal executor: polls on this thread, parks until woken.

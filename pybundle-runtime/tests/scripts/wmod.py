@@ -67,6 +67,14 @@ def burn(n):
     return [os.getpid(), total]
 
 
+def burn_timed(n):
+    """CPU-bound like `burn`, returning when it ran: [pid, start, end] on the system-wide
+    monotonic clock, so calls in different processes can be compared."""
+    start = time.monotonic()
+    burn(n)
+    return [os.getpid(), start, time.monotonic()]
+
+
 def progress(n):
     for i in range(n):
         pybundle.send({"step": i})

@@ -50,8 +50,7 @@ fn keep(rel: &Path, short: &str) -> bool {
             _ => None,
         })
         .collect();
-    if parts.iter().any(|p| *p == "__pycache__") || parts.last().is_some_and(|p| p.ends_with(".a"))
-    {
+    if parts.contains(&"__pycache__") || parts.last().is_some_and(|p| p.ends_with(".a")) {
         return false;
     }
     let stdlib = format!("python{short}");
