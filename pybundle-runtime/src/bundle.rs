@@ -171,6 +171,15 @@ impl Bundle {
         self
     }
 
+    /// Opts into a ready-made reporter: when a first-run extraction takes longer than a
+    /// moment, one line on stderr says so and another when it is done. The library prints
+    /// nothing unless the application asks for this.
+    pub fn progress_to_stderr(self) -> Self {
+        let name = self.manifest.name.clone();
+        let reporter = StderrReporter::new(name);
+        self.on_progress(move |p| reporter.report(p))
+    }
+
     /// The directory this bundle is (or would be) extracted to.
     pub fn target_dir(&self) -> Result<PathBuf> {
         let root = cache::resolve_root(self.cache_dir.as_deref())?;
@@ -416,4 +425,41 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The reporter behind [`Bundle::progress_to_stderr`]: silent for quick extractions (under
+/// half a second), then a line when it starts to take time and one when it finishes.
+struct StderrReporter {
+    name: String,
+    started: std::time::Instant,
+    announced: std::sync::atomic::AtomicBool,
+}
+
+impl StderrReporter {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            started: std::time::Instant::now(),
+            announced: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn report(&self, p: Progress) {
+        use std::sync::atomic::Ordering;
+        let done = p.entries_done >= p.entries_total;
+        let elapsed = self.started.elapsed();
+        if !self.announced.load(Ordering::Relaxed) {
+            if done || elapsed < std::time::Duration::from_millis(500) {
+                return;
+            }
+            self.announced.store(true, Ordering::Relaxed);
+            eprintln!(
+                "{}: first run, unpacking its Python environment ({} MB)...",
+                self.name,
+                p.bytes_total >> 20
+            );
+        } else if done {
+            eprintln!("{}: ready after {:.1} s", self.name, elapsed.as_secs_f64());
+        }
+    }
 }

@@ -18,7 +18,9 @@ fn main() -> ExitCode {
 
 fn run() -> pybundle_runtime::Result<()> {
     let text = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let env = pybundle_runtime::Bundle::embedded()?.ready()?;
+    let env = pybundle_runtime::Bundle::embedded()?
+        .progress_to_stderr()
+        .ready()?;
     let reply: serde_json::Value = env
         .script("{{module}}")
         .input(&serde_json::json!({ "text": text }))

@@ -19,7 +19,7 @@ fn greet() -> pybundle_runtime::Result<()> {
     let name = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "world".to_owned());
-    let bundle = pybundle_runtime::Bundle::embedded()?;
+    let bundle = pybundle_runtime::Bundle::embedded()?.progress_to_stderr();
     let env = bundle.ready()?;
     let reply: serde_json::Value = env
         .script("hello")

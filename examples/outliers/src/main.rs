@@ -27,7 +27,9 @@ fn run() -> pybundle_runtime::Result<Vec<usize>> {
     for (index, value) in SPIKES {
         values[index] = value;
     }
-    let env = pybundle_runtime::Bundle::embedded()?.ready()?;
+    let env = pybundle_runtime::Bundle::embedded()?
+        .progress_to_stderr()
+        .ready()?;
     let out = env
         .script("outliers")
         .args(["--sigma", "2"])

@@ -33,7 +33,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let env = pybundle_runtime::Bundle::embedded()?.ready()?;
+    let env = pybundle_runtime::Bundle::embedded()?
+        .progress_to_stderr()
+        .ready()?;
     if args.first().map(String::as_str) == Some("serve") {
         let addr = args.get(1).map_or("127.0.0.1:8787", String::as_str);
         let processes = args.get(2).map(|n| n.parse()).transpose()?.unwrap_or(2);
