@@ -26,8 +26,12 @@ fn main() {
     let scripts = work.path().join("scripts");
     std::fs::create_dir_all(&scripts).expect("scripts dir");
     std::fs::write(scripts.join("main.py"), "import numpy\n").expect("script");
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // as a smoke run that keeps the bench from rotting: one fast level only.
+    let full = std::env::args().any(|a| a == "--bench");
+    let default_levels = if full { "3,9,15,19" } else { "3" };
     let levels: Vec<i32> = std::env::var("PYBUNDLE_BENCH_LEVELS")
-        .unwrap_or_else(|_| "3,9,15,19".into())
+        .unwrap_or_else(|_| default_levels.into())
         .split(',')
         .filter_map(|l| l.trim().parse().ok())
         .collect();
