@@ -427,3 +427,86 @@ fn call_handles_are_futures_woken_by_the_reader() {
         assert!(matches!(err, Error::Python { .. }), "{err}");
     });
 }
+
+const RSS_CHILD_ENV: &str = "PYBUNDLE_IT_RSS_CHILD";
+
+/// Resident set size of a process in KiB, from `/proc/<pid>/status`.
+fn rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Not a test on its own: the body of [`no_growth_over_200k_calls`], run in a child process
+/// (this test binary re-executed) so no other test's allocations move the Rust side's RSS.
+#[test]
+fn rss_child_process() {
+    if std::env::var_os(RSS_CHILD_ENV).is_none() {
+        return;
+    }
+    let env = env_for(&testkit::pyenv::host_python());
+    let w = env
+        .worker(["wmod"])
+        .threads(4)
+        .forward_stderr(false)
+        .start()
+        .unwrap();
+    let payload = json!({"values": (0..64).collect::<Vec<i32>>(), "text": "é".repeat(200)});
+    let run = |calls: usize| {
+        // Pipelined in batches, as a busy service would call.
+        for _ in 0..calls / 500 {
+            let handles: Vec<_> = (0..500)
+                .map(|_| w.submit::<Value>("wmod.echo", &(&payload,)).unwrap())
+                .collect();
+            for h in handles {
+                assert_eq!(h.wait().unwrap(), payload);
+            }
+        }
+    };
+    let pid = w.pid().unwrap().to_string();
+    run(10_000);
+    let (rust_10k, py_10k) = (rss_kib("self"), rss_kib(&pid));
+    run(190_000);
+    let (rust_200k, py_200k) = (rss_kib("self"), rss_kib(&pid));
+    println!("RSS-KIB {rust_10k} {rust_200k} {py_10k} {py_200k}");
+}
+
+#[test]
+fn no_growth_over_200k_calls() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "worker::rss_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RSS_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        // libtest prints the test's name on the same line before the child's output.
+        .find_map(|l| l.split("RSS-KIB ").nth(1))
+        .unwrap_or_else(|| panic!("no RSS line in the child's output: {stdout}"));
+    let kib: Vec<u64> = line.split(' ').map(|v| v.parse().unwrap()).collect();
+    let (rust_10k, rust_200k, py_10k, py_200k) = (kib[0], kib[1], kib[2], kib[3]);
+    eprintln!(
+        "RSS after 10k / 200k calls: Rust {rust_10k} / {rust_200k} KiB, Python {py_10k} / {py_200k} KiB"
+    );
+    for (side, early, late) in [("Rust", rust_10k, rust_200k), ("Python", py_10k, py_200k)] {
+        assert!(
+            late as f64 <= early as f64 * 1.10,
+            "{side} process grew from {early} KiB after 10k calls to {late} KiB after 200k"
+        );
+    }
+}
