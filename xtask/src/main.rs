@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's development tasks (test toolchain, test suite, demo).
 
 mod airgap;
+mod bench;
 mod channel;
 mod demo;
 mod pixi;
@@ -35,6 +36,12 @@ enum Task {
     Demo,
     /// Run the example binaries on a bare Debian root with no network and no Python (root).
     Airgap,
+    /// Benchmarks side by side with peers on examples/outliers; writes BENCHMARKS.md.
+    Bench {
+        /// Each row once, no peers (fast, offline).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test::run(&args)?,
         Task::Demo => demo::run()?,
         Task::Airgap => airgap::run(true)?,
+        Task::Bench { quick } => bench::run(quick)?,
     }
     Ok(())
 }

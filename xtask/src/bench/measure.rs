@@ -1,0 +1,508 @@
+//! The rows of our own side (and the bare-interpreter baselines): sizes, first run, warm
+//! start, the protocol benchmarks (run as the runtime's bench examples), and build times.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::peers::Peers;
+use super::{timed, Row, Setup, Stat, Topic, EXPECTED};
+use crate::tools;
+
+fn row(what: &str, key: Option<&'static str>, unit: &'static str, samples: &[f64]) -> Row {
+    Row {
+        what: what.to_string(),
+        key,
+        unit,
+        stat: Stat::of(samples),
+        note: String::new(),
+    }
+}
+
+fn peer_row(what: &str, key: &'static str, unit: &'static str, samples: &[f64], why: &str) -> Row {
+    let mut r = row(what, Some(key), unit, samples);
+    if r.stat.is_none() {
+        r.note = why.to_string();
+    }
+    r
+}
+
+/// Archive sizes: ours, `tar czf` of the same prefix, conda-pack, PyInstaller --onefile.
+pub fn sizes(s: &Setup, peers: &Peers) -> Result<Topic> {
+    let bundle = fs_err::metadata(&s.archive)?.len() as f64;
+    let app = fs_err::metadata(&s.app)?.len() as f64;
+    let tgz = s.work.join("env.tar.gz");
+    // The same files the bundle holds: bytecode is excluded there by default.
+    let status = Command::new("tar")
+        .args(["--exclude=__pycache__", "--exclude=*.pyc", "-czf"])
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&s.prefix)
+        .arg(".")
+        .status()
+        .context("running tar czf")?;
+    if !status.success() {
+        bail!("tar czf of {} failed ({status})", s.prefix.display());
+    }
+    let targz = fs_err::metadata(&tgz)?.len() as f64;
+    let why = peers.why.as_str();
+    Ok(Topic {
+        title: "Size".into(),
+        compare: true,
+        about: "The bundle (zstd -19 tar of the prefix + scripts) against `tar czf` of the same \
+                prefix (bytecode excluded like the bundle), conda-pack's tar.gz of that prefix, \
+                and PyInstaller `--onefile` of a driver doing the same computation."
+            .into(),
+        rows: vec![
+            row(
+                "bundle.tar.zst (ours)",
+                Some("bundle_bytes"),
+                "B",
+                &[bundle],
+            ),
+            row("the app binary with the bundle inside", None, "B", &[app]),
+            row(
+                "`tar czf` of the prefix",
+                Some("targz_bytes"),
+                "B",
+                &[targz],
+            ),
+            peer_row(
+                "conda-pack tar.gz",
+                "conda_pack_bytes",
+                "B",
+                &peers.conda_pack_bytes,
+                why,
+            ),
+            peer_row(
+                "PyInstaller --onefile binary",
+                "pyinstaller_bytes",
+                "B",
+                &peers.pyinstaller_bytes,
+                why,
+            ),
+        ],
+    })
+}
+
+/// First run: the app with a fresh cache (extract + relocate + run the script) against
+/// `tar --zstd -xf` of the same archive, alternating; then the peers' first runs.
+pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
+    let (mut ours, mut tar) = (Vec::new(), Vec::new());
+    for i in 0..s.slow_runs {
+        let cache = s.work.join(format!("cold-cache-{i}"));
+        let (t, out) = timed(
+            Command::new(&s.app).env("PYBUNDLE_CACHE_DIR", &cache),
+            "first run of outliers",
+        )?;
+        check(&out, "first run of outliers")?;
+        ours.push(t);
+        fs_err::remove_dir_all(&cache)?;
+        let dir = s.work.join(format!("untar-{i}"));
+        fs_err::create_dir_all(&dir)?;
+        let (t, _) = timed(
+            Command::new("tar")
+                .arg("--zstd")
+                .arg("-xf")
+                .arg(&s.archive)
+                .arg("-C")
+                .arg(&dir),
+            "tar --zstd -xf",
+        )?;
+        tar.push(t);
+        fs_err::remove_dir_all(&dir)?;
+    }
+    let why = peers.why.as_str();
+    Ok(Topic {
+        title: "First run".into(),
+        compare: true,
+        about: "Ours: the app run with an empty cache dir (extract + relocate + run the numpy \
+                script and print). Peers: `tar --zstd -xf` of the same archive (extraction only), \
+                conda-pack's tar.gz extracted + `bin/conda-unpack`, and the PyInstaller binary's \
+                first run after building it."
+            .into(),
+        rows: vec![
+            row(
+                "outliers, first run (ours)",
+                Some("first_run_s"),
+                "s",
+                &ours,
+            ),
+            row(
+                "`tar --zstd -xf` of bundle.tar.zst",
+                Some("tar_zstd_extract_s"),
+                "s",
+                &tar,
+            ),
+            peer_row(
+                "conda-pack: `tar xzf` + `conda-unpack`",
+                "conda_pack_unpack_s",
+                "s",
+                &peers.conda_pack_unpack,
+                why,
+            ),
+            peer_row(
+                "PyInstaller --onefile, first run",
+                "pyinstaller_cold_s",
+                "s",
+                &peers.pyinstaller_cold,
+                why,
+            ),
+        ],
+    })
+}
+
+/// Warm start: the app with its cache ready against a bare interpreter start, the same
+/// interpreter running the same computation, and PyInstaller's later runs.
+pub fn warm(s: &Setup, peers: &Peers) -> Result<Topic> {
+    let cache = warm_cache(s)?;
+    let driver = driver(s)?;
+    let python = s.python();
+    let (mut ours, mut bare, mut same) = (Vec::new(), Vec::new(), Vec::new());
+    // One untimed round first: the page cache and bytecode are warm for every command alike.
+    for i in 0..=s.fast_runs {
+        if i == 1 {
+            (ours, bare, same) = (Vec::new(), Vec::new(), Vec::new());
+        }
+        let (t, out) = timed(
+            Command::new(&s.app).env("PYBUNDLE_CACHE_DIR", &cache),
+            "warm run of outliers",
+        )?;
+        check(&out, "warm run of outliers")?;
+        ours.push(t * 1e3);
+        let (t, _) = timed(
+            Command::new(&python).args(["-I", "-c", "pass"]),
+            "bare python",
+        )?;
+        bare.push(t * 1e3);
+        let (t, out) = timed(Command::new(&python).arg("-I").arg(&driver), "driver.py")?;
+        check(&out, "python driver.py")?;
+        same.push(t * 1e3);
+    }
+    Ok(Topic {
+        title: "Warm start".into(),
+        compare: true,
+        about: "The app again with its cache ready (spawn the bundled python, import numpy, \
+                compute, reply, print) against the prefix's own interpreter: `python -I -c pass`, \
+                and `python -I driver.py` doing the same computation on the same 1000 values \
+                (numpy imported, indices printed). Runs alternate."
+            .into(),
+        rows: vec![
+            row(
+                "outliers, warm run (ours)",
+                Some("warm_start_ms"),
+                "ms",
+                &ours,
+            ),
+            row(
+                "`python -I -c pass` (bare interpreter start)",
+                Some("python_bare_start_ms"),
+                "ms",
+                &bare,
+            ),
+            row(
+                "`python -I driver.py` (same work, no bundle)",
+                Some("python_same_work_ms"),
+                "ms",
+                &same,
+            ),
+            peer_row(
+                "PyInstaller --onefile, later runs",
+                "pyinstaller_warm_ms",
+                "ms",
+                &peers.pyinstaller_warm,
+                peers.why.as_str(),
+            ),
+        ],
+    })
+}
+
+/// A cache dir where the bundle is extracted (by one run of the app).
+pub fn warm_cache(s: &Setup) -> Result<PathBuf> {
+    let cache = s.work.join("warm-cache");
+    if !cache.exists() {
+        let (_, out) = timed(
+            Command::new(&s.app).env("PYBUNDLE_CACHE_DIR", &cache),
+            "outliers (filling the warm cache)",
+        )?;
+        check(&out, "outliers")?;
+    }
+    Ok(cache)
+}
+
+fn check(out: &str, what: &str) -> Result<()> {
+    if out.lines().last().map(str::trim) != Some(EXPECTED) {
+        bail!("{what} printed {out:?}, expected {EXPECTED}");
+    }
+    Ok(())
+}
+
+/// `driver.py`: the outliers computation without the runtime, on the app's 1000 values.
+pub fn driver(s: &Setup) -> Result<PathBuf> {
+    let path = s.work.join("driver.py");
+    if !path.exists() {
+        let values: Vec<String> = app_values().iter().map(|v| format!("{v:?}")).collect();
+        fs_err::write(
+            &path,
+            format!(
+                "# The outliers example's computation, standalone (for the peers).\n\
+                 import numpy as np\n\
+                 VALUES = [{}]\n\
+                 data = np.asarray(VALUES, dtype=np.float64)\n\
+                 distance = np.abs(data - data.mean())\n\
+                 print([int(i) for i in np.flatnonzero(distance > 2.0 * data.std())])\n",
+                values.join(", ")
+            ),
+        )?;
+    }
+    Ok(path)
+}
+
+/// The values examples/outliers/src/main.rs sends (same generator, seed and spikes).
+fn app_values() -> Vec<f64> {
+    let mut state: u64 = 0x5eed;
+    let mut values: Vec<f64> = (0..1000)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let bits = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+            (bits as f64 / (1u64 << 53) as f64) * 40.0
+        })
+        .collect();
+    for (i, v) in [(7, 97.3), (113, 92.1), (835, 93.2)] {
+        values[i] = v;
+    }
+    values
+}
+
+/// The protocol benchmarks: the runtime's `bench_script` and `bench_worker` examples, run
+/// with the bundle's extracted interpreter, their tables parsed.
+pub fn protocol(s: &Setup) -> Result<Topic> {
+    let cache = warm_cache(s)?;
+    let python = extracted_python(&cache)?;
+    let example = |name: &str, args: &[&str]| -> Result<String> {
+        tools::output(
+            Command::new(tools::cargo())
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "pybundle-runtime",
+                    "--example",
+                    name,
+                ])
+                .arg("--")
+                .arg(&python)
+                .args(args)
+                .current_dir(&s.root),
+            &format!("running the {name} example"),
+        )
+    };
+    let script_runs = if s.quick { "5" } else { "40" };
+    let out = example("bench_script", &[script_runs])?;
+    let cells = table_row(&out, "| one-shot script")?;
+    let oneshot: Vec<f64> = cells[1..4]
+        .iter()
+        .map(|c| number(c))
+        .collect::<Result<_>>()?;
+    let mut oneshot_row = row(
+        "one-shot script (spawn → reply → exit)",
+        Some("oneshot_ms"),
+        "ms",
+        &[],
+    );
+    oneshot_row.stat = Some(Stat {
+        med: oneshot[0],
+        min: oneshot[1],
+        max: oneshot[2],
+        n: script_runs.parse()?,
+    });
+    let bare = number(&table_row(&out, "| `python -I -c pass`")?[1])?;
+
+    let (mut p50, mut p99, mut rate, mut bytes, mut list) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let calls = if s.quick { "2000" } else { "20000" };
+    for _ in 0..if s.quick { 1 } else { 3 } {
+        let out = example("bench_worker", &[calls])?;
+        let trip = &table_row(&out, "| warm call round trip")?[1];
+        let (a, b) = trip
+            .split_once('/')
+            .context("no p50 / p99 in bench_worker's row")?;
+        p50.push(number(a)?);
+        p99.push(number(b)?);
+        rate.push(number(&table_row(&out, "| pipelined throughput")?[1])?);
+        bytes.push(rate_in_parens(&table_row(&out, "| 256 MB as a binary frame")?[1])? / 1e3);
+        list.push(rate_in_parens(
+            &table_row(&out, "| 16 MB as a JSON list")?[1],
+        )?);
+    }
+    let mut bare_row = row(
+        "`python -I -c pass` (same interpreter)",
+        None,
+        "ms",
+        &[bare],
+    );
+    bare_row.note = "median reported by bench_script".into();
+    Ok(Topic {
+        title: "Protocol".into(),
+        compare: false,
+        about: format!(
+            "The runtime's own bench programs (`bench_script`, `bench_worker` in \
+             pybundle-runtime/examples), run with the bundle's extracted interpreter; \
+             bench_worker {} time(s) with {calls} timed calls each (medians over the runs). \
+             Bytes: 256 MB as one binary frame; the JSON list row sends 16 MB as a list of numbers.",
+            p50.len()
+        ),
+        rows: vec![
+            oneshot_row,
+            bare_row,
+            row("worker call round trip p50", Some("worker_call_p50_us"), "µs", &p50),
+            row("worker call round trip p99", Some("worker_call_p99_us"), "µs", &p99),
+            row("pipelined calls (512 in flight)", Some("worker_calls_per_s"), "calls/s", &rate),
+            row("byte buffer as a binary frame", Some("bytes_gb_per_s"), "GB/s", &bytes),
+            row("the same bytes as a JSON list", Some("json_list_mb_per_s"), "MB/s", &list),
+        ],
+    })
+}
+
+/// `<cache>/outliers-<id16>/env/bin/python3.11`.
+fn extracted_python(cache: &Path) -> Result<PathBuf> {
+    for entry in fs_err::read_dir(cache)? {
+        let python = entry?.path().join("env/bin/python3.11");
+        if python.is_file() {
+            return Ok(python);
+        }
+    }
+    bail!(
+        "no extracted bundle with env/bin/python3.11 in {}",
+        cache.display()
+    )
+}
+
+/// The cells of the first markdown row of `out` starting with `start`.
+fn table_row(out: &str, start: &str) -> Result<Vec<String>> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(start))
+        .with_context(|| format!("no row starting {start:?} in:\n{out}"))?;
+    Ok(line
+        .trim_matches('|')
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect())
+}
+
+/// The first number in `cell` ("p50 17.2 µs" → 17.2).
+fn number(cell: &str) -> Result<f64> {
+    cell.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find(|w| !w.is_empty() && w != &".")
+        .and_then(|w| w.parse().ok())
+        .with_context(|| format!("no number in {cell:?}"))
+}
+
+/// "12.3 ms (2080 MB/s)" → 2080.
+fn rate_in_parens(cell: &str) -> Result<f64> {
+    number(cell.split_once('(').map_or("", |(_, r)| r))
+}
+
+/// Build times: a forced re-pack, a repeat build with nothing changed, and an app edit.
+pub fn builds(s: &Setup) -> Result<Topic> {
+    let key = s.archive.with_file_name("bundle.tar.zst.key");
+    let (mut pack, mut noop_pack) = (Vec::new(), Vec::new());
+    for _ in 0..s.slow_runs.min(2) {
+        noop_pack.push(timed(&mut s.cli("pack"), "cargo pybundle pack (fresh)")?.0);
+        fs_err::remove_file(&key)?;
+        pack.push(timed(&mut s.cli("pack"), "cargo pybundle pack (forced)")?.0);
+    }
+    let cargo_build = |archive: bool| {
+        let mut c = Command::new(tools::cargo());
+        c.args(["build", "--release", "-q", "-p", "outliers"])
+            .current_dir(&s.root);
+        if archive {
+            c.env("PYBUNDLE_ARCHIVE", &s.archive);
+        } else {
+            c.env_remove("PYBUNDLE_ARCHIVE");
+        }
+        c
+    };
+    let main_rs = s.root.join("examples/outliers/src/main.rs");
+    let touch = || -> Result<()> {
+        let file = fs_err::OpenOptions::new().append(true).open(&main_rs)?;
+        file.set_modified(std::time::SystemTime::now())?;
+        Ok(())
+    };
+    let (mut ours, mut plain, mut edit, mut edit_plain) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The re-pack above rewrote the archive, so the next build embeds it anew: not timed.
+    timed(
+        &mut s.cli("build"),
+        "cargo pybundle build (after the re-pack)",
+    )?;
+    for _ in 0..s.slow_runs {
+        ours.push(timed(&mut s.cli("build"), "cargo pybundle build (no change)")?.0);
+        plain.push(timed(&mut cargo_build(true), "cargo build (no change)")?.0);
+    }
+    for _ in 0..s.slow_runs {
+        touch()?;
+        edit.push(timed(&mut cargo_build(true), "cargo build after an edit (bundle)")?.0);
+    }
+    // Without the archive variable the runtime's build script reruns once: not timed.
+    timed(&mut cargo_build(false), "cargo build without a bundle")?;
+    for _ in 0..s.slow_runs {
+        touch()?;
+        edit_plain.push(timed(&mut cargo_build(false), "cargo build after an edit (plain)")?.0);
+    }
+    // Leave the bundled binary in place again.
+    timed(&mut s.cli("build"), "cargo pybundle build (restoring)")?;
+    let overhead: Vec<f64> = ours.iter().zip(&plain).map(|(a, b)| a - b).collect();
+    let pack_only: Vec<f64> = pack.iter().zip(&noop_pack).map(|(a, b)| a - b).collect();
+    Ok(Topic {
+        title: "Builds".into(),
+        compare: false,
+        about: "`cargo pybundle pack --release` with its reuse key removed (a full zstd -19 \
+                re-pack) against the same command with nothing to do; `cargo pybundle build \
+                --release` with nothing changed against a no-op `cargo build --release` (same \
+                PYBUNDLE_ARCHIVE); after touching examples/outliers/src/main.rs, `cargo build \
+                --release -p outliers` with the bundle (PYBUNDLE_ARCHIVE set) and without it \
+                (unset), in the same target dir. Overheads are per-run differences."
+            .into(),
+        rows: vec![
+            row(
+                "pack: forced re-pack minus nothing-to-do",
+                Some("pack_s"),
+                "s",
+                &pack_only,
+            ),
+            row("`cargo pybundle pack`, forced re-pack", None, "s", &pack),
+            row(
+                "`cargo pybundle pack`, nothing to do",
+                None,
+                "s",
+                &noop_pack,
+            ),
+            row(
+                "repeat build overhead (ours − plain)",
+                Some("repeat_build_overhead_s"),
+                "s",
+                &overhead,
+            ),
+            row("`cargo pybundle build`, nothing changed", None, "s", &ours),
+            row("`cargo build`, nothing changed", None, "s", &plain),
+            row(
+                "app edit: `cargo build` with the bundle",
+                Some("app_edit_rebuild_s"),
+                "s",
+                &edit,
+            ),
+            row(
+                "app edit: `cargo build` without a bundle",
+                Some("app_edit_rebuild_plain_s"),
+                "s",
+                &edit_plain,
+            ),
+        ],
+    })
+}
