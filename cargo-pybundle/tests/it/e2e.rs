@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-fn with_toolchain(tc: &testkit::Toolchain) -> assert_cmd::Command {
+pub(crate) fn with_toolchain(tc: &testkit::Toolchain) -> assert_cmd::Command {
     let mut cmd = cargo_pybundle();
     cmd.env("PYBUNDLE_PIXI", &tc.pixi)
         .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors());
@@ -17,7 +17,7 @@ fn with_toolchain(tc: &testkit::Toolchain) -> assert_cmd::Command {
 
 /// One target dir for the whole test binary (and kept between runs), so the hello example's
 /// dependencies compile once.
-fn shared_target() -> PathBuf {
+pub(crate) fn shared_target() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target")
 }
 

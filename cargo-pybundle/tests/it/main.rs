@@ -8,5 +8,6 @@ mod docs;
 mod download;
 mod e2e;
 mod init;
+mod relocated;
 mod server;
 mod support;

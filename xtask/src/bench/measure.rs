@@ -1,7 +1,7 @@
 //! The rows of our own side (and the bare-interpreter baselines): sizes, first run, warm
-//! start, the protocol benchmarks (run as the runtime's bench examples), and build times.
+//! start and build times.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -10,7 +10,7 @@ use super::peers::Peers;
 use super::{timed, Row, Setup, Stat, Topic, EXPECTED};
 use crate::tools;
 
-fn row(what: &str, key: Option<&'static str>, unit: &'static str, samples: &[f64]) -> Row {
+pub fn row(what: &str, key: Option<&'static str>, unit: &'static str, samples: &[f64]) -> Row {
     Row {
         what: what.to_string(),
         key,
@@ -275,137 +275,6 @@ fn app_values() -> Vec<f64> {
         values[i] = v;
     }
     values
-}
-
-/// The protocol benchmarks: the runtime's `bench_script` and `bench_worker` examples, run
-/// with the bundle's extracted interpreter, their tables parsed.
-pub fn protocol(s: &Setup) -> Result<Topic> {
-    let cache = warm_cache(s)?;
-    let python = extracted_python(&cache)?;
-    let example = |name: &str, args: &[&str]| -> Result<String> {
-        tools::output(
-            Command::new(tools::cargo())
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "pybundle-runtime",
-                    "--example",
-                    name,
-                ])
-                .arg("--")
-                .arg(&python)
-                .args(args)
-                .current_dir(&s.root),
-            &format!("running the {name} example"),
-        )
-    };
-    let script_runs = if s.quick { "5" } else { "40" };
-    let out = example("bench_script", &[script_runs])?;
-    let cells = table_row(&out, "| one-shot script")?;
-    let oneshot: Vec<f64> = cells[1..4]
-        .iter()
-        .map(|c| number(c))
-        .collect::<Result<_>>()?;
-    let mut oneshot_row = row(
-        "one-shot script (spawn → reply → exit)",
-        Some("oneshot_ms"),
-        "ms",
-        &[],
-    );
-    oneshot_row.stat = Some(Stat {
-        med: oneshot[0],
-        min: oneshot[1],
-        max: oneshot[2],
-        n: script_runs.parse()?,
-    });
-    let bare = number(&table_row(&out, "| `python -I -c pass`")?[1])?;
-
-    let (mut p50, mut p99, mut rate, mut bytes, mut list) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let calls = if s.quick { "2000" } else { "20000" };
-    for _ in 0..if s.quick { 1 } else { 3 } {
-        let out = example("bench_worker", &[calls])?;
-        let trip = &table_row(&out, "| warm call round trip")?[1];
-        let (a, b) = trip
-            .split_once('/')
-            .context("no p50 / p99 in bench_worker's row")?;
-        p50.push(number(a)?);
-        p99.push(number(b)?);
-        rate.push(number(&table_row(&out, "| pipelined throughput")?[1])?);
-        bytes.push(rate_in_parens(&table_row(&out, "| 256 MB as a binary frame")?[1])? / 1e3);
-        list.push(rate_in_parens(
-            &table_row(&out, "| 16 MB as a JSON list")?[1],
-        )?);
-    }
-    let mut bare_row = row(
-        "`python -I -c pass` (same interpreter)",
-        None,
-        "ms",
-        &[bare],
-    );
-    bare_row.note = "median reported by bench_script".into();
-    Ok(Topic {
-        title: "Protocol".into(),
-        compare: false,
-        about: format!(
-            "The runtime's own bench programs (`bench_script`, `bench_worker` in \
-             pybundle-runtime/examples), run with the bundle's extracted interpreter; \
-             bench_worker {} time(s) with {calls} timed calls each (medians over the runs). \
-             Bytes: 256 MB as one binary frame; the JSON list row sends 16 MB as a list of numbers.",
-            p50.len()
-        ),
-        rows: vec![
-            oneshot_row,
-            bare_row,
-            row("worker call round trip p50", Some("worker_call_p50_us"), "µs", &p50),
-            row("worker call round trip p99", Some("worker_call_p99_us"), "µs", &p99),
-            row("pipelined calls (512 in flight)", Some("worker_calls_per_s"), "calls/s", &rate),
-            row("byte buffer as a binary frame", Some("bytes_gb_per_s"), "GB/s", &bytes),
-            row("the same bytes as a JSON list", Some("json_list_mb_per_s"), "MB/s", &list),
-        ],
-    })
-}
-
-/// `<cache>/outliers-<id16>/env/bin/python3.11`.
-fn extracted_python(cache: &Path) -> Result<PathBuf> {
-    for entry in fs_err::read_dir(cache)? {
-        let python = entry?.path().join("env/bin/python3.11");
-        if python.is_file() {
-            return Ok(python);
-        }
-    }
-    bail!(
-        "no extracted bundle with env/bin/python3.11 in {}",
-        cache.display()
-    )
-}
-
-/// The cells of the first markdown row of `out` starting with `start`.
-fn table_row(out: &str, start: &str) -> Result<Vec<String>> {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(start))
-        .with_context(|| format!("no row starting {start:?} in:\n{out}"))?;
-    Ok(line
-        .trim_matches('|')
-        .split('|')
-        .map(|c| c.trim().to_string())
-        .collect())
-}
-
-/// The first number in `cell` ("p50 17.2 µs" → 17.2).
-fn number(cell: &str) -> Result<f64> {
-    cell.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .find(|w| !w.is_empty() && w != &".")
-        .and_then(|w| w.parse().ok())
-        .with_context(|| format!("no number in {cell:?}"))
-}
-
-/// "12.3 ms (2080 MB/s)" → 2080.
-fn rate_in_parens(cell: &str) -> Result<f64> {
-    number(cell.split_once('(').map_or("", |(_, r)| r))
 }
 
 /// Build times: a forced re-pack, a repeat build with nothing changed, and an app edit.

@@ -4,6 +4,7 @@
 
 mod measure;
 mod peers;
+mod protocol;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -151,7 +152,7 @@ pub fn run(quick: bool) -> Result<()> {
     topics.push(measure::sizes(&setup, &peers)?);
     topics.push(measure::first_run(&setup, &peers)?);
     topics.push(measure::warm(&setup, &peers)?);
-    topics.push(measure::protocol(&setup)?);
+    topics.push(protocol::run(&setup)?);
     topics.push(measure::builds(&setup)?);
     let load_after = report::loadavg();
     let out = setup.target.join("bench");
