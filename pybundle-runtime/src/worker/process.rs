@@ -206,6 +206,8 @@ impl Proc {
         let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
             unreachable!("all three pipes were requested")
         };
+        child::grow_pipe(&stdin);
+        child::grow_pipe(&stdout);
         let sink = Arc::new(Mutex::new(StderrSink::Tail {
             buf: VecDeque::new(),
             limit: cfg.stderr_tail,
