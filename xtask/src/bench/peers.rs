@@ -32,6 +32,14 @@ pub struct Peers {
 /// Install and measure both peers; failures go to `notes`.
 pub fn run(s: &Setup, notes: &mut Vec<String>) -> Peers {
     let mut peers = Peers::default();
+    notes.push(
+        "conda-pack 0.9.2 (PyPI) packs the prefix with `--ignore-missing-files` (numpy came from \
+         PyPI through pixi, so no conda package owns its files), run through a small wrapper \
+         that fixes its `mtime may not be None` crash under Python 3.11 (bin/conda-unpack's \
+         mtime); PyInstaller (PyPI, latest) runs in a venv made from the prefix's own python \
+         with `--system-site-packages`, so it packs the same interpreter and numpy."
+            .to_string(),
+    );
     if let Err(e) = conda_pack(s, &mut peers) {
         notes.push(format!("conda-pack failed, its cells are empty: {e:#}"));
         peers.why = "peer failed, see the notes".into();
@@ -55,12 +63,13 @@ fn conda_pack(s: &Setup, peers: &mut Peers) -> Result<()> {
             Command::new("python3").arg("-m").arg("venv").arg(&venv),
             "creating the bench venv",
         )?;
-        pip(&venv.join("bin/python"), "conda-pack")?;
+        pip(&venv.join("bin/python"), "conda-pack==0.9.2")?;
     }
     let out = s.work.join("conda-pack.tar.gz");
     eprintln!("xtask: bench: conda-pack -p {}", s.prefix.display());
     timed(
-        Command::new(&bin)
+        Command::new(venv.join("bin/python"))
+            .args(["-c", CONDA_PACK_MTIME_FIX])
             .arg("-p")
             .arg(&s.prefix)
             .arg("-o")
@@ -100,6 +109,22 @@ fn conda_pack(s: &Setup, peers: &mut Peers) -> Result<()> {
     }
     Ok(())
 }
+
+/// conda-pack's CLI with one bug fixed: 0.8.1 and 0.9.2 give `bin/conda-unpack` the archive's
+/// mtime, which is None unless set, and Python 3.11's tarfile refuses a None mtime
+/// ("ValueError: mtime may not be None"). Only that script's mtime changes.
+const CONDA_PACK_MTIME_FIX: &str = "\
+import sys, time
+import conda_pack.formats as formats
+from conda_pack.cli import main
+_init = formats.TarArchive.__init__
+def _init_with_mtime(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    if self.mtime is None:
+        self.mtime = int(time.time())
+formats.TarArchive.__init__ = _init_with_mtime
+main()
+";
 
 fn pip(python: &Path, package: &str) -> Result<()> {
     tools::run(
