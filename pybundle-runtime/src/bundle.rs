@@ -39,6 +39,9 @@ pub struct Bundle {
 
 #[derive(Clone)]
 enum Archive {
+    /// The archive `cargo pybundle build` put into this executable: a read-only, file-backed
+    /// mapping whose pages extraction may hand back to the kernel once read.
+    Embedded(&'static [u8]),
     Static(&'static [u8]),
     Shared(Arc<[u8]>),
 }
@@ -46,7 +49,7 @@ enum Archive {
 impl Archive {
     fn bytes(&self) -> &[u8] {
         match self {
-            Archive::Static(b) => b,
+            Archive::Embedded(b) | Archive::Static(b) => b,
             Archive::Shared(b) => b,
         }
     }
@@ -73,7 +76,7 @@ impl Bundle {
     /// message says to build with `cargo pybundle build`.
     pub fn embedded() -> Result<Bundle> {
         match crate::embed::embedded_archive() {
-            Some(archive) => Bundle::from_static(archive),
+            Some(archive) => Bundle::new(Archive::Embedded(archive)),
             None => Err(Error::NotBundled),
         }
     }
@@ -261,6 +264,7 @@ impl Bundle {
                 entries_total: self.manifest.file_count,
                 verify_id: self.verify.then_some(self.manifest.id.as_str()),
                 progress: self.progress.as_deref(),
+                release_read_pages: matches!(self.archive, Archive::Embedded(_)),
             },
         )?;
         crate::relocate::apply(

@@ -53,37 +53,46 @@ pub(crate) struct Options<'a> {
     pub verify_id: Option<&'a str>,
     /// Progress callback.
     pub progress: Option<&'a (dyn Fn(Progress) + Send + Sync)>,
+    /// `body` is a read-only file-backed mapping (the embedded archive): pages already
+    /// decompressed are given back to the kernel, so resident memory does not grow with the
+    /// archive. Never set for heap memory, where released pages would read back as zeros.
+    pub release_read_pages: bool,
 }
 
 /// Extracts the tar stream compressed in `body` (the archive after its manifest frame) into
 /// the existing, empty directory `dest`.
 pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Extracted> {
-    let (result, digest) = stream::decoded(body, opts.verify_id.is_some(), |reader| {
-        let mut state = State {
-            dest,
-            dirs: HashSet::new(),
-            out: Extracted::default(),
-            bytes: 0,
-        };
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut archive = tar::Archive::new(&mut *reader);
-        let entries = archive.entries().map_err(archive_err)?;
-        for entry in entries {
-            let mut entry = entry.map_err(archive_err)?;
-            state.entry(&mut entry, &mut buf)?;
-            if let Some(progress) = opts.progress {
-                progress(Progress {
-                    bytes_done: state.bytes,
-                    bytes_total: opts.bytes_total,
-                    entries_done: state.out.entries,
-                    entries_total: opts.entries_total,
-                });
+    let (result, digest) = stream::decoded(
+        body,
+        opts.verify_id.is_some(),
+        opts.release_read_pages,
+        |reader| {
+            let mut state = State {
+                dest,
+                dirs: HashSet::new(),
+                out: Extracted::default(),
+                bytes: 0,
+            };
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut archive = tar::Archive::new(&mut *reader);
+            let entries = archive.entries().map_err(archive_err)?;
+            for entry in entries {
+                let mut entry = entry.map_err(archive_err)?;
+                state.entry(&mut entry, &mut buf)?;
+                if let Some(progress) = opts.progress {
+                    progress(Progress {
+                        bytes_done: state.bytes,
+                        bytes_total: opts.bytes_total,
+                        entries_done: state.out.entries,
+                        entries_total: opts.entries_total,
+                    });
+                }
             }
-        }
-        // Drain the end-of-archive blocks (and detect a truncated or corrupt stream past them).
-        io::copy(reader, &mut io::sink()).map_err(archive_err)?;
-        Ok(state.out)
-    });
+            // Drain the end-of-archive blocks (and detect a truncated or corrupt stream past them).
+            io::copy(reader, &mut io::sink()).map_err(archive_err)?;
+            Ok(state.out)
+        },
+    );
     let out = result?;
     if let Some(want) = opts.verify_id {
         let got = digest.map(|d| hex_lower(&d)).unwrap_or_default();

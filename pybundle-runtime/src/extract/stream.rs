@@ -17,12 +17,21 @@ const DEPTH: usize = 4;
 pub(super) fn decoded<T>(
     body: &[u8],
     hash: bool,
+    release_read_pages: bool,
     consume: impl FnOnce(&mut ChunkReader) -> T,
 ) -> (T, Option<[u8; 32]>) {
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel(DEPTH);
         let (recycle_tx, recycle_rx) = sync_channel(DEPTH + 2);
-        let producer = scope.spawn(move || produce(body, hash, &tx, &recycle_rx));
+        let producer = scope.spawn(move || {
+            let input = Input {
+                body,
+                pos: 0,
+                released: 0,
+                release: release_read_pages,
+            };
+            produce(input, hash, &tx, &recycle_rx)
+        });
         let mut reader = ChunkReader {
             rx,
             recycle: recycle_tx,
@@ -40,8 +49,67 @@ pub(super) fn decoded<T>(
     })
 }
 
+/// The compressed body as the decoder reads it. With `release`, every [`RELEASE_STEP`] bytes
+/// consumed are handed back to the kernel (`MADV_DONTNEED`): for the embedded archive, a
+/// private read-only file mapping, that drops the pages (they would be read from the file
+/// again if touched), so extraction's resident memory stays flat whatever the archive's size.
+struct Input<'a> {
+    body: &'a [u8],
+    pos: usize,
+    released: usize,
+    release: bool,
+}
+
+/// How much of the consumed input accumulates before it is released.
+const RELEASE_STEP: usize = 8 << 20;
+
+impl Input<'_> {
+    fn release_consumed(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: sysconf has no preconditions.
+            let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+                .unwrap_or(4096)
+                .max(1);
+            let start = (self.body.as_ptr() as usize + self.released).next_multiple_of(page);
+            let end = (self.body.as_ptr() as usize + self.pos) / page * page;
+            if end > start {
+                // SAFETY: [start, end) lies inside `body`, which is only ever read, and only
+                // `Input` reads it, never behind `pos` again; for a file-backed private mapping
+                // the pages are re-read from the file if anything touches them. Failure is
+                // harmless (the pages stay resident).
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                }
+            }
+        }
+        self.released = self.pos;
+    }
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (&self.body[self.pos..]).read(buf)?;
+        io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl io::BufRead for Input<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(&self.body[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.body.len());
+        if self.release && self.pos - self.released >= RELEASE_STEP {
+            self.release_consumed();
+        }
+    }
+}
+
 fn produce(
-    body: &[u8],
+    body: Input<'_>,
     hash: bool,
     tx: &SyncSender<io::Result<Vec<u8>>>,
     recycled: &Receiver<Vec<u8>>,
@@ -136,7 +204,7 @@ mod tests {
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
         let compressed = zstd::bulk::compress(&data, 1).unwrap();
-        let (out, digest) = decoded(&compressed, true, |r| {
+        let (out, digest) = decoded(&compressed, true, false, |r| {
             let mut v = Vec::new();
             r.read_to_end(&mut v).unwrap();
             v
@@ -149,7 +217,7 @@ mod tests {
     fn truncated_input_is_an_error_and_no_hash() {
         let data = vec![7u8; 3_000_000];
         let compressed = zstd::bulk::compress(&data, 1).unwrap();
-        let (res, digest) = decoded(&compressed[..compressed.len() - 3], true, |r| {
+        let (res, digest) = decoded(&compressed[..compressed.len() - 3], true, false, |r| {
             io::copy(r, &mut io::sink())
         });
         assert!(res.is_err());
@@ -160,7 +228,7 @@ mod tests {
     fn an_early_stop_does_not_hang() {
         let data = vec![1u8; 50 * CHUNK];
         let compressed = zstd::bulk::compress(&data, 1).unwrap();
-        let (first, digest) = decoded(&compressed, true, |r| {
+        let (first, digest) = decoded(&compressed, true, false, |r| {
             let mut b = [0u8; 10];
             r.read_exact(&mut b).map(|()| b[0])
         });
