@@ -2,7 +2,6 @@
 //! `cargo pybundle build` against the local test channel, then run the bundled binary from a fresh
 //! cache directory and show what it says.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -47,7 +46,7 @@ pub fn run() -> Result<()> {
         );
     }
 
-    let binary = target_dir(&root)?.join("release").join("hello");
+    let binary = tools::target_dir(&root)?.join("release").join("hello");
     if !binary.is_file() {
         bail!(
             "cargo pybundle build succeeded but {} does not exist",
@@ -78,19 +77,4 @@ pub fn run() -> Result<()> {
         elapsed.as_secs_f64() * 1000.0
     );
     Ok(())
-}
-
-/// The workspace's target directory as cargo sees it (honours CARGO_TARGET_DIR and config).
-fn target_dir(root: &std::path::Path) -> Result<PathBuf> {
-    let json = tools::output(
-        Command::new(tools::cargo())
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .current_dir(root),
-        "asking cargo metadata for the target directory",
-    )?;
-    let meta: serde_json::Value = serde_json::from_str(&json)?;
-    meta["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata has no target_directory")
 }

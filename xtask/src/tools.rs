@@ -186,3 +186,18 @@ pub fn output(cmd: &mut Command, what: &str) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+/// The workspace's target directory as cargo sees it (honours CARGO_TARGET_DIR and config).
+pub fn target_dir(root: &Path) -> Result<PathBuf> {
+    let json = output(
+        Command::new(cargo())
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(root),
+        "asking cargo metadata for the target directory",
+    )?;
+    let meta: serde_json::Value = serde_json::from_str(&json)?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
+}

@@ -7,7 +7,7 @@ mod peers;
 mod protocol;
 mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -185,7 +185,7 @@ fn prepare(quick: bool) -> Result<Setup> {
     let root = tools::workspace_root();
     let pixi = pixi::ensure().context("preparing the test pixi")?;
     let channel = channel::ensure().context("preparing the test channel")?;
-    let target = target_dir(&root)?;
+    let target = tools::target_dir(&root)?;
     eprintln!("xtask: bench: building cargo-pybundle (release)");
     tools::run(
         Command::new(tools::cargo())
@@ -240,21 +240,6 @@ fn prepare(quick: bool) -> Result<Setup> {
         }
     }
     Ok(setup)
-}
-
-/// The workspace's target directory as cargo sees it (honours CARGO_TARGET_DIR and config).
-fn target_dir(root: &Path) -> Result<PathBuf> {
-    let json = tools::output(
-        Command::new(tools::cargo())
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .current_dir(root),
-        "asking cargo metadata for the target directory",
-    )?;
-    let meta: serde_json::Value = serde_json::from_str(&json)?;
-    meta["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata has no target_directory")
 }
 
 /// Seconds and stdout of one run of `cmd`, which must succeed.
