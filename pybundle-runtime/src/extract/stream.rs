@@ -28,7 +28,7 @@ pub(super) fn decoded<T>(
                 body,
                 pos: 0,
                 released: 0,
-                release: release_read_pages,
+                release: release_read_pages && file_backed(body),
             };
             produce(input, hash, &tx, &recycle_rx)
         });
@@ -58,6 +58,30 @@ struct Input<'a> {
     pos: usize,
     released: usize,
     release: bool,
+}
+
+/// Whether `body` lies in a mapping of a file (so released pages read back from the file).
+/// A packed executable (UPX and the like) unpacks itself into anonymous memory, where a
+/// released page would read back as zeros: then nothing is released.
+fn file_backed(body: &[u8]) -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    let at = body.as_ptr() as usize;
+    maps.lines().any(|line| {
+        // `start-end perms offset dev inode path`
+        let mut fields = line.split_whitespace();
+        let range = fields.next().unwrap_or_default();
+        let inode = fields.nth(3).unwrap_or("0");
+        let Some((start, end)) = range.split_once('-') else {
+            return false;
+        };
+        let parse = |h: &str| usize::from_str_radix(h, 16).unwrap_or(0);
+        (parse(start)..parse(end)).contains(&at) && inode != "0"
+    })
 }
 
 /// How much of the consumed input accumulates before it is released.
