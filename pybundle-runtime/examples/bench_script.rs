@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let python = match args.next() {
         Some(p) => PathBuf::from(p),
-        None => host_python()?,
+        None => testkit::pyenv::host_python().interpreter,
     };
     let runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
 
@@ -102,11 +102,4 @@ fn stats(times: &mut [Duration]) -> (Duration, Duration, Duration) {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn host_python() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()?;
-    Ok(fs_err::canonicalize(String::from_utf8(out.stdout)?.trim())?)
 }

@@ -7,7 +7,6 @@
 //! (binary frames) against the same bytes as a JSON list of numbers.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pybundle_runtime::{Buffer, Environment};
@@ -32,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let python = match args.next().filter(|a| !a.is_empty()) {
         Some(p) => PathBuf::from(p),
-        None => host_python()?,
+        None => testkit::pyenv::host_python().interpreter,
     };
     let calls: usize = args
         .next()
@@ -201,11 +200,4 @@ fn us(d: Duration) -> String {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn host_python() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()?;
-    Ok(fs_err::canonicalize(String::from_utf8(out.stdout)?.trim())?)
 }
