@@ -3,9 +3,9 @@
 //! the build prefix and the project root replaced by the cache paths; nothing names the build
 //! machine; a variable set for one call reaches that call only. The fixture app is built once.
 
-use crate::support::{cargo_pybundle, copy_tree, stderr};
+use crate::support::{build_binary, copy_tree, shared_target, stderr};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// What one build and run gave.
@@ -51,20 +51,8 @@ fn build_and_run(test: &str) -> Option<Outcome> {
         text.replace("@RUNTIME@", runtime.to_str().unwrap()),
     )
     .unwrap();
-    // Shared with e2e's builds, so pybundle-runtime's dependencies compile once.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target");
-    let out = cargo_pybundle()
-        .env("PYBUNDLE_PIXI", &tc.pixi)
-        .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors())
-        .args(["-q", "build", "--manifest-path"])
-        .arg(&cargo_toml)
-        .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let binary = PathBuf::from(stdout.lines().last().expect("the binary's path"));
+    let target = shared_target();
+    let binary = build_binary(&tc, &cargo_toml);
 
     // What `pixi run` gives on the build machine, in the shadow project pixi ran on.
     let shadow = target.join("pybundle/activation/pixi");

@@ -1,8 +1,7 @@
 //! examples/annotate: a PyPI package (click, via pixi's `[pypi-dependencies]`) in the bundle,
 //! and a parameter map passed as `--key value` options, values with spaces and quotes intact.
 
-use crate::support::{cargo_pybundle, stderr};
-use std::path::{Path, PathBuf};
+use crate::support::{build_binary, stderr};
 
 #[test]
 fn annotate_passes_parameters_to_click() {
@@ -10,18 +9,7 @@ fn annotate_passes_parameters_to_click() {
         return;
     };
     let manifest = testkit::workspace_root().join("examples/annotate/Cargo.toml");
-    let built = cargo_pybundle()
-        .env("PYBUNDLE_PIXI", &tc.pixi)
-        .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors())
-        .args(["build", "-q", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target"))
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", stderr(&built));
-    let stdout = String::from_utf8(built.stdout).unwrap();
-    let binary = PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"));
+    let binary = build_binary(&tc, &manifest);
 
     let cache = tempfile::tempdir().unwrap();
     let run = std::process::Command::new(&binary)

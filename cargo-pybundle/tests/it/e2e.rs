@@ -2,24 +2,11 @@
 //! from `conda-forge` with `PYBUNDLE_CHANNEL_MIRRORS`): real pixi installs, real packing,
 //! real cargo builds, and the built application run.
 
-use crate::support::{cargo_pybundle, files_under, fixture, stderr};
+use crate::support::{cargo_pybundle, files_under, fixture, shared_target, stderr, with_toolchain};
 use pybundle_runtime::format::{FileMode, Manifest, Relocation, MANIFEST_PATH};
 use sha2::{Digest as _, Sha256};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-
-pub(crate) fn with_toolchain(tc: &testkit::Toolchain) -> assert_cmd::Command {
-    let mut cmd = cargo_pybundle();
-    cmd.env("PYBUNDLE_PIXI", &tc.pixi)
-        .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors());
-    cmd
-}
-
-/// One target dir for the whole test binary (and kept between runs), so the hello example's
-/// dependencies compile once.
-pub(crate) fn shared_target() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target")
-}
 
 fn relocation<'m>(m: &'m Manifest, path: &str) -> &'m Relocation {
     m.relocations

@@ -1,13 +1,8 @@
 //! `cargo pybundle init`: the generated project builds with the real toolchain and runs, and
 //! init never overwrites files silently.
 
-use crate::support::{cargo_pybundle, stderr};
-use std::path::{Path, PathBuf};
-
-/// Shared with e2e.rs's target dir so pybundle-runtime and serde compile once per test binary.
-fn shared_target() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target")
-}
+use crate::support::{build_binary, cargo_pybundle, stderr};
+use std::path::PathBuf;
 
 fn runtime_path() -> PathBuf {
     testkit::workspace_root().join("pybundle-runtime")
@@ -38,19 +33,7 @@ fn init_project_builds_and_runs() {
     )
     .unwrap();
 
-    let built = cargo_pybundle()
-        .env("PYBUNDLE_PIXI", &tc.pixi)
-        .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors())
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(shared_target())
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", stderr(&built));
-    let stdout = String::from_utf8(built.stdout).unwrap();
-    let binary = PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"));
+    let binary = build_binary(&tc, &dir.join("Cargo.toml"));
 
     let cache = tempfile::tempdir().unwrap();
     let run = std::process::Command::new(&binary)

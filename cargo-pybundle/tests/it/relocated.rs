@@ -4,8 +4,7 @@
 //! names the cache, the channel's compiled program prints the cache path and the entry point
 //! runs by its own shebang.
 
-use crate::e2e::{shared_target, with_toolchain};
-use crate::support::{fixture, stderr};
+use crate::support::{build_binary, fixture, stderr, with_toolchain};
 use pybundle_runtime::Bundle;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -146,21 +145,7 @@ fn hello_runs_from_short_and_long_cache_dirs() {
         return;
     };
     let manifest = testkit::workspace_root().join("examples/hello/Cargo.toml");
-    let out = with_toolchain(&tc)
-        .args(["build", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(shared_target())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let binary = PathBuf::from(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    );
+    let binary = build_binary(&tc, &manifest);
     let caches = tempfile::tempdir().unwrap();
     for (label, len) in [("short", 0), ("long", 220)] {
         let root = cache_root(&caches.path().join(label), len);

@@ -88,3 +88,32 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The CLI with the real test toolchain: pixi and `conda-forge` mapped to the test channel.
+pub fn with_toolchain(tc: &testkit::Toolchain) -> assert_cmd::Command {
+    let mut cmd = cargo_pybundle();
+    cmd.env("PYBUNDLE_PIXI", &tc.pixi)
+        .env("PYBUNDLE_CHANNEL_MIRRORS", tc.mirrors());
+    cmd
+}
+
+/// One target dir for the whole test binary (and kept between runs), so pybundle-runtime and
+/// the examples' dependencies compile once.
+pub fn shared_target() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-target")
+}
+
+/// `cargo pybundle build -q` of the package at `manifest` into [`shared_target`]; the path of
+/// the binary it printed.
+pub fn build_binary(tc: &testkit::Toolchain, manifest: &Path) -> PathBuf {
+    let built = with_toolchain(tc)
+        .args(["build", "-q", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(shared_target())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let stdout = String::from_utf8(built.stdout).unwrap();
+    PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"))
+}
