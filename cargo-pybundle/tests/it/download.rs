@@ -5,34 +5,52 @@ use crate::server::{Reply, Server};
 use crate::support::{cargo_pybundle, files_under, stderr};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const TIMEOUT_VAR: &str = cargo_pybundle::download::TIMEOUT_VAR;
 
 const VERSION: &str = cargo_pybundle::DEFAULT_PIXI_VERSION;
 
-/// The release asset: a tar.gz holding `pixi` at its root. The binary is the real test pixi
-/// (`PYBUNDLE_PIXI`) when there is one, else a shell script standing in for it.
+/// A release asset: a tar.gz holding `binary` as `pixi` at its root, and its sha256.
+fn archive_of(binary: &[u8]) -> (Vec<u8>, String) {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(binary.len() as u64);
+    h.set_mode(0o755);
+    h.set_cksum();
+    tar.append_data(&mut h, "pixi", binary).unwrap();
+    let bytes = tar.into_inner().unwrap().finish().unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    (bytes, sha)
+}
+
+/// A shell script answering `--version` like pixi `version` does.
+fn stand_in(version: &str) -> Vec<u8> {
+    format!("#!/bin/sh\necho \"pixi {version}\"\n").into_bytes()
+}
+
+/// The asset of the requested pixi version (a stand-in script reporting [`VERSION`]).
 fn asset() -> &'static (Vec<u8>, String) {
     static ASSET: OnceLock<(Vec<u8>, String)> = OnceLock::new();
-    ASSET.get_or_init(|| {
-        let binary = match std::env::var_os("PYBUNDLE_PIXI")
-            .map(PathBuf::from)
-            .filter(|p| p.is_file())
-        {
-            Some(pixi) => std::fs::read(pixi).unwrap(),
-            None => b"#!/bin/sh\necho pixi 0.0.0-stand-in\n".to_vec(),
-        };
-        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(binary.len() as u64);
-        h.set_mode(0o755);
-        h.set_cksum();
-        tar.append_data(&mut h, "pixi", &binary[..]).unwrap();
-        let bytes = tar.into_inner().unwrap().finish().unwrap();
-        let sha = hex::encode(Sha256::digest(&bytes));
-        (bytes, sha)
-    })
+    ASSET.get_or_init(|| archive_of(&stand_in(VERSION)))
+}
+
+/// The real test pixi (`PYBUNDLE_PIXI`) and the version it reports, when there is one.
+fn real_pixi() -> Option<(Vec<u8>, String)> {
+    let path = std::env::var_os("PYBUNDLE_PIXI")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())?;
+    let out = std::process::Command::new(&path)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let version = text.split_whitespace().nth(1).unwrap().to_owned();
+    Some((std::fs::read(path).unwrap(), version))
 }
 
 fn asset_path() -> String {
@@ -55,16 +73,24 @@ impl Run {
 
 /// Runs `cargo pybundle pixi --version` with an empty cache and `mirror` as the base URL.
 fn run(mirror: &str) -> Run {
+    run_with_timeout(mirror, None)
+}
+
+/// [`run`] with `PYBUNDLE_HTTP_TIMEOUT` set to `timeout` seconds (unset: the default).
+fn run_with_timeout(mirror: &str, timeout: Option<&str>) -> Run {
     let cache = tempfile::tempdir().unwrap();
     let cwd = tempfile::tempdir().unwrap();
-    let out = cargo_pybundle()
-        .args(["pixi", "--version"])
+    let mut cmd = cargo_pybundle();
+    cmd.args(["pixi", "--version"])
         .current_dir(cwd.path())
         .env("XDG_CACHE_HOME", cache.path())
         .env("HOME", cwd.path())
         .env("PYBUNDLE_PIXI_MIRROR", mirror)
-        .output()
-        .unwrap();
+        .env_remove(TIMEOUT_VAR);
+    if let Some(secs) = timeout {
+        cmd.env(TIMEOUT_VAR, secs);
+    }
+    let out = cmd.output().unwrap();
     Run { out, cache }
 }
 
@@ -106,8 +132,9 @@ fn good_download_is_verified_cached_and_runs() {
     let run = run(&server.url());
     let err = stderr(&run.out);
     assert!(run.out.status.success(), "{err}");
-    assert!(
-        String::from_utf8_lossy(&run.out.stdout).starts_with("pixi "),
+    assert_eq!(
+        String::from_utf8_lossy(&run.out.stdout).trim(),
+        format!("pixi {VERSION}"),
         "{:?}",
         run.out
     );
@@ -183,18 +210,21 @@ fn unreachable_server() {
 
 #[test]
 fn pinned_version_and_checksum_from_the_package_config() {
-    let (bytes, sha) = asset();
+    // The real test pixi under its own version when there is one: a real binary through the
+    // whole path, version check included.
+    let (binary, version) = real_pixi().unwrap_or_else(|| (stand_in("1.2.3"), "1.2.3".into()));
+    let (bytes, sha) = archive_of(&binary);
     let asset = cargo_pybundle::download::asset_name().unwrap();
-    let path = format!("/v1.2.3/{asset}");
+    let path = format!("/v{version}/{asset}");
     // No .sha256 published: the pinned `pixi-sha256` is what makes the download acceptable.
-    let server = Server::start(HashMap::from([(path.clone(), Reply::Body(bytes.clone()))]));
+    let server = Server::start(HashMap::from([(path.clone(), Reply::Body(bytes))]));
     let cache = tempfile::tempdir().unwrap();
     let pkg = tempfile::tempdir().unwrap();
     crate::support::package(
         pkg.path(),
         "pinned",
         Some(&format!(
-            "pixi-version = \"v1.2.3\"\npixi-sha256 = \"{}\"",
+            "pixi-version = \"v{version}\"\npixi-sha256 = \"{}\"",
             sha.to_uppercase()
         )),
     );
@@ -206,9 +236,136 @@ fn pinned_version_and_checksum_from_the_package_config() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("pixi {version}")
+    );
     assert!(server.requests().contains(&path), "{:?}", server.requests());
     assert_eq!(
         files_under(&cache.path().join("cargo-pybundle/pixi")),
-        ["1.2.3/pixi"]
+        [format!("{version}/pixi")]
+    );
+}
+
+#[test]
+fn redirect_within_the_same_host_is_followed() {
+    let (bytes, sha) = asset();
+    let name = asset_path().rsplit('/').next().unwrap().to_owned();
+    let server = Server::start(HashMap::from([
+        // A relative Location for the asset, an absolute one for the checksum.
+        (asset_path(), Reply::Redirect("/store/asset".into())),
+        ("/store/asset".into(), Reply::Body(bytes.clone())),
+        (
+            format!("{}.sha256", asset_path()),
+            Reply::Redirect("/store/sha".into()),
+        ),
+        (
+            "/store/sha".into(),
+            Reply::Body(format!("{sha}  {name}\n").into_bytes()),
+        ),
+    ]));
+    let run = run(&server.url());
+    assert!(run.out.status.success(), "{}", stderr(&run.out));
+    assert_eq!(files_under(&run.pixi_dir()), [format!("{VERSION}/pixi")]);
+    let requests = server.requests();
+    assert!(
+        requests.contains(&"/store/asset".to_owned()),
+        "{requests:?}"
+    );
+    assert!(requests.contains(&"/store/sha".to_owned()), "{requests:?}");
+}
+
+#[test]
+fn redirect_to_another_host_is_refused() {
+    let (bytes, sha) = asset();
+    // The other host would serve the right bytes: the refusal is about where, not what.
+    let elsewhere = Server::start_on(
+        Ipv4Addr::new(127, 0, 0, 2).into(),
+        routes(Reply::Body(bytes.clone()), Some(sha)),
+    );
+    let target = format!("{}{}", elsewhere.url(), asset_path());
+    let server = Server::start(routes(Reply::Redirect(target.clone()), Some(sha)));
+    let run = run(&server.url());
+    let err = assert_failed_cleanly(&run, &format!("{}{}", server.url(), asset_path()));
+    assert!(
+        err.contains(&target),
+        "should name where it was sent:\n{err}"
+    );
+    assert!(err.contains("another host"), "{err}");
+    assert!(
+        err.contains(&format!("PYBUNDLE_PIXI_MIRROR at {}", elsewhere.url())),
+        "should say how to trust the other host:\n{err}"
+    );
+    assert_eq!(
+        elsewhere.requests(),
+        Vec::<String>::new(),
+        "must not follow"
+    );
+}
+
+#[test]
+fn redirect_loop_ends() {
+    let (_, sha) = asset();
+    let server = Server::start(routes(Reply::Redirect(asset_path()), Some(sha)));
+    let run = run(&server.url());
+    let err = assert_failed_cleanly(&run, &asset_path());
+    assert!(err.contains("redirected more than"), "{err}");
+}
+
+#[test]
+fn stalled_body_times_out() {
+    let (bytes, sha) = asset();
+    let server = Server::start(routes(Reply::Stall(bytes.clone()), Some(sha)));
+    let start = Instant::now();
+    let run = run_with_timeout(&server.url(), Some("2"));
+    let took = start.elapsed();
+    let err = assert_failed_cleanly(&run, &asset_path());
+    assert!(
+        err.contains("timed out") && err.contains(TIMEOUT_VAR),
+        "{err}"
+    );
+    assert!(took >= Duration::from_secs(2), "gave up early: {took:?}");
+    assert!(took < Duration::from_secs(8), "waited too long: {took:?}");
+}
+
+#[test]
+fn server_that_never_answers_times_out() {
+    let (bytes, _) = asset();
+    let mut r = routes(Reply::Body(bytes.clone()), None);
+    r.insert(format!("{}.sha256", asset_path()), Reply::Silent);
+    let server = Server::start(r);
+    let start = Instant::now();
+    let run = run_with_timeout(&server.url(), Some("1.5"));
+    let took = start.elapsed();
+    let err = assert_failed_cleanly(&run, &format!("{}.sha256", asset_path()));
+    assert!(
+        err.contains("timed out") && err.contains(TIMEOUT_VAR),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(8), "waited too long: {took:?}");
+}
+
+#[test]
+fn bad_timeout_setting_is_named() {
+    let run = run_with_timeout("http://127.0.0.1:9", Some("soon"));
+    let err = stderr(&run.out);
+    assert_eq!(run.out.status.code(), Some(4), "{err}");
+    assert!(err.contains(&format!("{TIMEOUT_VAR}=`soon`")), "{err}");
+}
+
+#[test]
+fn another_pixi_version_with_a_matching_checksum_is_refused() {
+    // The server is consistent with itself (archive and .sha256 agree), but it is not the
+    // version asked for: only running the binary shows it.
+    let (binary, other) = real_pixi()
+        .filter(|(_, v)| v != VERSION)
+        .unwrap_or_else(|| (stand_in("0.58.0"), "0.58.0".into()));
+    let (bytes, sha) = archive_of(&binary);
+    let server = Server::start(routes(Reply::Body(bytes), Some(&sha)));
+    let run = run(&server.url());
+    let err = assert_failed_cleanly(&run, &asset_path());
+    assert!(
+        err.contains(&format!("pixi {other}")) && err.contains(VERSION),
+        "should name both versions:\n{err}"
     );
 }

@@ -1,10 +1,15 @@
-//! A real HTTP/1.1 server on 127.0.0.1 for download tests: std `TcpListener` plus a thread,
-//! serving canned replies by path, with a mode that breaks a body off half-way.
+//! A real HTTP/1.1 server on a loopback address for download tests: std `TcpListener` plus a
+//! thread, serving canned replies by path, with modes that misbehave (break a body off, stall,
+//! redirect).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a stalling reply holds its connection: far past any timeout a test sets.
+const STALL: Duration = Duration::from_secs(60);
 
 /// What the server answers for one path.
 #[derive(Clone)]
@@ -13,6 +18,12 @@ pub enum Reply {
     Body(Vec<u8>),
     /// 200 announcing this body's full length, then only half of it and a closed connection.
     Truncated(Vec<u8>),
+    /// 200 announcing this body's full length, half of it, then nothing (connection held).
+    Stall(Vec<u8>),
+    /// Reads the request and never answers (connection held).
+    Silent,
+    /// 302 to this location (absolute URL or path).
+    Redirect(String),
 }
 
 /// A running server; it lives until the test process ends.
@@ -22,9 +33,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts serving `routes` (path → reply); other paths get 404.
+    /// Starts serving `routes` (path → reply) on 127.0.0.1; other paths get 404.
     pub fn start(routes: HashMap<String, Reply>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::start_on(Ipv4Addr::LOCALHOST.into(), routes)
+    }
+
+    /// Like [`Server::start`], on another loopback address (127.0.0.2 is another host to a
+    /// client: Linux routes all of 127.0.0.0/8 to `lo`).
+    pub fn start_on(ip: IpAddr, routes: HashMap<String, Reply>) -> Server {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&requests);
@@ -38,7 +55,7 @@ impl Server {
         Server { addr, requests }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<ip>:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -83,6 +100,24 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, log: &Mutex<Vec<Str
                 let _ = stream.write_all(&body[..body.len() / 2]);
                 let _ = stream.flush();
                 return; // dropping the stream closes the connection mid-body
+            }
+            Some(Reply::Stall(body)) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body[..body.len() / 2]);
+                let _ = stream.flush();
+                std::thread::sleep(STALL);
+                return;
+            }
+            Some(Reply::Silent) => {
+                std::thread::sleep(STALL);
+                return;
+            }
+            Some(Reply::Redirect(location)) => {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+                );
+                stream.write_all(head.as_bytes())
             }
             None => {
                 let body = b"not found";
