@@ -141,7 +141,8 @@ pub enum Error {
         detail: String,
     },
 
-    /// A message to send is larger than the frame cap.
+    /// A message to send, or a frame a child sent, is larger than the frame cap (a child that
+    /// sends one is killed).
     #[error("{what}: a message of {len} bytes exceeds the frame limit of {max} bytes; raise it with `max_frame`")]
     FrameTooLarge {
         /// The script or call.
@@ -173,14 +174,26 @@ pub enum Error {
         after: std::time::Duration,
     },
 
-    /// A worker process died while calls were in flight (they fail with this error; the
-    /// worker restarts on the next call).
+    /// A worker process died of a signal (a segfault, SIGKILL) while calls were in flight
+    /// (they fail with this error; the worker restarts on the next call).
     #[error("{what}: the worker process died ({status}){}", tail_suffix(stderr))]
     WorkerCrashed {
         /// The call or worker.
         what: String,
         /// How it ended, e.g. "signal 9".
         status: String,
+        /// The end of the worker's stderr.
+        stderr: String,
+    },
+
+    /// A worker process exited by itself (`os._exit(3)`, a C library calling `exit`) while
+    /// calls were in flight (they fail with this error; the worker restarts on the next call).
+    #[error("{what}: the worker exited with status {code}{}", tail_suffix(stderr))]
+    WorkerExited {
+        /// The call.
+        what: String,
+        /// Its exit status.
+        code: i32,
         /// The end of the worker's stderr.
         stderr: String,
     },

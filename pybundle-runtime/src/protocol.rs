@@ -102,6 +102,60 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+/// How a child broke the protocol, for the error its callers get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Violation {
+    /// A frame header announced more than the cap.
+    TooLarge { len: usize, max: usize },
+    /// Anything else: bytes that are not a frame, malformed JSON, an unexpected message.
+    Malformed(String),
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::TooLarge { len, max } => {
+                write!(f, "a frame of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Violation::Malformed(detail) => f.write_str(detail),
+        }
+    }
+}
+
+/// Names a failed frame read. `after` is what the reader had already buffered past the
+/// header (never waited for); `message` says whether a JSON message was expected there (a
+/// binary frame may hold anything). A header over the cap followed by something that cannot
+/// start a message is reported as foreign bytes on the channel, not as an oversized frame: a
+/// peer writing to the protocol's descriptor directly (a C extension, `os.write`) looks so.
+pub(crate) fn violation(err: FrameError, after: &[u8], message: bool) -> Violation {
+    match err {
+        FrameError::TooLarge { len, max }
+            if message && after.first().is_some_and(|b| *b != b'{') =>
+        {
+            let shown = &after[..after.len().min(40)];
+            Violation::Malformed(format!(
+                "the output is not a frame stream: a header announcing {len} bytes (over the \
+                 limit of {max}) followed by {:?}; something wrote to the protocol's descriptor \
+                 directly",
+                String::from_utf8_lossy(shown)
+            ))
+        }
+        FrameError::TooLarge { len, max } => Violation::TooLarge { len, max },
+        other => Violation::Malformed(other.to_string()),
+    }
+}
+
+/// A frame that should have held a JSON message but does not parse as one: names the error
+/// and shows how the frame starts.
+pub(crate) fn malformed(frame: &[u8], err: &serde_json::Error) -> Violation {
+    let shown = &frame[..frame.len().min(40)];
+    Violation::Malformed(format!(
+        "malformed message ({} bytes starting {:?}): {err}",
+        frame.len(),
+        String::from_utf8_lossy(shown)
+    ))
+}
+
 /// Reads one frame into `buf` (replacing its contents). `Ok(false)` at a clean end of input.
 pub(crate) fn read_frame(
     r: &mut impl Read,
@@ -203,6 +257,46 @@ mod tests {
             read_frame(&mut r, 10, &mut Vec::new()),
             Err(FrameError::Truncated)
         ));
+    }
+
+    #[test]
+    fn foreign_bytes_are_told_apart_from_an_oversized_frame() {
+        let too_large = || FrameError::TooLarge {
+            len: 1 << 30,
+            max: 10,
+        };
+        assert_eq!(
+            violation(too_large(), b"{\"type\"", true),
+            Violation::TooLarge {
+                len: 1 << 30,
+                max: 10
+            }
+        );
+        assert_eq!(
+            violation(too_large(), b"", true),
+            Violation::TooLarge {
+                len: 1 << 30,
+                max: 10
+            }
+        );
+        assert_eq!(
+            violation(too_large(), b"\x00\x01", false),
+            Violation::TooLarge {
+                len: 1 << 30,
+                max: 10
+            }
+        );
+        let Violation::Malformed(text) = violation(too_large(), b"lo world", true) else {
+            panic!("text after a header over the cap is foreign bytes")
+        };
+        assert!(
+            text.contains("not a frame stream") && text.contains("lo world"),
+            "{text}"
+        );
+        assert_eq!(
+            violation(FrameError::Truncated, b"", true),
+            Violation::Malformed("the output ended inside a frame".into())
+        );
     }
 
     #[test]

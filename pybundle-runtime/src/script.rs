@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::child::{self, ChildGuard, StderrSink};
-use crate::protocol::{self, Incoming, Kind, PythonError};
+use crate::protocol::{self, Incoming, Kind, PythonError, Violation};
 use crate::{Environment, Error, Result};
 
 /// What a script produced: its reply, how it exited and (if asked) its output.
@@ -148,8 +148,10 @@ impl<'a> Script<'a> {
     /// Runs the script to its end and decodes its reply into `R`.
     ///
     /// Fails with [`Error::Python`] on an uncaught exception, [`Error::ScriptExit`] when it
-    /// exits unsuccessfully without replying, [`Error::NoReply`] when it ends successfully
-    /// without replying, [`Error::Timeout`] and [`Error::Protocol`] (the child is killed).
+    /// exits unsuccessfully without replying (killed by a signal such as SIGSEGV included),
+    /// [`Error::NoReply`] when it ends successfully without replying, [`Error::Timeout`], and
+    /// [`Error::Protocol`] or [`Error::FrameTooLarge`] when it breaks the protocol (the child
+    /// is killed).
     pub fn run<R: DeserializeOwned>(mut self) -> Result<ScriptOutput<R>> {
         let what = self.what();
         let input = std::mem::replace(&mut self.input, Ok(None))?;
@@ -229,7 +231,7 @@ impl<'a> Script<'a> {
 
         let mut reply: Option<Vec<u8>> = None;
         let mut python_error: Option<PythonError> = None;
-        let mut broken: Option<String> = None;
+        let mut broken: Option<Violation> = None;
         if let Some(stdout) = guard.child().stdout.take() {
             let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
             let mut buf = Vec::new();
@@ -238,14 +240,14 @@ impl<'a> Script<'a> {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
-                        broken = Some(e.to_string());
+                        broken = Some(protocol::violation(e, stdout.buffer(), true));
                         break;
                     }
                 }
                 match self.handle(&buf, &mut reply, &mut python_error) {
                     Ok(()) => {}
-                    Err(detail) => {
-                        broken = Some(detail);
+                    Err(violation) => {
+                        broken = Some(violation);
                         break;
                     }
                 }
@@ -276,8 +278,12 @@ impl<'a> Script<'a> {
                 after: self.timeout.unwrap_or_default(),
             });
         }
-        if let Some(detail) = broken {
-            return Err(Error::Protocol { what, detail });
+        match broken {
+            Some(Violation::TooLarge { len, max }) => {
+                return Err(Error::FrameTooLarge { what, len, max })
+            }
+            Some(Violation::Malformed(detail)) => return Err(Error::Protocol { what, detail }),
+            None => {}
         }
         if let Some(error) = python_error {
             return Err(Error::Python { what, error });
@@ -310,11 +316,12 @@ impl<'a> Script<'a> {
         frame: &[u8],
         reply: &mut Option<Vec<u8>>,
         python_error: &mut Option<PythonError>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), Violation> {
         let msg: Incoming<'_> =
-            serde_json::from_slice(frame).map_err(|e| format!("malformed message: {e}"))?;
+            serde_json::from_slice(frame).map_err(|e| protocol::malformed(frame, &e))?;
+        let malformed = |text: String| Violation::Malformed(text);
         if msg.buffers != 0 {
-            return Err("scripts cannot send binary buffers".into());
+            return Err(malformed("scripts cannot send binary buffers".into()));
         }
         match msg.kind {
             Kind::Message => {
@@ -322,7 +329,7 @@ impl<'a> Script<'a> {
                     let data = msg.data.map(|raw| serde_json::from_str(raw.get()));
                     let value = data
                         .transpose()
-                        .map_err(|e| format!("malformed message: {e}"))?
+                        .map_err(|e| malformed(format!("malformed message: {e}")))?
                         .unwrap_or(serde_json::Value::Null);
                     callback(value);
                 }
@@ -332,9 +339,12 @@ impl<'a> Script<'a> {
                 *reply = Some(data.as_bytes().to_vec());
             }
             Kind::Error => {
-                *python_error = Some(msg.error.ok_or("an error message without `error`")?);
+                let error = msg
+                    .error
+                    .ok_or_else(|| malformed("an error message without `error`".into()))?;
+                *python_error = Some(error);
             }
-            kind => return Err(format!("unexpected message of type {kind:?}")),
+            kind => return Err(malformed(format!("unexpected message of type {kind:?}"))),
         }
         Ok(())
     }

@@ -3,8 +3,11 @@
 //!
 //! Calls carry ids; one reader thread per process hands each reply to its caller, so a
 //! [`Worker`] is shared freely between Rust threads. A process that dies fails the calls in
-//! flight with [`Error::WorkerCrashed`] and is started again, with backoff, by the next call.
-//! Dropping the last handle shuts the process down within a bounded time.
+//! flight with [`Error::WorkerCrashed`] (a signal: segfault, SIGKILL) or
+//! [`Error::WorkerExited`] (it exited by itself); one that breaks the protocol is killed and
+//! fails them with [`Error::Protocol`] or [`Error::FrameTooLarge`]. Either way it is started
+//! again, with backoff, by the next call. Dropping the last handle shuts the process down
+//! within a bounded time.
 
 mod call;
 mod process;
@@ -122,7 +125,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long importing the modules may take (default 120 s).
+    /// How long importing the modules may take (default 120 s); past it the process is
+    /// killed and starting fails with [`Error::Timeout`].
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.start_timeout = timeout;
         self

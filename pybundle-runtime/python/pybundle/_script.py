@@ -7,6 +7,7 @@ traceback printed to stderr, as Python would); ``sys.exit`` keeps its meaning.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 
@@ -22,6 +23,9 @@ def main() -> None:
     script = sys.argv[3]
     args = sys.argv[4:]
     channel = Channel.from_stdio(max_frame)
+    # A crash in C code (a segfault) then leaves the Python stack of every thread on stderr,
+    # which the runtime's error message ends with.
+    faulthandler.enable()
     start = channel.read_message()
     if start is None:
         sys.stderr.write("pybundle: no start frame on stdin; run this through the runtime\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import faulthandler
 import os
 import sys
 import threading
@@ -177,6 +178,9 @@ def main() -> None:
     scripts = sys.argv[4]
     modules = sys.argv[5:]
     channel = Channel.from_stdio(max_frame)
+    # A crash in C code (a segfault) then leaves the Python stack of every thread on stderr,
+    # which the runtime's error message ends with.
+    faulthandler.enable()
     pybundle._install(channel, None)
     sys.path.insert(0, scripts)
     sys.argv = [""]

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::child::{self, ChildGuard, StderrSink};
-use crate::protocol::{self, Incoming, Kind};
+use crate::protocol::{self, Incoming, Kind, Violation};
 use crate::worker::{Config, WorkerEvent};
 use crate::{Error, Result};
 
@@ -246,12 +246,19 @@ impl Proc {
                 cfg.emit(&WorkerEvent::Started { pid });
                 Ok(proc)
             }
-            outcome => {
+            None => {
                 proc.kill();
-                let detail = match outcome {
-                    Some(Err(Error::WorkerStart { detail, .. })) => detail,
-                    Some(Err(other)) => other.to_string(),
-                    _ => format!("no `ready` within {:?}", cfg.start_timeout),
+                tracing::debug!(pid, tail = %proc.link.stderr_tail(), "worker start timed out");
+                Err(Error::Timeout {
+                    what: format!("starting the worker for modules {:?}", cfg.modules),
+                    after: cfg.start_timeout,
+                })
+            }
+            Some(Err(error)) => {
+                proc.kill();
+                let detail = match error {
+                    Error::WorkerStart { detail, .. } => detail,
+                    other => other.to_string(),
                 };
                 let tail = proc.link.stderr_tail();
                 let detail = if tail.trim().is_empty() || detail.contains(tail.trim()) {
@@ -317,11 +324,11 @@ fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread:
         match protocol::read_frame(&mut stdout, link.max_frame, &mut buf) {
             Ok(true) => {}
             Ok(false) => break None,
-            Err(e) => break Some(e.to_string()),
+            Err(e) => break Some(protocol::violation(e, stdout.buffer(), true)),
         }
         let msg: Incoming<'_> = match serde_json::from_slice(&buf) {
             Ok(msg) => msg,
-            Err(e) => break Some(format!("malformed message: {e}")),
+            Err(e) => break Some(protocol::malformed(&buf, &e)),
         };
         let (kind, id, error, count) = (msg.kind, msg.id.unwrap_or(0), msg.error, msg.buffers);
         // `"data": null` deserializes as `None`.
@@ -336,9 +343,13 @@ fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread:
                 Ok(true) => frames.push(frame),
                 Ok(false) => {
                     let reason = "the output ended before all binary frames of a message";
-                    return finish(link, cfg, Some(reason.into()), stderr_thread);
+                    let broken = Violation::Malformed(reason.into());
+                    return finish(link, cfg, Some(broken), stderr_thread);
                 }
-                Err(e) => return finish(link, cfg, Some(e.to_string()), stderr_thread),
+                Err(e) => {
+                    let broken = protocol::violation(e, stdout.buffer(), false);
+                    return finish(link, cfg, Some(broken), stderr_thread);
+                }
             }
         }
         let take = || lock(&link.pending).slots.remove(&id);
@@ -351,7 +362,9 @@ fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread:
             }
             Kind::Error | Kind::Fatal => {
                 let Some(error) = error else {
-                    break Some("an error message without `error`".into());
+                    break Some(Violation::Malformed(
+                        "an error message without `error`".into(),
+                    ));
                 };
                 if let Some(slot) = take() {
                     slot.complete(Err(if kind == Kind::Fatal {
@@ -374,13 +387,18 @@ fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread:
                     (lock(on_message))(value);
                 }
             }
-            Kind::Reply => break Some("a worker sent a script reply".into()),
+            Kind::Reply => break Some(Violation::Malformed("a worker sent a script reply".into())),
         }
     };
     finish(link, cfg, broken, stderr_thread);
 }
 
-fn finish(link: &Arc<Link>, cfg: &Config, broken: Option<String>, stderr_thread: JoinHandle<()>) {
+fn finish(
+    link: &Arc<Link>,
+    cfg: &Config,
+    broken: Option<Violation>,
+    stderr_thread: JoinHandle<()>,
+) {
     let slots = {
         let mut pending = lock(&link.pending);
         pending.alive = false;
@@ -396,45 +414,67 @@ fn finish(link: &Arc<Link>, cfg: &Config, broken: Option<String>, stderr_thread:
     let status = loop {
         let mut guard = lock(&link.guard);
         match guard.try_wait() {
-            Ok(Some(status)) => break status.to_string(),
+            Ok(Some(status)) => break Ok(status),
             Ok(None) if Instant::now() < deadline => {}
             Ok(None) => {
                 guard.kill();
-                break guard
-                    .wait()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
+                break guard.wait();
             }
-            Err(e) => break e.to_string(),
+            Err(e) => break Err(e),
         }
         drop(guard);
         std::thread::sleep(Duration::from_millis(1));
     };
+    // The tail is complete once the pipe has closed, which it does with the process unless a
+    // grandchild inherited it: then wait briefly and go on without it.
     let deadline = Instant::now() + Duration::from_millis(500);
     while !stderr_thread.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let status = match broken {
-        Some(reason) => format!("{status}, killed after it broke the protocol: {reason}"),
-        None => status,
+    if stderr_thread.is_finished() {
+        let _ = stderr_thread.join();
+    }
+    let text = match (&status, &broken) {
+        (Ok(status), None) => status.to_string(),
+        (Ok(status), Some(reason)) => {
+            format!("{status}, killed after it broke the protocol: {reason}")
+        }
+        (Err(e), _) => format!("cannot wait for it: {e}"),
     };
     let stderr = link.stderr_tail();
+    let failure = |what: &str| match (&broken, &status) {
+        (Some(Violation::TooLarge { len, max }), _) => Error::FrameTooLarge {
+            what: what.to_owned(),
+            len: *len,
+            max: *max,
+        },
+        (Some(Violation::Malformed(detail)), _) => Error::Protocol {
+            what: what.to_owned(),
+            detail: format!("{detail} (the worker was killed)"),
+        },
+        (None, Ok(status)) if status.code().is_some() => Error::WorkerExited {
+            what: what.to_owned(),
+            code: status.code().unwrap_or_default(),
+            stderr: stderr.clone(),
+        },
+        (None, _) => Error::WorkerCrashed {
+            what: what.to_owned(),
+            status: text.clone(),
+            stderr: stderr.clone(),
+        },
+    };
     let shutting_down = link.shutting_down.load(Ordering::SeqCst);
     for (_, slot) in slots {
-        slot.complete(Err(Error::WorkerCrashed {
-            what: slot.what.clone(),
-            status: status.clone(),
-            stderr: stderr.clone(),
-        }));
+        slot.complete(Err(failure(&slot.what)));
     }
     if shutting_down {
         cfg.emit(&WorkerEvent::Stopped { pid: link.pid });
     } else {
         cfg.crashes.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(pid = link.pid, %status, "worker process died");
+        tracing::warn!(pid = link.pid, status = %text, "worker process died");
         cfg.emit(&WorkerEvent::Crashed {
             pid: link.pid,
-            status,
+            status: text,
         });
     }
 }

@@ -2,5 +2,7 @@
 
 mod bundle;
 mod hostile;
+mod misbehave;
 mod script;
+mod soak;
 mod worker;
