@@ -1,4 +1,4 @@
-//! `cargo pybundle init`: writes a small working project from the templates in `templates/`.
+//! `cargo pybundle init`: writes a small working project from this crate's `templates/`.
 //!
 //! The templates are embedded (include_dir) so the installed binary needs no data files. Each
 //! holds `{{name}}`-style placeholders filled in here; nothing else is generated, so what the
@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::InitArgs;
 
-/// The project templates (`templates/` at the workspace root).
-static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
+/// The project templates (`templates/` inside this crate, so `cargo package` includes them).
+static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// The version requirement written for `pybundle-runtime` when `--runtime-path` is not given.
 pub const RUNTIME_REQUIREMENT: &str = "0.1";
