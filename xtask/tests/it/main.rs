@@ -1,3 +1,5 @@
-//! xtask's integration tests: the test toolchain it prepares works with the real pixi.
+//! xtask's integration tests: the test toolchain it prepares works with the real pixi, and the
+//! benchmark harness runs end to end.
 
+mod bench;
 mod toolchain;

@@ -1,0 +1,82 @@
+//! `cargo xtask bench --quick` end to end, so the harness cannot rot: it builds the outliers
+//! app with the real CLI (release), runs every row once and must write `results.json` with every
+//! key issue #7 lists, numbers for all of ours, and a report beside it (never over the committed
+//! `BENCHMARKS.md`).
+
+use std::path::Path;
+use std::process::Command;
+
+/// The keys `results.json` must carry; the peers' are `null` in a quick run.
+const OURS: &[&str] = &[
+    "bundle_bytes",
+    "targz_bytes",
+    "pack_s",
+    "first_run_s",
+    "tar_zstd_extract_s",
+    "warm_start_ms",
+    "python_bare_start_ms",
+    "oneshot_ms",
+    "worker_call_p50_us",
+    "worker_call_p99_us",
+    "worker_calls_per_s",
+    "bytes_gb_per_s",
+    "json_list_mb_per_s",
+    "repeat_build_overhead_s",
+    "app_edit_rebuild_s",
+    "app_edit_rebuild_plain_s",
+];
+const PEERS: &[&str] = &[
+    "conda_pack_bytes",
+    "pyinstaller_bytes",
+    "conda_pack_unpack_s",
+    "pyinstaller_cold_s",
+    "pyinstaller_warm_ms",
+];
+
+#[test]
+fn quick_bench_writes_every_key() {
+    // The harness prepares pixi and the channel itself (from the dev cache); it needs the same
+    // host prerequisites as the rest of the toolchain, so follow testkit's skip/fail rule.
+    if testkit::toolchain("xtask bench --quick").is_none() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // Our own target dir: the `cargo test` running us holds the workspace's build lock.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-target");
+    let committed = std::fs::read(root.join("BENCHMARKS.md")).ok();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bench", "--quick"])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cannot start xtask");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "`cargo xtask bench --quick` failed ({}):\n{stderr}",
+        out.status
+    );
+    let json = std::fs::read_to_string(target.join("bench/results.json")).unwrap();
+    let results: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json).unwrap();
+    for key in OURS {
+        let value = results.get(*key).and_then(|v| v.as_f64());
+        assert!(
+            value.is_some_and(|v| v.is_finite() && v > 0.0),
+            "results.json: `{key}` should be a positive number, is {:?}\n{json}",
+            results.get(*key)
+        );
+    }
+    for key in PEERS {
+        assert!(
+            results.contains_key(*key),
+            "results.json lacks the peer key `{key}`\n{json}"
+        );
+    }
+    let report = std::fs::read_to_string(target.join("bench/BENCHMARKS.md")).unwrap();
+    assert!(report.contains("`--quick`"), "{report}");
+    assert_eq!(
+        std::fs::read(root.join("BENCHMARKS.md")).ok(),
+        committed,
+        "a quick run must not replace the committed BENCHMARKS.md"
+    );
+}
