@@ -172,16 +172,97 @@ impl StderrSink {
     }
 }
 
-/// Drains `stderr` into `sink` on its own thread until the pipe closes.
+/// The thread draining a child's stderr (see [`drain_stderr`]).
+pub(crate) struct Drain {
+    thread: JoinHandle<()>,
+    /// Closing it wakes the thread out of its wait: it stops reading.
+    stop: Option<std::fs::File>,
+}
+
+impl Drain {
+    /// Waits up to `grace` for the pipe to close (every byte read), then stops reading and
+    /// joins the thread. A grandchild that inherited the pipe may hold it open for hours; the
+    /// output it writes after that is lost rather than a thread (or the caller) left waiting.
+    pub(crate) fn finish(mut self, grace: std::time::Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(self.stop.take());
+        let _ = self.thread.join();
+    }
+}
+
+/// A pipe whose read end turns readable (end of file) when the write end is dropped.
+#[cfg(unix)]
+fn stop_pipe() -> io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) writes two descriptors into an array of two.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for fd in fds {
+        // SAFETY: fcntl on descriptors just created and owned here.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: both descriptors are open and owned by nothing else.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Waits until `fd` is readable (or closed); `false` if `stop` turned readable first.
+#[cfg(unix)]
+fn wait_readable(fd: &impl std::os::fd::AsRawFd, stop: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: poll(2) on an array of two initialized pollfd structs, no timeout.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if rc >= 0 {
+            return fds[1].revents == 0;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // Fall back to a plain blocking read.
+            return true;
+        }
+    }
+}
+
+/// Drains `stderr` into `sink` on its own thread until the pipe closes or the [`Drain`] is
+/// finished.
 pub(crate) fn drain_stderr(
     mut stderr: ChildStderr,
     sink: Arc<Mutex<StderrSink>>,
-) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> io::Result<Drain> {
+    #[cfg(unix)]
+    let (stop_read, stop) = stop_pipe()?;
+    #[cfg(not(unix))]
+    let stop = None::<std::fs::File>;
+    let thread = std::thread::Builder::new()
         .name("pybundle-stderr".into())
         .spawn(move || {
             let mut chunk = vec![0u8; 16 * 1024];
             loop {
+                #[cfg(unix)]
+                if !wait_readable(&stderr, &stop_read) {
+                    break;
+                }
                 match stderr.read(&mut chunk) {
                     Ok(0) => break,
                     Ok(n) => {
@@ -193,7 +274,10 @@ pub(crate) fn drain_stderr(
                     Err(_) => break,
                 }
             }
-        })
+        })?;
+    #[cfg(unix)]
+    let stop = Some(stop);
+    Ok(Drain { thread, stop })
 }
 
 #[cfg(test)]

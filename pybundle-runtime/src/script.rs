@@ -264,8 +264,9 @@ impl<'a> Script<'a> {
         let status = guard
             .wait()
             .map_err(|e| channel_err("cannot wait for the script", e))?;
-        if let Some(thread) = stderr_thread {
-            let _ = thread.join();
+        if let Some(drain) = stderr_thread {
+            // Not a plain join: a grandchild that inherited the pipe may keep it open.
+            drain.finish(Duration::from_millis(500));
         }
         let output = self
             .capture

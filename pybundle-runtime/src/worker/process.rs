@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::child::{self, ChildGuard, StderrSink};
+use crate::child::{self, ChildGuard, Drain, StderrSink};
 use crate::protocol::{self, Incoming, Kind, Violation};
 use crate::worker::{Config, WorkerEvent};
 use crate::{Error, Result};
@@ -317,7 +317,7 @@ impl Drop for Proc {
 
 /// The reader thread: delivers replies by id until the process's output ends, then reaps it
 /// and fails whatever was still in flight.
-fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread: JoinHandle<()>) {
+fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread: Drain) {
     let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
     let mut buf = Vec::new();
     let broken = loop {
@@ -393,12 +393,7 @@ fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread:
     finish(link, cfg, broken, stderr_thread);
 }
 
-fn finish(
-    link: &Arc<Link>,
-    cfg: &Config,
-    broken: Option<Violation>,
-    stderr_thread: JoinHandle<()>,
-) {
+fn finish(link: &Arc<Link>, cfg: &Config, broken: Option<Violation>, stderr_thread: Drain) {
     let slots = {
         let mut pending = lock(&link.pending);
         pending.alive = false;
@@ -426,14 +421,8 @@ fn finish(
         std::thread::sleep(Duration::from_millis(1));
     };
     // The tail is complete once the pipe has closed, which it does with the process unless a
-    // grandchild inherited it: then wait briefly and go on without it.
-    let deadline = Instant::now() + Duration::from_millis(500);
-    while !stderr_thread.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    if stderr_thread.is_finished() {
-        let _ = stderr_thread.join();
-    }
+    // grandchild inherited it: then wait briefly and go on without the rest.
+    stderr_thread.finish(Duration::from_millis(500));
     let text = match (&status, &broken) {
         (Ok(status), None) => status.to_string(),
         (Ok(status), Some(reason)) => {

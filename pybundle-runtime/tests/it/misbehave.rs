@@ -258,6 +258,29 @@ fn case(name: &str) -> String {
             expect_threads(base, "after the start timeouts");
             last
         }
+        "worker-grandchild" => {
+            // The grandchild keeps the stderr pipe open: the drain thread must not wait for it.
+            let grandchildren = Mutex::new(Vec::new());
+            let seen = crash_rounds(2, "wbad.spawn_and_exit", serde_json::json!([5]), |err| {
+                let Error::WorkerExited {
+                    code: 5, stderr, ..
+                } = err
+                else {
+                    panic!("wrong error: {err}")
+                };
+                let pid = stderr
+                    .split("grandchild ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next()?.parse::<i32>().ok())
+                    .unwrap_or_else(|| panic!("no grandchild pid in {stderr:?}"));
+                grandchildren.lock().unwrap().push(pid);
+            });
+            for pid in grandchildren.into_inner().unwrap() {
+                // SAFETY: kill(2) on the sleep process the worker started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            seen
+        }
         "worker-flood" => {
             let env = env();
             let base = threads();
@@ -299,7 +322,9 @@ fn case(name: &str) -> String {
             format!("RSS {before} -> {after} KiB")
         }
         "script-segfault" | "script-exit" | "script-hang" | "script-garbage"
-        | "script-oversized" | "script-flood" => script_case(&name["script-".len()..]),
+        | "script-oversized" | "script-flood" | "script-grandchild" => {
+            script_case(&name["script-".len()..])
+        }
         other => panic!("unknown case {other}"),
     }
 }
@@ -308,20 +333,38 @@ fn script_case(which: &str) -> String {
     let env = env();
     let base = threads();
     let before = rss_kib("self");
-    let pid = Arc::new(Mutex::new(None));
-    let seen = pid.clone();
-    let run = env
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let seen = messages.clone();
+    let mut script = env
         .script("misbehave")
         .arg(which)
         .arg(if which == "flood" { FLOOD } else { 100_000 }.to_string())
         .max_frame(64 * 1024)
         .timeout(Duration::from_secs(if which == "hang" { 1 } else { 60 }))
-        .on_message(move |m| *seen.lock().unwrap() = m["pid"].as_u64())
-        .run::<u64>();
-    let pid = pid.lock().unwrap().expect("the script sent no pid") as u32;
+        .on_message(move |m| seen.lock().unwrap().push(m));
+    if which == "grandchild" {
+        // Captured output is read by a thread, which the grandchild's open pipe must not hold.
+        script = script.capture_output();
+    }
+    let start = Instant::now();
+    let run = script.run::<u64>();
+    let messages = messages.lock().unwrap().clone();
+    let pid = messages[0]["pid"].as_u64().expect("the script sent no pid") as u32;
     assert_reaped(pid);
     expect_threads(base, "after the script");
     let err = match (which, run) {
+        ("grandchild", Ok(_)) => {
+            let grandchild = messages[1]["grandchild"].as_i64().unwrap() as i32;
+            // SAFETY: kill(2) on the sleep process the script started.
+            unsafe { libc::kill(grandchild, libc::SIGKILL) };
+            // Returned, not stuck until the grandchild's 600 s sleep ends.
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{:?}",
+                start.elapsed()
+            );
+            return format!("returned in {:?}", start.elapsed());
+        }
         ("flood", Ok(out)) => {
             assert!(out.reply >= FLOOD);
             let after = rss_kib("self");
@@ -461,13 +504,26 @@ fn a_worker_hung_at_import_is_a_start_timeout() {
 }
 
 #[test]
+fn a_grandchild_holding_stderr_open_leaks_no_thread() {
+    run("worker-grandchild");
+}
+
+#[test]
 fn a_100_mb_stderr_flood_neither_blocks_nor_grows_memory() {
     run("worker-flood");
 }
 
 #[test]
 fn scripts_that_misbehave() {
-    for which in ["segfault", "exit", "hang", "garbage", "oversized", "flood"] {
+    for which in [
+        "segfault",
+        "exit",
+        "hang",
+        "garbage",
+        "oversized",
+        "flood",
+        "grandchild",
+    ] {
         run(&format!("script-{which}"));
     }
 }

@@ -107,6 +107,20 @@ struct Sample {
     python_kib: u64,
 }
 
+/// A table row: the sample, with the call rate since the previous one.
+fn print_row(prev: Option<&Sample>, s: &Sample) {
+    let (calls, elapsed) = prev.map_or((0, Duration::ZERO), |p| (p.calls, p.elapsed));
+    let rate = (s.calls - calls) as f64 / (s.elapsed.saturating_sub(elapsed)).as_secs_f64();
+    println!(
+        "{:>9} {:>8.1}s {:>9.0} {:>13.1} {:>15.1}",
+        s.calls,
+        s.elapsed.as_secs_f64(),
+        rate,
+        s.rust_kib as f64 / 1024.0,
+        s.python_kib as f64 / 1024.0
+    );
+}
+
 /// One call with a random payload; panics (naming the call) unless the echo is exact.
 fn one_call(w: &pybundle_runtime::Worker, rng: &mut Rng, n: u64, seed: u64) -> usize {
     let size = rng.size();
@@ -165,6 +179,10 @@ fn a_million_calls_with_random_payloads() {
     let completed = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let samples = Mutex::new(Vec::new());
+    println!(
+        "{:>9} {:>9} {:>9} {:>13} {:>15}",
+        "calls", "elapsed", "calls/s", "RSS Rust MiB", "RSS Python MiB"
+    );
     let start = Instant::now();
     std::thread::scope(|scope| {
         for t in 0..CALLERS {
@@ -182,12 +200,15 @@ fn a_million_calls_with_random_payloads() {
                     bytes.fetch_add(size as u64, Ordering::Relaxed);
                     let done = completed.fetch_add(1, Ordering::Relaxed) + 1;
                     if done % every == 0 || done == calls {
-                        samples.lock().unwrap().push(Sample {
+                        let sample = Sample {
                             calls: done,
                             elapsed: start.elapsed(),
                             rust_kib: rss_kib("self"),
                             python_kib: rss_kib(python),
-                        });
+                        };
+                        let mut samples = samples.lock().unwrap();
+                        print_row(samples.last(), &sample);
+                        samples.push(sample);
                     }
                 }
             });
@@ -198,23 +219,6 @@ fn a_million_calls_with_random_payloads() {
     let mut samples = samples.into_inner().unwrap();
     samples.sort_by_key(|s| s.calls);
 
-    println!(
-        "{:>9} {:>9} {:>9} {:>13} {:>15}",
-        "calls", "elapsed", "calls/s", "RSS Rust MiB", "RSS Python MiB"
-    );
-    let mut prev = (0, Duration::ZERO);
-    for s in &samples {
-        let rate = (s.calls - prev.0) as f64 / (s.elapsed - prev.1).as_secs_f64().max(1e-9);
-        println!(
-            "{:>9} {:>8.1}s {:>9.0} {:>13.1} {:>15.1}",
-            s.calls,
-            s.elapsed.as_secs_f64(),
-            rate,
-            s.rust_kib as f64 / 1024.0,
-            s.python_kib as f64 / 1024.0
-        );
-        prev = (s.calls, s.elapsed);
-    }
     let total = bytes.load(Ordering::Relaxed);
     println!(
         "soak: {calls} calls in {:.1} s = {:.0} calls/s, {:.2} GB of payload each way (seed {seed})",

@@ -1,6 +1,7 @@
 """A one-shot script that misbehaves as `sys.argv[1]` says, after sending its pid."""
 import ctypes
 import os
+import subprocess
 import sys
 import time
 
@@ -27,5 +28,10 @@ elif case == "oversized":
     payload = b'{"type":"reply","data":"' + b"z" * int(sys.argv[2]) + b'"}'
     os.write(pybundle._active._write_fd, len(payload).to_bytes(4, "big") + payload)
     time.sleep(60)
+elif case == "grandchild":
+    # Holds the stderr pipe open long after this script ends.
+    child = subprocess.Popen(["sleep", "600"])
+    pybundle.send({"pid": os.getpid(), "grandchild": child.pid})
+    pybundle.reply(0)
 else:
     raise ValueError(case)

@@ -89,3 +89,12 @@ def oversized_frame(length):
 
 def big_result(length):
     return "r" * length
+
+
+def spawn_and_exit(code):
+    """Leaves a grandchild holding the stderr pipe, then exits."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "600"])
+    _say("grandchild %d" % child.pid)
+    os._exit(code)
