@@ -197,8 +197,13 @@ fn reuse_key(
 fn python_package_files(
     dir: &'static include_dir::Dir<'static>,
 ) -> Vec<&'static include_dir::File<'static>> {
-    let mut files: Vec<_> = dir.files().collect();
-    for d in dir.dirs() {
+    // As packed: no bytecode (see pack::walk::embedded), so a stray `__pycache__` in the
+    // source tree does not change the reuse key.
+    let mut files: Vec<_> = dir
+        .files()
+        .filter(|f| f.path().extension().is_none_or(|e| e != "pyc"))
+        .collect();
+    for d in dir.dirs().filter(|d| !d.path().ends_with("__pycache__")) {
         files.extend(python_package_files(d));
     }
     files.sort_by_key(|f| f.path());

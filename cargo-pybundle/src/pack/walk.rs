@@ -137,6 +137,8 @@ pub fn embedded(dir: &'static include_dir::Dir<'static>, out: &mut Vec<Entry>) {
             child.path().to_string_lossy().replace('\\', "/")
         );
         match child {
+            // Bytecode a developer's run left in the source tree is not part of the package.
+            include_dir::DirEntry::Dir(d) if d.path().ends_with("__pycache__") => {}
             include_dir::DirEntry::Dir(d) => {
                 out.push(Entry {
                     path,
@@ -164,6 +166,24 @@ pub fn embedded(dir: &'static include_dir::Dir<'static>, out: &mut Vec<Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A package tree as a developer's checkout may hold it: with a `__pycache__`.
+    static WITH_BYTECODE: include_dir::Dir<'static> =
+        include_dir::include_dir!("$CARGO_MANIFEST_DIR/src/pack/testdata");
+
+    #[test]
+    fn embedded_package_leaves_bytecode_out() {
+        let mut out = Vec::new();
+        embedded(&WITH_BYTECODE, &mut out);
+        let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                format!("{PYTHON_PKG_DIR}/pkg"),
+                format!("{PYTHON_PKG_DIR}/pkg/mod.py")
+            ]
+        );
+    }
 
     #[test]
     fn excluded_folders_are_skipped_whole() {
