@@ -201,7 +201,7 @@ fn python_package_files(
     // source tree does not change the reuse key.
     let mut files: Vec<_> = dir
         .files()
-        .filter(|f| f.path().extension().is_none_or(|e| e != "pyc"))
+        .filter(|f| f.path().extension().map_or(true, |e| e != "pyc"))
         .collect();
     for d in dir.dirs().filter(|d| !d.path().ends_with("__pycache__")) {
         files.extend(python_package_files(d));
