@@ -7,6 +7,7 @@ mod demo;
 mod pixi;
 mod pixi_fix;
 mod pypi_mapping;
+mod stress;
 mod test;
 mod tools;
 
@@ -42,6 +43,15 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Fuzz each cargo-fuzz target in fuzz/, then run the worker soak test; prints a table.
+    Stress {
+        /// Seconds per fuzz target.
+        #[arg(long, default_value_t = 300)]
+        fuzz_secs: u64,
+        /// Calls the soak test makes (PYBUNDLE_SOAK_CALLS; default: the test's own).
+        #[arg(long)]
+        soak_calls: Option<u64>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +62,10 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::run()?,
         Task::Airgap => airgap::run(true)?,
         Task::Bench { quick } => bench::run(quick)?,
+        Task::Stress {
+            fuzz_secs,
+            soak_calls,
+        } => stress::run(fuzz_secs, soak_calls)?,
     }
     Ok(())
 }

@@ -1,0 +1,283 @@
+//! `cargo xtask stress`: the long runs kept out of `cargo xtask test`. Each cargo-fuzz target
+//! in `fuzz/` runs for a while from seeds made of real inputs, then the worker soak test runs;
+//! a table sums up, and any crash or failure makes the command fail.
+//!
+//! Seeds: `cargo pybundle pack` of examples/hello (a real archive: its manifest and the
+//! binary files it relocates) and the frames the real Python runner writes, both turned into
+//! corpus files by `fuzz/src/seeds.rs`. They are added to `fuzz/corpus/<target>/` (ignored by
+//! git), which keeps what earlier runs found.
+//!
+//! cargo-fuzz needs nightly-only rustc flags (`-Zsanitizer=address`); on a stable toolchain it
+//! runs with `RUSTC_BOOTSTRAP=1`, which lets stable rustc accept them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{channel, pixi, tools};
+
+/// The cargo-fuzz targets, as named in fuzz/Cargo.toml.
+const TARGETS: &[&str] = &["frame_decoder", "manifest", "binary_relocation"];
+
+/// The ignored soak test in pybundle-runtime's integration tests.
+const SOAK_TEST: &str = "soak::a_million_calls_with_random_payloads";
+
+/// One row of the summary.
+struct Row {
+    name: String,
+    seconds: f64,
+    executions: Option<u64>,
+    per_second: Option<u64>,
+    result: String,
+    ok: bool,
+}
+
+/// Run the fuzz targets for `fuzz_secs` each, then the soak test (`soak_calls` calls, or its
+/// default).
+pub fn run(fuzz_secs: u64, soak_calls: Option<u64>) -> Result<()> {
+    let root = tools::workspace_root();
+    let cache = tools::dev_cache()?;
+    let cargo_fuzz = ensure_cargo_fuzz(&cache)?;
+    let pixi = pixi::ensure().context("preparing the test pixi")?;
+    let channel = channel::ensure().context("preparing the test channel")?;
+    let work = tools::target_dir(&root)?.join("stress");
+    fs_err::create_dir_all(&work)?;
+    let fuzz_target_dir = work.join("fuzz-target");
+    let corpus = root.join("fuzz").join("corpus");
+
+    let archive = work.join("hello.tar.zst");
+    pack_example(&root, &pixi, &channel, &archive)?;
+    let seeds = Command::new(tools::cargo())
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--bin",
+            "seeds",
+            "--target-dir",
+        ])
+        .arg(&fuzz_target_dir)
+        .arg("--")
+        .arg(&corpus)
+        .arg(&archive)
+        .current_dir(root.join("fuzz"))
+        .status()
+        .context("running the fuzz crate's seed writer")?;
+    if !seeds.success() {
+        bail!("writing the seed corpora failed ({seeds}); see the output above");
+    }
+
+    let mut rows = Vec::new();
+    for target in TARGETS {
+        rows.push(fuzz(
+            &cargo_fuzz,
+            &root,
+            &fuzz_target_dir,
+            &work,
+            target,
+            fuzz_secs,
+        )?);
+        eprintln!("xtask: {target}: {}", rows.last().map_or("", |r| &r.result));
+    }
+    rows.push(soak(&root, &pixi, &channel, soak_calls)?);
+
+    println!();
+    println!(
+        "| {:<18} | {:>8} | {:>13} | {:>9} | result",
+        "target", "seconds", "executions", "execs/s"
+    );
+    println!("|{:-<20}|{:->10}|{:->15}|{:->11}|--------", "", "", "", "");
+    for row in &rows {
+        let num = |n: Option<u64>| n.map_or("-".into(), |n| n.to_string());
+        println!(
+            "| {:<18} | {:>8.0} | {:>13} | {:>9} | {}",
+            row.name,
+            row.seconds,
+            num(row.executions),
+            num(row.per_second),
+            row.result
+        );
+    }
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("stress failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// cargo-fuzz from PATH, else `<dev cache>/tools/cargo-fuzz/bin/cargo-fuzz`, installed there
+/// from crates.io when missing.
+fn ensure_cargo_fuzz(cache: &Path) -> Result<PathBuf> {
+    if let Some(found) = tools::find_on_path("cargo-fuzz") {
+        return Ok(found);
+    }
+    let root = cache.join("tools").join("cargo-fuzz");
+    let bin = root.join("bin").join("cargo-fuzz");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: cargo-fuzz is not installed; installing it from crates.io into {}",
+        root.display()
+    );
+    let status = Command::new(tools::cargo())
+        .args(["install", "cargo-fuzz", "--locked", "--root"])
+        .arg(&root)
+        .status()
+        .context("running cargo install cargo-fuzz")?;
+    if !status.success() || !bin.is_file() {
+        bail!(
+            "`cargo install cargo-fuzz --locked --root {}` failed ({status}); install cargo-fuzz \
+             yourself (it needs a C++ compiler for libFuzzer) and put it on PATH",
+            root.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A real archive to seed from: examples/hello packed against the local test channel.
+fn pack_example(root: &Path, pixi: &Path, channel: &str, archive: &Path) -> Result<()> {
+    let manifest = root.join("examples").join("hello").join("Cargo.toml");
+    let status = Command::new(tools::cargo())
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "cargo-pybundle",
+            "--",
+            "pybundle",
+            "pack",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--output")
+        .arg(archive)
+        .current_dir(root)
+        .env("PYBUNDLE_PIXI", pixi)
+        .env("PYBUNDLE_CHANNEL_MIRRORS", format!("conda-forge={channel}"))
+        .status()
+        .context("running cargo pybundle pack")?;
+    if !status.success() {
+        bail!(
+            "`cargo pybundle pack --manifest-path {}` failed ({status}); the seeds need a real \
+             archive, see the output above",
+            manifest.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs one fuzz target for `secs` seconds; its libFuzzer output goes to `<work>/<target>.log`.
+fn fuzz(
+    cargo_fuzz: &Path,
+    root: &Path,
+    target_dir: &Path,
+    work: &Path,
+    target: &str,
+    secs: u64,
+) -> Result<Row> {
+    let log_path = work.join(format!("{target}.log"));
+    let log = fs_err::File::create(&log_path)?.into_parts().0;
+    eprintln!(
+        "xtask: fuzzing {target} for {secs} s (log: {})",
+        log_path.display()
+    );
+    let corpus = root.join("fuzz").join("corpus").join(target);
+    fs_err::create_dir_all(&corpus)?;
+    let started = Instant::now();
+    let status = Command::new(cargo_fuzz)
+        .args(["fuzz", "run", "-O", "--target-dir"])
+        .arg(target_dir)
+        .arg(target)
+        .arg(&corpus)
+        .arg("--")
+        .arg(format!("-max_total_time={secs}"))
+        // A single input taking 10 s is a hang worth reporting, not a slow machine.
+        .arg("-timeout=10")
+        .arg("-print_final_stats=1")
+        .current_dir(root.join("fuzz"))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("running cargo fuzz run {target}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let text = fs_err::read_to_string(&log_path)?;
+    let stat = |name: &str| {
+        text.lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix(name))
+            .find_map(|v| v.trim_start_matches(':').trim().parse::<u64>().ok())
+    };
+    let executions = stat("stat::number_of_executed_units");
+    let per_second = stat("stat::average_exec_per_sec");
+    let (result, ok) = if status.success() {
+        ("ok, no crash".to_owned(), true)
+    } else {
+        let artifact = text
+            .lines()
+            .find_map(|l| l.split_once("Test unit written to ").map(|(_, p)| p.trim()))
+            .unwrap_or("no artifact named");
+        (
+            format!("FAILED ({status}): {artifact}; see {}", log_path.display()),
+            false,
+        )
+    };
+    Ok(Row {
+        name: target.to_owned(),
+        seconds,
+        executions,
+        per_second,
+        result,
+        ok,
+    })
+}
+
+/// The worker soak test, in release mode, with the test toolchain as `cargo xtask test` hands
+/// it over.
+fn soak(root: &Path, pixi: &Path, channel: &str, calls: Option<u64>) -> Result<Row> {
+    eprintln!("xtask: soak test ({SOAK_TEST})");
+    let mut cmd = Command::new(tools::cargo());
+    cmd.args([
+        "test",
+        "-p",
+        "pybundle-runtime",
+        "--release",
+        "--test",
+        "it",
+        "--",
+        "--ignored",
+        "--exact",
+        SOAK_TEST,
+        "--nocapture",
+    ])
+    .current_dir(root)
+    .env("PYBUNDLE_PIXI", pixi)
+    .env("PYBUNDLE_TEST_CHANNEL", channel);
+    if let Some(n) = calls {
+        cmd.env("PYBUNDLE_SOAK_CALLS", n.to_string());
+    }
+    let started = Instant::now();
+    let status = cmd.status().context("running the soak test")?;
+    Ok(Row {
+        name: "soak".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        // Calls made; the test prints its own rate and RSS rows (the time here includes the
+        // release build).
+        executions: calls,
+        per_second: None,
+        result: if status.success() {
+            "ok".into()
+        } else {
+            format!("FAILED ({status}); see the output above")
+        },
+        ok: status.success(),
+    })
+}
