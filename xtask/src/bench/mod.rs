@@ -89,6 +89,9 @@ pub struct Setup {
     pub cli: PathBuf,
     /// The bundled outliers binary.
     pub app: PathBuf,
+    /// The bundled hello binary (examples/hello: a one-shot script, no numpy), for the
+    /// runtime's own warm-start cost.
+    pub hello: PathBuf,
     /// Its archive.
     pub archive: PathBuf,
     /// The conda prefix pixi installed for it.
@@ -106,6 +109,11 @@ pub struct Setup {
 impl Setup {
     /// `cargo-pybundle pybundle <cmd> --release -p outliers` with the test toolchain.
     pub fn cli(&self, cmd: &str) -> Command {
+        self.cli_for(cmd, "outliers")
+    }
+
+    /// `cargo-pybundle pybundle <cmd> --release -p <example>` with the test toolchain.
+    pub fn cli_for(&self, cmd: &str, example: &str) -> Command {
         let mut c = Command::new(&self.cli);
         c.args([
             "pybundle",
@@ -113,10 +121,10 @@ impl Setup {
             "--release",
             "-q",
             "-p",
-            "outliers",
+            example,
             "--manifest-path",
         ])
-        .arg(self.root.join("examples/outliers/Cargo.toml"))
+        .arg(self.root.join(format!("examples/{example}/Cargo.toml")))
         .current_dir(&self.root)
         .env("PYBUNDLE_PIXI", &self.pixi)
         .env(
@@ -188,7 +196,7 @@ pub fn run(quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// Build the CLI and the outliers app with it; find the archive and the prefix.
+/// Build the CLI, and the outliers and hello apps with it; find the archive and the prefix.
 fn prepare(quick: bool) -> Result<Setup> {
     let root = tools::workspace_root();
     let pixi = pixi::ensure().context("preparing the test pixi")?;
@@ -209,6 +217,7 @@ fn prepare(quick: bool) -> Result<Setup> {
     let mut setup = Setup {
         cli: target.join("release/cargo-pybundle"),
         app: target.join("release/outliers"),
+        hello: target.join("release/hello"),
         archive: target.join("pybundle/outliers/release/bundle.tar.zst"),
         prefix: target.join("pybundle/outliers/pixi/.pixi/envs/default"),
         root,
@@ -235,8 +244,24 @@ fn prepare(quick: bool) -> Result<Setup> {
     if let Some(last) = String::from_utf8_lossy(&out.stdout).lines().last() {
         setup.app = PathBuf::from(last.trim());
     }
+    eprintln!("xtask: bench: cargo pybundle build --release -p hello");
+    let out = setup
+        .cli_for("build", "hello")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo-pybundle")?;
+    if !out.status.success() {
+        bail!(
+            "`cargo pybundle build --release -p hello` failed ({}); see its output above",
+            out.status
+        );
+    }
+    if let Some(last) = String::from_utf8_lossy(&out.stdout).lines().last() {
+        setup.hello = PathBuf::from(last.trim());
+    }
     for (what, path) in [
         ("the app", &setup.app),
+        ("the hello app", &setup.hello),
         ("the archive", &setup.archive),
         ("the interpreter", &setup.python()),
     ] {

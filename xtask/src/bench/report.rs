@@ -170,14 +170,33 @@ pub fn markdown(
         "first run ≤ 1.3 × `tar --zstd -xf`",
         r.map(|r| (r, 1.3)),
         &r.map_or("—".into(), |r| {
-            format!("{r:.2}× (the first run also runs the script)")
+            // The first run also runs the script: without a warm run's time it is extraction
+            // and relocation alone (an estimate, so the verdict stays on the whole run).
+            let alone = v("first_run_s")
+                .zip(v("warm_start_ms"))
+                .zip(v("tar_zstd_extract_s"))
+                .map(|((f, w), t)| (f - w / 1e3) / t);
+            match alone {
+                Some(a) => format!(
+                    "{r:.2}× (the first run also runs the script; less a warm run: {a:.2}×)"
+                ),
+                None => format!("{r:.2}× (the first run also runs the script)"),
+            }
         }),
     );
-    for (base, what) in [
-        ("python_bare_start_ms", "a bare `python -I -c pass`"),
-        ("python_same_work_ms", "bare python doing the same work"),
+    for (ours, base, what) in [
+        (
+            "hello_warm_ms",
+            "python_bare_start_ms",
+            "a bare `python -I -c pass` (hello)",
+        ),
+        (
+            "warm_start_ms",
+            "python_same_work_ms",
+            "bare python doing the same work (outliers)",
+        ),
     ] {
-        let pair = v("warm_start_ms").zip(v(base));
+        let pair = v(ours).zip(v(base));
         goal(
             &mut out,
             &format!("warm start ≤ 1.2 × {what} + 5 ms"),
@@ -242,9 +261,10 @@ pub fn markdown(
         &r.map_or("—".into(), |r| format!("{r:.2}×")),
     );
     out.push_str(
-        "\nThe warm-start goal is written against a bare interpreter start; the app's warm run \
-         also imports numpy and computes, so the like-for-like row (bare python doing the same \
-         work) is given too. PyInstaller `--onefile` unpacks itself into a temporary directory \
+        "\nThe warm-start goal is written against a bare interpreter start: the hello example \
+         (whose script imports only the standard library) is held to it; the outliers app also \
+         imports numpy and computes, so it is held against bare python doing the same work. \
+         PyInstaller `--onefile` unpacks itself into a temporary directory \
          on every run, so its first and later runs differ only by the page cache.\n",
     );
     if !notes.is_empty() {

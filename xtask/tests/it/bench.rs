@@ -14,6 +14,8 @@ const OURS: &[&str] = &[
     "first_run_s",
     "tar_zstd_extract_s",
     "warm_start_ms",
+    "hello_warm_ms",
+    "python_same_work_ms",
     "python_bare_start_ms",
     "oneshot_ms",
     "worker_call_p50_us",
