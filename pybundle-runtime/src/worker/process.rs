@@ -27,6 +27,8 @@ pub(crate) type MessageFn = Box<dyn FnMut(serde_json::Value) + Send>;
 pub(crate) struct Slot {
     pub what: String,
     done: Mutex<Option<Result<Reply>>>,
+    /// Set with `done`, read without the lock by a waiter that spins (see [`SPIN`]).
+    completed: AtomicBool,
     cond: Condvar,
     /// The task awaiting this slot, when a handle is polled as a future.
     waker: Mutex<Option<std::task::Waker>>,
@@ -46,6 +48,7 @@ impl Slot {
         Arc::new(Self {
             what,
             done: Mutex::new(None),
+            completed: AtomicBool::new(false),
             cond: Condvar::new(),
             on_message: on_message.map(Mutex::new),
             on_done: in_flight,
@@ -58,6 +61,7 @@ impl Slot {
         let mut done = lock(&self.done);
         if done.is_none() {
             *done = Some(outcome);
+            self.completed.store(true, Ordering::Release);
             if let Some(counter) = &self.on_done {
                 counter.fetch_sub(1, Ordering::Relaxed);
             }
@@ -83,6 +87,7 @@ impl Slot {
 
     /// Waits until completed or `deadline`; takes the outcome if there is one.
     pub(crate) fn take(&self, deadline: Option<Instant>) -> Option<Result<Reply>> {
+        self.spin(deadline);
         let mut done = lock(&self.done);
         loop {
             if let Some(outcome) = done.take() {
@@ -112,7 +117,29 @@ impl Slot {
     pub(crate) fn is_done(&self) -> bool {
         lock(&self.done).is_some()
     }
+
+    /// Waits up to [`SPIN`] (never past `deadline`) for the outcome without sleeping.
+    fn spin(&self, deadline: Option<Instant>) {
+        if self.completed.load(Ordering::Acquire) {
+            return;
+        }
+        let start = Instant::now();
+        let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
+        while !self.completed.load(Ordering::Acquire) && Instant::now() < until {
+            // Yield rather than spin: the thread that must run next (the reader, or Python
+            // itself) may have been queued on this very core.
+            std::thread::yield_now();
+        }
+    }
 }
+
+/// How long a caller waits for a reply without sleeping before it blocks. A warm call takes
+/// 15-20 µs, and a caller that blocks at once adds the wake-up of its core when that core
+/// went idle meanwhile (tens of µs on a VM). Measured with `bench_worker` (20k calls, shared
+/// 2-core VM, three runs each): p50 17.1-17.2 µs with the spin vs 17.3-36.3 µs without, p99
+/// 23-34 µs vs 34-75 µs. A waiting caller costs at most this much CPU per wait; an idle
+/// worker costs nothing.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// What callers, handles and the reader thread share about one running process.
 pub(crate) struct Link {
