@@ -128,15 +128,28 @@ fn table_row(out: &str, start: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The first number in `cell` ("p50 17.2 µs" → 17.2).
+/// The first word of `cell` that is a number ("p50 17.2 µs" → 17.2, not the 50 of "p50").
 fn number(cell: &str) -> Result<f64> {
-    cell.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .find(|w| !w.is_empty() && w != &".")
-        .and_then(|w| w.parse().ok())
+    cell.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .find_map(|w| w.parse().ok())
         .with_context(|| format!("no number in {cell:?}"))
 }
 
 /// "12.3 ms (2080 MB/s)" → 2080.
 fn rate_in_parens(cell: &str) -> Result<f64> {
     number(cell.split_once('(').map_or("", |(_, r)| r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_read_from_whole_words() {
+        assert_eq!(number("p50 17.2 µs ").unwrap(), 17.2);
+        assert_eq!(number(" p99 37.6 µs").unwrap(), 37.6);
+        assert_eq!(number("76648 calls/s").unwrap(), 76648.0);
+        assert_eq!(rate_in_parens("310.2 ms (825.3 MB/s)").unwrap(), 825.3);
+        assert!(number("p50 µs").is_err());
+    }
 }
