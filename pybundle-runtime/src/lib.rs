@@ -66,6 +66,10 @@ mod embed;
 mod environment;
 mod error;
 mod extract;
+// Entry points for `fuzz/` (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod pool;
 pub mod protocol;
 mod relocate;

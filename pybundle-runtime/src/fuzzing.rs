@@ -1,0 +1,143 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a public API).
+//!
+//! Thin wrappers over the crate's own code, so the fuzzers exercise exactly what runs in a
+//! program: the frame decoder the worker and script readers use ([`protocol::read_frame`],
+//! the [`protocol::Incoming`] message parse and the error descriptions), the manifest reader
+//! ([`crate::manifest_of`]: first zstd frame, tar entry, JSON, validation) and binary
+//! relocation ([`relocate::relocate_bytes`], the one definition extraction and `verify` use).
+//! No logic lives here beyond looping and collecting results for the targets to check.
+
+use crate::format::{FileMode, Manifest};
+use crate::protocol::{self, Incoming};
+use crate::relocate;
+
+/// One frame as the decoder delivered it, with how its message parse went.
+#[derive(Debug)]
+pub struct Frame {
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Whether the payload was expected to be a JSON message (not a binary buffer).
+    pub message: bool,
+    /// For a message: the number of binary frames it announced, or the violation text when it
+    /// does not parse.
+    pub parsed: Option<Result<usize, String>>,
+}
+
+/// What decoding a byte stream as frames gave.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Frames read, in order.
+    pub frames: Vec<Frame>,
+    /// Bytes consumed by the frames read (headers included).
+    pub consumed: usize,
+    /// Why decoding stopped early: the violation the runtime would report.
+    pub error: Option<String>,
+}
+
+/// Decodes `stream` as the runtime reads a child's output: a message frame, then as many
+/// binary frames as it announces, repeated until the input ends or breaks the protocol.
+pub fn decode_frames(stream: &[u8], max: usize) -> Decoded {
+    let max = protocol::clamp_max(max);
+    let mut reader = stream;
+    let mut out = Decoded::default();
+    let mut pending_buffers = 0usize;
+    loop {
+        let message = pending_buffers == 0;
+        let mut buf = Vec::new();
+        match protocol::read_frame(&mut reader, max, &mut buf) {
+            Ok(true) => {}
+            Ok(false) if message => break,
+            Ok(false) => {
+                out.error = Some("the output ended before all binary frames of a message".into());
+                break;
+            }
+            Err(e) => {
+                out.error = Some(protocol::violation(e, reader, message).to_string());
+                break;
+            }
+        }
+        out.consumed = stream.len() - reader.len();
+        let parsed = message.then(|| match serde_json::from_slice::<Incoming<'_>>(&buf) {
+            Ok(msg) => Ok(msg.buffers),
+            Err(e) => Err(protocol::malformed(&buf, &e).to_string()),
+        });
+        match &parsed {
+            Some(Ok(n)) => pending_buffers = *n,
+            Some(Err(_)) => {
+                out.frames.push(Frame {
+                    payload: buf,
+                    message,
+                    parsed,
+                });
+                break;
+            }
+            None => pending_buffers -= 1,
+        }
+        out.frames.push(Frame {
+            payload: buf,
+            message,
+            parsed,
+        });
+    }
+    out
+}
+
+/// Encodes one frame as the runtime writes it.
+pub fn encode_frame(payload: &[u8], max: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    protocol::write_frame(&mut out, payload, protocol::clamp_max(max))?;
+    Ok(out)
+}
+
+/// Reads and validates an archive's manifest, as `Bundle` does before extracting.
+pub fn manifest(archive: &[u8]) -> crate::Result<Manifest> {
+    crate::manifest_of(archive)
+}
+
+/// Relocates a binary file's content in place, as extraction does; `Ok(true)` when it
+/// changed. The error text is what the runtime reports for the file.
+pub fn relocate_binary(data: &mut Vec<u8>, placeholder: &[u8], new: &[u8]) -> Result<bool, String> {
+    relocate::relocate_bytes(data, placeholder, new, FileMode::Binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A few inputs of each kind through the wrappers, so the fuzz targets' entry points keep
+    /// compiling and meaning what the targets assume, inside the normal test suite.
+    #[test]
+    fn wrappers_run_over_small_inputs() {
+        let mut stream = encode_frame(br#"{"type":"result","id":1,"buffers":1}"#, 1 << 20).unwrap();
+        stream.extend(encode_frame(b"\x00\x01binary", 1 << 20).unwrap());
+        stream.extend(encode_frame(br#"{"type":"pong","id":2}"#, 1 << 20).unwrap());
+        let decoded = decode_frames(&stream, 1 << 20);
+        assert_eq!(decoded.error, None);
+        assert_eq!(decoded.consumed, stream.len());
+        assert_eq!(decoded.frames.len(), 3);
+        assert!(!decoded.frames[1].message);
+
+        let decoded = decode_frames(&stream[..stream.len() - 1], 1 << 20);
+        assert_eq!(decoded.frames.len(), 2);
+        assert!(decoded.error.unwrap().contains("ended inside a frame"));
+        let decoded = decode_frames(b"hello world", 16);
+        assert!(decoded.error.unwrap().contains("not a frame stream"));
+        let decoded = decode_frames(&encode_frame(b"{nope", 16).unwrap(), 16);
+        assert!(matches!(&decoded.frames[0].parsed, Some(Err(e)) if e.contains("malformed")));
+
+        assert!(manifest(b"").is_err());
+        assert!(manifest(b"\x28\xb5\x2f\xfd garbage").is_err());
+
+        let placeholder = b"/opt/_placehold_placehold_placehold";
+        let mut data = [&b"\x7fELF\0"[..], placeholder, b"/lib\0tail"].concat();
+        let len = data.len();
+        assert_eq!(relocate_binary(&mut data, placeholder, b"/c/env"), Ok(true));
+        assert_eq!(data.len(), len);
+        assert!(memchr::memmem::find(&data, placeholder).is_none());
+        assert!(memchr::memmem::find(&data, b"/c/env/lib\0").is_some());
+        // Found by the fuzzer: a placeholder starting with NUL used to loop forever.
+        assert!(relocate_binary(&mut vec![0, 0], b"\0", b"").is_err());
+        let mut long = placeholder.to_vec();
+        assert!(relocate_binary(&mut long, placeholder, &[b'x'; 64]).is_err());
+    }
+}
