@@ -3,12 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cache::{self, LockKind};
 use crate::environment::Environment;
 use crate::extract::{self, Progress};
 use crate::format::{self, Manifest};
 use crate::{Error, Result};
+
+/// How long a repair waits for other users of a damaged bundle by default.
+const DEFAULT_REPAIR_WAIT: Duration = Duration::from_secs(10);
 
 /// Largest manifest accepted (the relocation table of a big environment is a few MB).
 const MAX_MANIFEST: u64 = 256 << 20;
@@ -34,6 +38,7 @@ pub struct Bundle {
     app_name: Option<String>,
     remove_old_versions: bool,
     verify: bool,
+    repair_wait: Duration,
     progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
 }
 
@@ -65,6 +70,7 @@ impl std::fmt::Debug for Bundle {
             .field("app_name", &self.app_name)
             .field("remove_old_versions", &self.remove_old_versions)
             .field("verify", &self.verify)
+            .field("repair_wait", &self.repair_wait)
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +136,7 @@ impl Bundle {
             app_name: None,
             remove_old_versions: true,
             verify: false,
+            repair_wait: DEFAULT_REPAIR_WAIT,
             progress: None,
         })
     }
@@ -160,10 +167,28 @@ impl Bundle {
         self
     }
 
-    /// Whether extraction checks the archive content against the manifest id (sha256 of the
-    /// uncompressed body; default `false`: the archive is part of this program).
+    /// Whether every start checks the extracted files against the archive, and the first run
+    /// the archive against its id (default `false`: the archive is part of this program and
+    /// the marker alone is trusted).
+    ///
+    /// With `true`, [`Bundle::ready`] decompresses the archive again on every start and compares
+    /// each entry with the file on disk: a file deleted, truncated, changed (even at the same
+    /// size) or given another mode, a symlink replaced, a file turned into a directory. Files
+    /// the archive does not name (such as `__pycache__`) are allowed. Damage is logged
+    /// (`tracing`, naming the paths) and repaired: the completion marker is removed and the
+    /// bundle extracted again. Repair needs the bundle to be unused: if other processes hold it
+    /// for longer than [`Bundle::repair_wait`], `ready` fails with [`Error::Damaged`] naming the
+    /// directory and the damaged files. The cost is about one decompression of the archive
+    /// plus one read of every file (see the README for numbers).
     pub fn verify(mut self, yes: bool) -> Self {
         self.verify = yes;
+        self
+    }
+
+    /// How long a repair found necessary by [`Bundle::verify`] waits for other processes
+    /// that use the bundle to end (default 10 s) before giving up with [`Error::Damaged`].
+    pub fn repair_wait(mut self, wait: Duration) -> Self {
+        self.repair_wait = wait;
         self
     }
 
@@ -207,27 +232,74 @@ impl Bundle {
     /// as it (or a clone) lives, so another version's cleanup never removes it while in use.
     pub fn ready(&self) -> Result<Environment> {
         let root = cache::resolve_root(self.cache_dir.as_deref())?;
+        self.ready_in(&root)
+            .map_err(|e| cache::explain(e, &root, self.manifest.unpacked_size))
+    }
+
+    fn ready_in(&self, root: &Path) -> Result<Environment> {
         let dir_name = self.dir_name()?;
         let dir = root.join(&dir_name);
-        cache::prepare_root(&root)?;
+        cache::prepare_root(root)?;
         let id = &self.manifest.id;
         loop {
-            let Some(lock) = cache::lock(&root, &dir_name, LockKind::Shared)? else {
+            let Some(lock) = cache::lock(root, &dir_name, LockKind::Shared)? else {
                 unreachable!("a blocking lock always returns a file")
             };
+            let mut damaged = None;
             if cache::is_complete(&dir, id) {
                 cache::check_owned(&dir, true)?;
-                return self.environment(dir, lock);
+                if !self.verify {
+                    return self.environment(dir, lock);
+                }
+                let seen = cache::identity(&dir);
+                let damage = self.damaged(&dir)?;
+                if damage.is_empty() {
+                    return self.environment(dir, lock);
+                }
+                tracing::warn!(
+                    dir = %dir.display(),
+                    damaged = %crate::verify::summary(&damage),
+                    "the extracted bundle no longer matches its archive; extracting it again"
+                );
+                damaged = Some((damage, seen));
             }
             drop(lock);
-            let Some(lock) = cache::lock(&root, &dir_name, LockKind::Exclusive)? else {
+            let lock = match &damaged {
+                None => cache::lock(root, &dir_name, LockKind::Exclusive)?,
+                // Users of the damaged bundle hold shared locks for as long as they run: wait
+                // for them a bounded time only. Once the marker is gone or the directory was
+                // replaced, another process is repairing it: then wait like any first run.
+                Some((damage, seen)) => Some(
+                    cache::lock_exclusive_within(root, &dir_name, self.repair_wait, || {
+                        cache::is_complete(&dir, id) && cache::identity(&dir) == *seen
+                    })?
+                    .ok_or_else(|| Error::Damaged {
+                        dir: dir.clone(),
+                        damaged: damage.clone(),
+                        reason: format!(
+                        "it was not repaired because other processes are using it (waited {:?} \
+                         for them): stop them and run again, or delete the directory",
+                        self.repair_wait
+                    ),
+                    })?,
+                ),
+            };
+            let Some(lock) = lock else {
                 unreachable!("a blocking lock always returns a file")
             };
-            let extracted = !cache::is_complete(&dir, id);
+            let extracted = match &damaged {
+                None => !cache::is_complete(&dir, id),
+                // Repaired by another process meanwhile: check that one again.
+                Some((_, seen)) if cache::identity(&dir) != *seen => continue,
+                Some(_) => {
+                    cache::remove_marker(&dir)?;
+                    true
+                }
+            };
             if extracted {
-                self.extract_into(&root, &dir_name)?;
+                self.extract_into(root, &dir_name)?;
             }
-            cache::downgrade(&lock, &root, &dir_name)?;
+            cache::downgrade(&lock, root, &dir_name)?;
             // flock downgrades are not atomic: another version's cleanup may have taken the
             // lock in between and removed the directory. Holding the shared lock now, check.
             if !cache::is_complete(&dir, id) {
@@ -235,12 +307,31 @@ impl Bundle {
             }
             if extracted && self.remove_old_versions {
                 let name = self.app_name.as_deref().unwrap_or(&self.manifest.name);
-                for old in cache::remove_other_versions(&root, name, &dir_name) {
+                for old in cache::remove_other_versions(root, name, &dir_name) {
                     tracing::debug!(dir = %old.display(), "removed an unused older version");
                 }
             }
             return self.environment(dir, lock);
         }
+    }
+
+    /// The entries of the extracted bundle in `dir` that no longer match the archive.
+    fn damaged(&self, dir: &Path) -> Result<Vec<String>> {
+        let started = std::time::Instant::now();
+        let damaged = crate::verify::damaged(&crate::verify::Check {
+            body: &self.archive.bytes()[self.body_offset..],
+            dir,
+            prefix: &dir.join(format::ENV_DIR),
+            relocations: &self.manifest.relocations,
+            release_read_pages: matches!(self.archive, Archive::Embedded(_)),
+        })?;
+        tracing::debug!(
+            dir = %dir.display(),
+            damaged = damaged.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "verified the extracted bundle"
+        );
+        Ok(damaged)
     }
 
     /// The slow path, under the exclusive lock: extract into a temporary directory beside the
@@ -249,6 +340,12 @@ impl Bundle {
         let dir = root.join(dir_name);
         let started = std::time::Instant::now();
         cache::remove_stale_temps(root, dir_name);
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            // Incomplete (a marker would have been seen under this lock), so never trusted:
+            // removed first, which also frees its space for the new copy.
+            cache::check_owned(&dir, true)?;
+            cache::discard(root, dir_name);
+        }
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".tmp-{dir_name}-"))
             .tempdir_in(root)
@@ -280,11 +377,6 @@ impl Bundle {
         std::fs::write(&manifest_path, &self.manifest_json)
             .map_err(|e| Error::io("cannot write", &manifest_path, e))?;
         cache::write_marker(tmp.path(), &self.manifest.id)?;
-        if std::fs::symlink_metadata(&dir).is_ok() {
-            // Incomplete (a marker would have been seen under this lock): never trusted.
-            cache::check_owned(&dir, true)?;
-            cache::discard(root, dir_name);
-        }
         let tmp_path = tmp.keep();
         if let Err(e) = std::fs::rename(&tmp_path, &dir) {
             cache::discard(

@@ -137,13 +137,7 @@ pub(crate) enum LockKind {
 pub(crate) fn lock(root: &Path, dir_name: &str, kind: LockKind) -> Result<Option<File>> {
     let path = root.join(format!("{dir_name}.lock"));
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io("cannot open lock file", &path, e))?;
+        let file = open_lock_file(&path)?;
         let locked = match kind {
             LockKind::Shared => fs4::FileExt::lock_shared(&file).map(|()| true),
             LockKind::Exclusive => fs4::FileExt::lock(&file).map(|()| true),
@@ -159,6 +153,63 @@ pub(crate) fn lock(root: &Path, dir_name: &str, kind: LockKind) -> Result<Option
         if same_file(&file, &path) {
             return Ok(Some(file));
         }
+    }
+}
+
+/// Opens (creating it if needed) a lock file. On a read-only cache (a bundle extracted ahead,
+/// then mounted read-only) an existing lock file is opened for reading only: `flock` works on
+/// that too, and nothing there can be removed anyway.
+fn open_lock_file(path: &Path) -> Result<File> {
+    let rw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    match rw {
+        Ok(file) => Ok(file),
+        Err(e) if is_unwritable(&e) => {
+            File::open(path).map_err(|_| Error::io("cannot open lock file", path, e))
+        }
+        Err(e) => Err(Error::io("cannot open lock file", path, e)),
+    }
+}
+
+fn is_unwritable(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        e.kind() == io::ErrorKind::PermissionDenied
+    }
+}
+
+/// Takes the lock exclusively, waiting at most `timeout` while `keep_waiting()` holds (it is
+/// asked between attempts); `Ok(None)` if it was not had in time. When `keep_waiting()` turns
+/// false the wait is no longer bounded: the caller then waits like any first run.
+pub(crate) fn lock_exclusive_within(
+    root: &Path,
+    dir_name: &str,
+    timeout: std::time::Duration,
+    keep_waiting: impl Fn() -> bool,
+) -> Result<Option<File>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(file) = lock(root, dir_name, LockKind::TryExclusive)? {
+            return Ok(Some(file));
+        }
+        if !keep_waiting() {
+            return lock(root, dir_name, LockKind::Exclusive);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -189,6 +240,120 @@ pub(crate) fn is_complete(dir: &Path, id: &str) -> bool {
     match std::fs::read(dir.join(crate::format::MARKER_PATH)) {
         Ok(content) => content.trim_ascii() == id.as_bytes(),
         Err(_) => false,
+    }
+}
+
+/// What identifies one extraction of `dir`: its marker file's device, inode and change time.
+/// A repair replaces the marker, and a new file never matches all of them (an inode number
+/// alone can be reused at once by the next file created).
+pub(crate) fn identity(dir: &Path) -> Option<(u64, u64, i64, i64)> {
+    let meta = std::fs::symlink_metadata(dir.join(crate::format::MARKER_PATH)).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()))
+    }
+    #[cfg(not(unix))]
+    {
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some((
+            0,
+            0,
+            modified.as_secs() as i64,
+            i64::from(modified.subsec_nanos()),
+        ))
+    }
+}
+
+/// Removes the completion marker (flushed to disk), so that no process trusts the directory
+/// any more. Only call with the exclusive lock held.
+pub(crate) fn remove_marker(dir: &Path) -> Result<()> {
+    let path = dir.join(crate::format::MARKER_PATH);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("cannot remove", &path, e)),
+    }
+    if let Some(parent) = path.parent() {
+        sync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Turns an I/O error caused by the cache's filesystem (full, read-only, not writable) into
+/// [`Error::CacheWrite`], which says which directory and what to do. `needed` is the bundle's
+/// unpacked size, for the "no space" advice. Other errors pass through.
+pub(crate) fn explain(err: Error, root: &Path, needed: u64) -> Error {
+    let Error::Io {
+        action,
+        path,
+        source,
+    } = err
+    else {
+        return err;
+    };
+    let mb = |bytes: u64| bytes.div_ceil(1 << 20);
+    let reason = match source.raw_os_error() {
+        #[cfg(unix)]
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            let free = free_space(root)
+                .map(|f| format!(", {} MB free", mb(f)))
+                .unwrap_or_default();
+            format!(
+                "no space left on its filesystem (the bundle needs about {} MB{free}); free some \
+                 space there, or set PYBUNDLE_CACHE_DIR to a directory on a filesystem with \
+                 room. Nothing half-extracted was kept",
+                mb(needed)
+            )
+        }
+        #[cfg(unix)]
+        Some(libc::EROFS) => "the filesystem is read-only; set PYBUNDLE_CACHE_DIR to a writable \
+                              directory (or run once while this one is writable)"
+            .into(),
+        #[cfg(unix)]
+        Some(libc::EACCES | libc::EPERM) => "permission denied; make the directory writable \
+                                             for this user, or set PYBUNDLE_CACHE_DIR to a \
+                                             directory you own"
+            .into(),
+        _ => {
+            return Error::Io {
+                action,
+                path,
+                source,
+            }
+        }
+    };
+    Error::CacheWrite {
+        root: root.to_path_buf(),
+        action,
+        path,
+        reason,
+        source,
+    }
+}
+
+/// Bytes available to this user on the filesystem of `dir`.
+fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs only writes into the struct we pass; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        #[allow(clippy::useless_conversion)] // the field types differ between platforms
+        Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
     }
 }
 

@@ -75,6 +75,35 @@ pub enum Error {
         reason: String,
     },
 
+    /// An extracted bundle no longer matches its archive ([`Bundle::verify`](crate::Bundle::verify))
+    /// and could not be repaired now.
+    #[error("the bundle in `{}` is damaged: {}; {reason}", dir.display(), crate::verify::summary(damaged))]
+    Damaged {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Each damaged entry: `<path inside the bundle> (<what is wrong>)`.
+        damaged: Vec<String>,
+        /// Why it was not repaired, and what to do.
+        reason: String,
+    },
+
+    /// The cache's filesystem refused a write: it is full, read-only, or not writable by us.
+    /// Nothing half-written is left behind.
+    #[error("{action} `{}` in the cache directory `{}`: {reason}", path.display(), root.display())]
+    CacheWrite {
+        /// The cache root.
+        root: PathBuf,
+        /// What was being done, e.g. "cannot write".
+        action: &'static str,
+        /// The path being written.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     // --- protocol / script / worker ---
     /// The script to run does not exist.
     #[error("no script `{}`; scripts live in the bundle's scripts directory", path.display())]

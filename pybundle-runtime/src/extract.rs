@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::{Error, Result};
 
-mod stream;
+pub(crate) mod stream;
 
 /// How far the first-run extraction has come, given to the callback set with
 /// [`Bundle::on_progress`](crate::Bundle::on_progress).

@@ -74,6 +74,7 @@ mod pool;
 pub mod protocol;
 mod relocate;
 mod script;
+mod verify;
 mod worker;
 
 pub use buffer::Buffer;

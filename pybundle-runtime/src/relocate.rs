@@ -41,9 +41,6 @@ pub(crate) fn apply(
             Some(rel) if files.contains(&rel) => rel,
             _ => return Err(fail("not a regular file extracted from the bundle".into())),
         };
-        if reloc.placeholder.is_empty() {
-            return Err(fail("the manifest gives an empty placeholder".into()));
-        }
         relocate_file(
             &root.join(rel),
             reloc.placeholder.as_bytes(),
@@ -62,23 +59,44 @@ fn relocate_file(path: &Path, placeholder: &[u8], new: &[u8], mode: FileMode) ->
     file.read_to_end(&mut data)
         .map_err(|e| Error::io("cannot read", path, e))?;
     drop(file);
-    let fail = |reason: String| Error::Relocate {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let output = match mode {
-        FileMode::Text => match relocate_text(&data, placeholder, new).map_err(fail)? {
-            Some(out) => out,
-            None => return Ok(()),
-        },
-        FileMode::Binary => {
-            if relocate_binary(&mut data, placeholder, new).map_err(fail)? == 0 {
-                return Ok(());
+    let changed =
+        relocate_bytes(&mut data, placeholder, new, mode).map_err(|reason| Error::Relocate {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    if changed {
+        write_in_place(path, &data)?;
+    }
+    Ok(())
+}
+
+/// Rewrites `data` (a file's content) for the new prefix; `false` when nothing changes. The
+/// one definition of a relocation's effect: extraction writes its result, verification
+/// ([`crate::verify`]) compares the file on disk with it.
+pub(crate) fn relocate_bytes(
+    data: &mut Vec<u8>,
+    placeholder: &[u8],
+    new: &[u8],
+    mode: FileMode,
+) -> std::result::Result<bool, String> {
+    if placeholder.is_empty() {
+        return Err("the manifest gives an empty placeholder".into());
+    }
+    // Found by fuzzing: a placeholder starting with NUL made `relocate_binary` loop forever
+    // (its C string is empty, so the search never moves on). No path holds a NUL.
+    if placeholder.contains(&0) {
+        return Err("the manifest gives a placeholder holding a NUL byte".into());
+    }
+    match mode {
+        FileMode::Text => Ok(match relocate_text(data, placeholder, new)? {
+            Some(out) => {
+                *data = out;
+                true
             }
-            data
-        }
-    };
-    write_in_place(path, &output)
+            None => false,
+        }),
+        FileMode::Binary => Ok(relocate_binary(data, placeholder, new)? > 0),
+    }
 }
 
 /// Replaces every occurrence of `placeholder` in a text file. A `#!` line that names the

@@ -14,7 +14,7 @@ const DEPTH: usize = 4;
 /// Calls `consume` with a reader of the decompressed `body` while a scoped thread
 /// decompresses ahead. Returns what `consume` returned and, if `hash` was asked and the whole
 /// stream was decompressed, its sha256.
-pub(super) fn decoded<T>(
+pub(crate) fn decoded<T>(
     body: &[u8],
     hash: bool,
     release_read_pages: bool,
@@ -189,7 +189,7 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// The consumer's end: a [`Read`] over the chunks the decoder thread sends.
-pub(super) struct ChunkReader {
+pub(crate) struct ChunkReader {
     rx: Receiver<io::Result<Vec<u8>>>,
     recycle: SyncSender<Vec<u8>>,
     cur: Vec<u8>,

@@ -3,9 +3,11 @@
 //!
 //! This module builds the archives; the tests live in its submodules.
 
+mod damage;
 mod first_run;
 mod processes;
 mod real;
+mod storm;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,294 @@
+//! Checks that an extracted bundle still matches its archive ([`Bundle::verify`]).
+//!
+//! The archive body is decompressed again and every entry compared with the file on disk:
+//! its kind, a file's mode and bytes (after applying its relocation in memory, with the same
+//! code extraction used), a symlink's target, a hard link's inode. Nothing beside the archive
+//! is trusted (no hash list written at extraction that damage could reach too), and the first
+//! run pays nothing for it. Files the archive does not name (Python's `__pycache__`) are
+//! allowed.
+//!
+//! [`Bundle::verify`]: crate::Bundle::verify
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::extract::{archive_err, safe_relative, stream};
+use crate::format::Relocation;
+use crate::{Error, Result};
+
+/// What is compared against what.
+pub(crate) struct Check<'a> {
+    /// The archive after its manifest frame.
+    pub body: &'a [u8],
+    /// The extracted bundle directory.
+    pub dir: &'a Path,
+    /// The prefix written into relocated files (`<dir>/env`).
+    pub prefix: &'a Path,
+    /// The manifest's relocations.
+    pub relocations: &'a [Relocation],
+    /// See [`crate::extract::Options::release_read_pages`].
+    pub release_read_pages: bool,
+}
+
+/// Compares the tree with the archive. Returns the damaged entries, each as
+/// `<relative path> (<what is wrong>)`, in archive order; empty when the tree matches.
+///
+/// An archive that cannot be read is an error (the same as extraction would report); a file
+/// that cannot be read is damage.
+pub(crate) fn damaged(check: &Check<'_>) -> Result<Vec<String>> {
+    let new = crate::relocate::path_bytes(check.prefix)?;
+    let relocations: HashMap<PathBuf, &Relocation> = check
+        .relocations
+        .iter()
+        .filter_map(|r| Some((safe_relative(r.path.as_bytes())?, r)))
+        .collect();
+    let (result, _) = stream::decoded(check.body, false, check.release_read_pages, |reader| {
+        let mut walk = Walk {
+            dir: check.dir,
+            new,
+            relocations: &relocations,
+            damaged: Vec::new(),
+            buf: vec![0; 256 * 1024],
+            disk: vec![0; 256 * 1024],
+        };
+        let mut archive = tar::Archive::new(&mut *reader);
+        for entry in archive.entries().map_err(archive_err)? {
+            let mut entry = entry.map_err(archive_err)?;
+            walk.entry(&mut entry)?;
+        }
+        Ok(walk.damaged)
+    });
+    result
+}
+
+struct Walk<'a> {
+    dir: &'a Path,
+    new: &'a [u8],
+    relocations: &'a HashMap<PathBuf, &'a Relocation>,
+    damaged: Vec<String>,
+    buf: Vec<u8>,
+    disk: Vec<u8>,
+}
+
+impl Walk<'_> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        use tar::EntryType as T;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let raw = entry.path_bytes().into_owned();
+        // Extraction refused such an entry, so no tree of this archive exists to compare.
+        let rel = safe_relative(&raw).ok_or_else(|| Error::UnsafeEntry {
+            entry: String::from_utf8_lossy(&raw).into_owned(),
+            reason: "absolute path or `..` component",
+        })?;
+        if rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join(&rel);
+        let meta = std::fs::symlink_metadata(&path);
+        let problem = match kind {
+            T::Directory => match &meta {
+                Ok(m) if m.is_dir() => None,
+                _ => Some(wrong_kind(&meta, "a directory")),
+            },
+            T::Regular | T::Continuous => match &meta {
+                Ok(m) if m.is_file() => self.file(entry, &rel, &path, m)?,
+                _ => Some(wrong_kind(&meta, "a file")),
+            },
+            T::Symlink => {
+                let want = entry.link_name_bytes().unwrap_or_default().into_owned();
+                match std::fs::read_link(&path) {
+                    Ok(got) if crate::relocate::path_bytes(&got)? == want.as_slice() => None,
+                    Ok(got) => Some(format!(
+                        "points to `{}`, not `{}`",
+                        got.display(),
+                        String::from_utf8_lossy(&want)
+                    )),
+                    Err(_) => Some(wrong_kind(&meta, "a symlink")),
+                }
+            }
+            T::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .and_then(|t| safe_relative(&t))
+                    .unwrap_or_default();
+                match (&meta, std::fs::symlink_metadata(self.dir.join(&target))) {
+                    (Ok(a), Ok(b)) if a.is_file() && same_inode(a, &b) => None,
+                    (Ok(a), _) if a.is_file() => {
+                        Some(format!("no longer the same file as `{}`", target.display()))
+                    }
+                    _ => Some(wrong_kind(&meta, "a file")),
+                }
+            }
+            // Never extracted (refused), so nothing to compare.
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            self.damaged.push(format!("{} ({problem})", rel.display()));
+        }
+        Ok(())
+    }
+
+    /// Compares a regular file: mode, then content (relocated in memory when the manifest
+    /// lists it, else streamed side by side with the archive).
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &Path,
+        path: &Path,
+        meta: &Metadata,
+    ) -> Result<Option<String>> {
+        let want_mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let got_mode = file_mode(meta);
+        if got_mode != want_mode {
+            return Ok(Some(format!("mode {got_mode:o}, not {want_mode:o}")));
+        }
+        let mut file = match open_regular(path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Some(format!("cannot be read: {e}"))),
+        };
+        if let Some(reloc) = self.relocations.get(rel) {
+            let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+            entry.read_to_end(&mut data).map_err(archive_err)?;
+            crate::relocate::relocate_bytes(
+                &mut data,
+                reloc.placeholder.as_bytes(),
+                self.new,
+                reloc.mode,
+            )
+            .map_err(|reason| Error::Relocate {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+            let want = data;
+            if meta.len() != want.len() as u64 {
+                return Ok(Some(size_differs(meta.len(), want.len() as u64)));
+            }
+            let mut got = Vec::with_capacity(want.len());
+            return Ok(match file.read_to_end(&mut got) {
+                Ok(_) if got == want => None,
+                Ok(_) => Some("content differs".into()),
+                Err(e) => Some(format!("cannot be read: {e}")),
+            });
+        }
+        if meta.len() != entry.size() {
+            return Ok(Some(size_differs(meta.len(), entry.size())));
+        }
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(archive_err(e)),
+            };
+            match file.read_exact(&mut self.disk[..n]) {
+                Ok(()) if self.disk[..n] == self.buf[..n] => {}
+                Ok(()) => return Ok(Some("content differs".into())),
+                Err(e) => return Ok(Some(format!("cannot be read: {e}"))),
+            }
+        }
+        // Same size as the archive's entry and every byte read matched; a file that grew
+        // after the size check is caught here.
+        Ok(match file.read(&mut self.disk[..1]) {
+            Ok(0) => None,
+            _ => Some("content differs".into()),
+        })
+    }
+}
+
+/// What a path that is not the expected kind is instead.
+fn wrong_kind(meta: &io::Result<Metadata>, want: &str) -> String {
+    let is = match meta {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return "missing".into(),
+        Err(e) => return format!("cannot be read: {e}"),
+        Ok(m) if m.is_dir() => "a directory",
+        Ok(m) if m.is_symlink() => "a symlink",
+        Ok(m) if m.is_file() => "a file",
+        Ok(_) => "a special file",
+    };
+    format!("{is}, not {want}")
+}
+
+fn size_differs(got: u64, want: u64) -> String {
+    format!("{got} bytes, not {want}")
+}
+
+/// Opens a file for reading without following a symlink and without blocking on a fifo that
+/// replaced it since it was looked at; only a regular file is accepted.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = opts.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+fn file_mode(meta: &Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o777
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0o644
+    }
+}
+
+fn same_inode(a: &Metadata, b: &Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        a.len() == b.len()
+    }
+}
+
+/// How many damaged entries an error message lists before saying how many more there are.
+const LISTED: usize = 10;
+
+/// `a (missing), b (content differs) and 3 more` for messages.
+pub(crate) fn summary(damaged: &[String]) -> String {
+    let mut out = damaged
+        .iter()
+        .take(LISTED)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if damaged.len() > LISTED {
+        out.push_str(&format!(" and {} more", damaged.len() - LISTED));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_ten_then_counts() {
+        let d: Vec<String> = (0..12).map(|i| format!("f{i} (missing)")).collect();
+        let s = summary(&d);
+        assert!(s.starts_with("f0 (missing), f1 (missing)"), "{s}");
+        assert!(s.ends_with("f9 (missing) and 2 more"), "{s}");
+        assert_eq!(summary(&d[..1]), "f0 (missing)");
+    }
+}
