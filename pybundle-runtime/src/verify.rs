@@ -5,7 +5,7 @@
 //! code extraction used), a symlink's target, a hard link's inode. Nothing beside the archive
 //! is trusted (no hash list written at extraction that damage could reach too), and the first
 //! run pays nothing for it. Files the archive does not name (Python's `__pycache__`) are
-//! allowed.
+//! allowed, and bytecode (`.pyc`) the archive does ship is not compared: Python rewrites it.
 //!
 //! [`Bundle::verify`]: crate::Bundle::verify
 
@@ -89,6 +89,12 @@ impl Walk<'_> {
             reason: "absolute path or `..` component",
         })?;
         if rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+        if matches!(kind, T::Regular | T::Continuous) && rel.extension().is_some_and(|e| e == "pyc")
+        {
+            // Bytecode is Python's own cache: it rewrites a packed `.pyc` whose source times
+            // do not match (they never do after extraction) and recompiles a broken one.
             return Ok(());
         }
         let path = self.dir.join(&rel);

@@ -496,3 +496,228 @@ fn a_full_filesystem_says_so_and_leaves_nothing_half_extracted() {
     env.unwrap();
     assert_eq!(extractions, 0, "the tree verifies");
 }
+
+// --- a real conda python ----------------------------------------------------------------------
+
+/// The test channel's conda-build style python as a bundle (its placeholders listed from
+/// `info/paths.json`, as the packer does). `None` when the channel is not prepared.
+fn real_python_spec(scratch: &Path) -> Option<Spec> {
+    let toolchain = testkit::toolchain("a damaged real python is repaired")?;
+    let linux = toolchain.channel_dir().join("linux-64");
+    let pkg = std::fs::read_dir(&linux)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("python-")
+        })
+        .unwrap_or_else(|| panic!("no python package in {}", linux.display()));
+    let unpacked = scratch.join("pkg");
+    std::fs::create_dir(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xjf")
+        .arg(&pkg)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot unpack {}", pkg.display());
+    let paths: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("info/paths.json")).unwrap()).unwrap();
+    let mut relocations: Vec<Relocation> = paths["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            Some(Relocation {
+                path: format!("env/{}", p["_path"].as_str()?),
+                placeholder: p.get("prefix_placeholder")?.as_str()?.to_owned(),
+                mode: match p.get("file_mode").and_then(|m| m.as_str()) {
+                    Some("binary") => FileMode::Binary,
+                    _ => FileMode::Text,
+                },
+            })
+        })
+        .collect();
+    relocations.sort();
+    let mut entries = Vec::new();
+    let mut dirs = vec![unpacked.clone()];
+    while let Some(dir) = dirs.pop() {
+        let mut children: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        children.sort();
+        for p in children.into_iter().rev() {
+            let rel = p
+                .strip_prefix(&unpacked)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            if rel == "info" {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                entries.push(E::Symlink(
+                    format!("env/{rel}"),
+                    target.display().to_string(),
+                ));
+            } else if meta.is_dir() {
+                entries.push(E::Dir(format!("env/{rel}/")));
+                dirs.push(p);
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                entries.push(E::File(format!("env/{rel}"), data, meta.mode() & 0o777));
+            }
+        }
+    }
+    // Parents before children: directories are pushed before their contents are walked.
+    entries.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
+    Some(Spec {
+        name: "realpy".into(),
+        entries,
+        relocations,
+        id: None,
+    })
+}
+
+fn entry_path(e: &E) -> &str {
+    match e {
+        E::Dir(p) | E::File(p, ..) | E::Symlink(p, _) | E::Hardlink(p, _) | E::Special(p, _) => p,
+    }
+}
+
+/// A real relocated python verifies clean (its binary and text relocations recomputed in
+/// memory match the files), and when its interpreter and libpython are damaged, a verified
+/// start repairs them and python runs from the new prefix again.
+#[test]
+fn a_damaged_real_python_is_found_and_repaired() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(spec) = real_python_spec(scratch.path()) else {
+        return;
+    };
+    assert!(spec
+        .relocations
+        .iter()
+        .any(|r| r.mode == FileMode::Binary && r.path == "env/bin/python3.11"));
+    let bundle = Bundle::from_bytes(build(&spec))
+        .unwrap()
+        .cache_dir(scratch.path().join("cache"))
+        .verify(true);
+    let runs = |env: &Environment| {
+        let out = env
+            .python()
+            .args([
+                "-c",
+                "import sys, sysconfig; print(sysconfig.get_config_var('prefix'))",
+            ])
+            .output()
+            .unwrap();
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).trim() == env.prefix().to_str().unwrap()
+    };
+    let (env, _) = ready(&bundle);
+    let env = env.unwrap();
+    assert!(runs(&env));
+    let dir = env.root().to_path_buf();
+    let good = snapshot(&dir);
+    drop(env);
+    // Python may have written bytecode into the tree: new files, allowed.
+    let started = std::time::Instant::now();
+    let (env, extractions) = ready(&bundle);
+    eprintln!(
+        "verified start of the real python (debug build): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(extractions, 0, "an intact real python verifies clean");
+    drop(env);
+
+    // Flip one byte in the interpreter (same size) and truncate libpython.
+    let python = dir.join("env/bin/python3.11");
+    let mut data = std::fs::read(&python).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&python, data).unwrap();
+    let lib = dir.join("env/lib/libpython3.11.so.1.0");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lib)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let user = bundle.clone().verify(false).ready().unwrap();
+    let err = bundle
+        .clone()
+        .repair_wait(Duration::ZERO)
+        .ready()
+        .unwrap_err();
+    let Error::Damaged { damaged, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        damaged,
+        &[
+            "env/bin/python3.11 (content differs)".to_owned(),
+            format!(
+                "env/lib/libpython3.11.so.1.0 (4096 bytes, not {})",
+                std::fs::metadata(scratch.path().join("pkg/lib/libpython3.11.so.1.0"))
+                    .unwrap()
+                    .len()
+            ),
+        ]
+    );
+    drop(user);
+    let (env, extractions) = ready(&bundle);
+    let env = env.unwrap();
+    assert!(extractions > 0);
+    assert!(runs(&env), "python runs again after the repair");
+    let repaired: BTreeMap<_, _> = snapshot(&dir)
+        .into_iter()
+        .filter(|(p, _)| !p.contains("__pycache__"))
+        .collect();
+    let good: BTreeMap<_, _> = good
+        .into_iter()
+        .filter(|(p, _)| !p.contains("__pycache__"))
+        .collect();
+    assert_eq!(repaired, good);
+}
+
+/// Bytecode is a cache Python rewrites by itself (the sources' extraction times never match
+/// the times recorded in packed `.pyc` files): a bundle that ships some is not "damaged" when
+/// Python replaces them, or every verified start would extract again.
+#[test]
+fn rewritten_bytecode_is_not_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = sample("pyc", "x");
+    spec.entries.push(E::File(
+        "scripts/__pycache__/hello.cpython-311.pyc".into(),
+        b"packed bytecode".to_vec(),
+        0o644,
+    ));
+    let bundle = Bundle::from_bytes(build(&spec))
+        .unwrap()
+        .cache_dir(tmp.path())
+        .verify(true);
+    let dir = bundle.ready().unwrap().root().to_path_buf();
+    std::fs::write(
+        dir.join("scripts/__pycache__/hello.cpython-311.pyc"),
+        b"bytecode python wrote itself",
+    )
+    .unwrap();
+    let (env, extractions) = ready(&bundle);
+    env.unwrap();
+    assert_eq!(extractions, 0);
+    // Its source is still compared.
+    std::fs::write(dir.join("scripts/hello.py"), "print('x')\n").unwrap();
+    let (env, extractions) = ready(&bundle);
+    env.unwrap();
+    assert!(extractions > 0);
+}
