@@ -291,8 +291,17 @@ impl Bundle {
                 None => !cache::is_complete(&dir, id),
                 // Repaired by another process meanwhile: check that one again.
                 Some((_, seen)) if cache::identity(&dir) != *seen => continue,
-                Some(_) => {
-                    cache::remove_marker(&dir)?;
+                Some((damage, _)) => {
+                    // A read-only cache, typically: say what is damaged, not only what failed.
+                    cache::remove_marker(&dir).map_err(|e| Error::Damaged {
+                        dir: dir.clone(),
+                        damaged: damage.clone(),
+                        reason: format!(
+                            "it cannot be repaired here ({}): make the cache writable and run \
+                             again, or set PYBUNDLE_CACHE_DIR to another directory",
+                            error_chain(&e)
+                        ),
+                    })?;
                     true
                 }
             };
@@ -427,6 +436,18 @@ impl Bundle {
             lock: Some(Arc::new(lock)),
         })
     }
+}
+
+/// An error and its sources on one line, for embedding in another error's reason.
+fn error_chain(e: &Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];

@@ -449,6 +449,30 @@ fn a_read_only_cache_says_where_and_what_to_do() {
     let (env, extractions) = ready(&bundle.clone().verify(true));
     env.unwrap();
     assert_eq!(extractions, 0);
+
+    // Damaged while writable, then read-only: found, named, and what to do is said.
+    mount(&["-o", "remount,bind,rw"], &cache);
+    let dir = bundle.target_dir().unwrap();
+    std::fs::write(dir.join("scripts/hello.py"), "print('damaged')\n").unwrap();
+    mount(&["-o", "remount,bind,ro"], &cache);
+    let err = bundle.clone().verify(true).ready().unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(&err, Error::Damaged { .. }), "{err:?}");
+    for part in [
+        &dir.display().to_string(),
+        "scripts/hello.py (",
+        "cannot be repaired here",
+        "Read-only file system",
+        "make the cache writable",
+        "PYBUNDLE_CACHE_DIR",
+    ] {
+        assert!(msg.contains(part), "`{part}` not in: {msg}");
+    }
+    println!("damaged read-only cache: {msg}");
+    mount(&["-o", "remount,bind,rw"], &cache);
+    let (env, extractions) = ready(&bundle.clone().verify(true));
+    assert_eq!(snapshot(env.unwrap().root()), good);
+    assert!(extractions > 0);
 }
 
 #[test]
