@@ -9,7 +9,7 @@
 //!
 //! [`Bundle::verify`]: crate::Bundle::verify
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -50,6 +50,7 @@ pub(crate) fn damaged(check: &Check<'_>) -> Result<Vec<String>> {
             new,
             relocations: &relocations,
             damaged: Vec::new(),
+            pending: BTreeMap::new(),
             buf: vec![0; 256 * 1024],
             disk: vec![0; 256 * 1024],
         };
@@ -58,6 +59,7 @@ pub(crate) fn damaged(check: &Check<'_>) -> Result<Vec<String>> {
             let mut entry = entry.map_err(archive_err)?;
             walk.entry(&mut entry)?;
         }
+        walk.finish();
         Ok(walk.damaged)
     });
     result
@@ -68,6 +70,10 @@ struct Walk<'a> {
     new: &'a [u8],
     relocations: &'a HashMap<PathBuf, &'a Relocation>,
     damaged: Vec<String>,
+    /// Files with other hard links whose content differs from the archive's: the manifest
+    /// may relocate them through a link that comes later in the archive (extraction rewrote
+    /// the shared inode then). Their expected content, until such a link settles it.
+    pending: BTreeMap<PathBuf, Vec<u8>>,
     buf: Vec<u8>,
     disk: Vec<u8>,
 }
@@ -126,7 +132,10 @@ impl Walk<'_> {
                     .and_then(|t| safe_relative(&t))
                     .unwrap_or_default();
                 match (&meta, std::fs::symlink_metadata(self.dir.join(&target))) {
-                    (Ok(a), Ok(b)) if a.is_file() && same_inode(a, &b) => None,
+                    (Ok(a), Ok(b)) if a.is_file() && same_inode(a, &b) => {
+                        self.settle(&target, &rel, &path)?;
+                        None
+                    }
                     (Ok(a), _) if a.is_file() => {
                         Some(format!("no longer the same file as `{}`", target.display()))
                     }
@@ -142,8 +151,47 @@ impl Walk<'_> {
         Ok(())
     }
 
+    fn relocate(&self, data: &mut Vec<u8>, reloc: &Relocation, path: &Path) -> Result<()> {
+        crate::relocate::relocate_bytes(data, reloc.placeholder.as_bytes(), self.new, reloc.mode)
+            .map(drop)
+            .map_err(|reason| Error::Relocate {
+                path: path.to_path_buf(),
+                reason,
+            })
+    }
+
+    /// A hard link `rel` (at `path`) to `target`: if `target` is pending and the manifest
+    /// relocates the link, the shared content must be the archive's relocated through it.
+    fn settle(&mut self, target: &Path, rel: &Path, path: &Path) -> Result<()> {
+        let (Some(want), Some(reloc)) = (self.pending.get(target), self.relocations.get(rel))
+        else {
+            return Ok(());
+        };
+        let mut want = want.clone();
+        self.relocate(&mut want, reloc, path)?;
+        if open_regular(path)
+            .and_then(|mut f| {
+                let mut got = Vec::new();
+                f.read_to_end(&mut got).map(|_| got)
+            })
+            .is_ok_and(|got| got == want)
+        {
+            self.pending.remove(target);
+        }
+        Ok(())
+    }
+
+    /// Reports the pending files no relocated link explained.
+    fn finish(&mut self) {
+        for (rel, want) in std::mem::take(&mut self.pending) {
+            let got = std::fs::symlink_metadata(self.dir.join(&rel)).map_or(0, |m| m.len());
+            let problem = differs(got, want.len() as u64);
+            self.damaged.push(format!("{} ({problem})", rel.display()));
+        }
+    }
+
     /// Compares a regular file: mode, then content (relocated in memory when the manifest
-    /// lists it, else streamed side by side with the archive).
+    /// lists it or another hard link may, else streamed side by side with the archive).
     fn file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -160,29 +208,25 @@ impl Walk<'_> {
             Ok(f) => f,
             Err(e) => return Ok(Some(format!("cannot be read: {e}"))),
         };
-        if let Some(reloc) = self.relocations.get(rel) {
-            let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-            entry.read_to_end(&mut data).map_err(archive_err)?;
-            crate::relocate::relocate_bytes(
-                &mut data,
-                reloc.placeholder.as_bytes(),
-                self.new,
-                reloc.mode,
-            )
-            .map_err(|reason| Error::Relocate {
-                path: path.to_path_buf(),
-                reason,
-            })?;
-            let want = data;
-            if meta.len() != want.len() as u64 {
-                return Ok(Some(size_differs(meta.len(), want.len() as u64)));
+        let reloc = self.relocations.get(rel).copied();
+        if reloc.is_some() || links(meta) > 1 {
+            let mut want = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+            entry.read_to_end(&mut want).map_err(archive_err)?;
+            if let Some(reloc) = reloc {
+                self.relocate(&mut want, reloc, path)?;
             }
             let mut got = Vec::with_capacity(want.len());
-            return Ok(match file.read_to_end(&mut got) {
-                Ok(_) if got == want => None,
-                Ok(_) => Some("content differs".into()),
-                Err(e) => Some(format!("cannot be read: {e}")),
-            });
+            if let Err(e) = file.read_to_end(&mut got) {
+                return Ok(Some(format!("cannot be read: {e}")));
+            }
+            if got == want {
+                return Ok(None);
+            }
+            if reloc.is_none() {
+                self.pending.insert(rel.to_path_buf(), want);
+                return Ok(None);
+            }
+            return Ok(Some(differs(got.len() as u64, want.len() as u64)));
         }
         if meta.len() != entry.size() {
             return Ok(Some(size_differs(meta.len(), entry.size())));
@@ -224,6 +268,27 @@ fn wrong_kind(meta: &io::Result<Metadata>, want: &str) -> String {
 
 fn size_differs(got: u64, want: u64) -> String {
     format!("{got} bytes, not {want}")
+}
+
+fn differs(got: u64, want: u64) -> String {
+    if got == want {
+        "content differs".into()
+    } else {
+        size_differs(got, want)
+    }
+}
+
+fn links(meta: &Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.nlink()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        1
+    }
 }
 
 /// Opens a file for reading without following a symlink and without blocking on a fifo that

@@ -745,3 +745,64 @@ fn rewritten_bytecode_is_not_damage() {
     env.unwrap();
     assert!(extractions > 0);
 }
+
+/// A file relocated only through a hard link to it (the manifest names the link): extraction
+/// rewrote the shared inode, so verify must expect the relocated content at the target too.
+#[test]
+fn a_file_relocated_through_its_hard_link_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = placeholder();
+    let mut spec = sample("linked", "x");
+    spec.entries.push(E::File(
+        "env/share/shared.txt".into(),
+        format!("home={ph}\n").into_bytes(),
+        0o644,
+    ));
+    spec.entries.push(E::Hardlink(
+        "env/share/zz-link.txt".into(),
+        "env/share/shared.txt".into(),
+    ));
+    spec.relocations.push(Relocation {
+        path: "env/share/zz-link.txt".into(),
+        placeholder: ph,
+        mode: FileMode::Text,
+    });
+    spec.relocations.sort();
+    let bundle = Bundle::from_bytes(build(&spec))
+        .unwrap()
+        .cache_dir(tmp.path())
+        .verify(true);
+    let env = bundle.ready().unwrap();
+    let shared = env.prefix().join("share/shared.txt");
+    assert_eq!(
+        std::fs::read_to_string(&shared).unwrap(),
+        format!("home={}\n", env.prefix().display())
+    );
+    drop(env);
+    let (env, extractions) = ready(&bundle);
+    env.unwrap();
+    assert_eq!(
+        extractions, 0,
+        "the relocated shared content is what verify expects"
+    );
+
+    std::fs::write(&shared, "home=elsewhere\n").unwrap();
+    let user = bundle.clone().verify(false).ready().unwrap();
+    let err = bundle
+        .clone()
+        .repair_wait(Duration::ZERO)
+        .ready()
+        .unwrap_err();
+    let Error::Damaged { damaged, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert!(
+        damaged[0].starts_with("env/share/shared.txt ("),
+        "{damaged:?}"
+    );
+    drop(user);
+    let (env, extractions) = ready(&bundle);
+    env.unwrap();
+    assert!(extractions > 0);
+}
