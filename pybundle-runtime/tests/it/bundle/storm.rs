@@ -1,6 +1,7 @@
 //! Kill at any point, and many processes at once: first runs SIGKILLed at random moments
 //! (every next run succeeds with a whole tree), 32 processes on an empty cache ten times over
-//! (one extraction each time), and many verifying processes on a damaged bundle (one repair).
+//! (one extraction each time), repairs SIGKILLed at random moments, and many verifying
+//! processes on a damaged bundle (one repair).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -168,7 +169,7 @@ fn top(root: &Path) -> Vec<String> {
 fn sigkill_at_twenty_random_moments() {
     let tmp = tempfile::tempdir().unwrap();
     let archive_path = tmp.path().join("bundle.tar.zst");
-    std::fs::write(&archive_path, archive("storm", 400, 20, 2)).unwrap();
+    std::fs::write(&archive_path, archive("storm", 600, 30, 3)).unwrap();
     let (cache, log) = (tmp.path().join("cache"), tmp.path().join("log"));
     let bundle = Bundle::from_file(&archive_path)
         .unwrap()
@@ -240,6 +241,66 @@ fn sigkill_at_twenty_random_moments() {
         std::fs::remove_dir_all(&cache).unwrap();
     }
     eprintln!("kills: {seen:?}");
+}
+
+#[test]
+fn sigkill_during_a_repair_at_twenty_random_moments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive_path = tmp.path().join("bundle.tar.zst");
+    std::fs::write(&archive_path, archive("mend", 400, 20, 2)).unwrap();
+    let (cache, log) = (tmp.path().join("cache"), tmp.path().join("log"));
+    let bundle = Bundle::from_file(&archive_path)
+        .unwrap()
+        .cache_dir(&cache)
+        .verify(true);
+    let dir = bundle.ready().unwrap().root().to_path_buf();
+    let reference = snapshot(&dir);
+    let damage = || std::fs::write(dir.join("env/data/blob0.bin"), b"damaged").unwrap();
+
+    // One uninterrupted repair (verify, find, remove the marker, extract) sizes the delays.
+    damage();
+    let started = Instant::now();
+    wait_ok(
+        child("verify", &archive_path, &cache, &log, None)
+            .spawn()
+            .unwrap(),
+    );
+    let whole = started.elapsed();
+    assert_eq!(snapshot(&dir), reference);
+    eprintln!("an uninterrupted repair (child process) took {whole:?}");
+
+    let mut rng = Rng::from_env();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for round in 0..20 {
+        damage();
+        let delay = rng.duration(whole);
+        let mut c = child("verify", &archive_path, &cache, &log, None)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        c.kill().unwrap();
+        let status = c.wait().unwrap();
+        let state = if status.success() {
+            "finished before the kill"
+        } else if dir.join(".pybundle/complete").exists() {
+            "killed with the marker still there (verifying, or repaired)"
+        } else {
+            "killed after removing the marker"
+        };
+        *seen.entry(state).or_default() += 1;
+        let env = bundle
+            .ready()
+            .unwrap_or_else(|e| panic!("round {round} ({state}, {delay:?}): {e}"));
+        assert_eq!(snapshot(env.root()), reference, "round {round} ({state})");
+        let left: Vec<_> = top(&cache)
+            .into_iter()
+            .filter(|n| n.starts_with(".tmp") || n.starts_with(".trash"))
+            .collect();
+        assert!(left.is_empty(), "round {round}: {left:?}");
+    }
+    eprintln!("kills during repairs: {seen:?}");
 }
 
 /// Starts `n` children at once (they wait for a go file) and checks that all succeed in one
