@@ -66,8 +66,8 @@ mod embed;
 mod environment;
 mod error;
 mod extract;
-// Entry points for `fuzz/` (feature `fuzzing`).
-#[cfg(feature = "fuzzing")]
+// Entry points for `fuzz/`; compiled in tests too so its unit test keeps them honest.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod pool;

@@ -69,6 +69,21 @@ pub fn run(fuzz_secs: u64, soak_calls: Option<u64>) -> Result<()> {
         bail!("writing the seed corpora failed ({seeds}); see the output above");
     }
 
+    // Build first, so each row's seconds are fuzzing time only.
+    eprintln!("xtask: building the fuzz targets (cargo fuzz build -O)");
+    let build = Command::new(&cargo_fuzz)
+        .args(["fuzz", "build", "-O", "--target-dir"])
+        .arg(&fuzz_target_dir)
+        .current_dir(root.join("fuzz"))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .status()
+        .context("running cargo fuzz build")?;
+    if !build.success() {
+        bail!(
+            "`cargo fuzz build -O` failed ({build}); cargo-fuzz needs a C++ compiler for              libFuzzer, see the output above"
+        );
+    }
+
     let mut rows = Vec::new();
     for target in TARGETS {
         rows.push(fuzz(
