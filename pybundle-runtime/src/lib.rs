@@ -45,6 +45,11 @@
 //!    shared lock held) are removed — renamed to a trash name first, so a half-deleted
 //!    directory never looks complete. Turn this off with [`Bundle::remove_old_versions`].
 //!
+//! With [`Bundle::verify`] every start also compares the extracted files with the archive
+//! (decompressed again; relocated files compared after relocating in memory) and repairs what
+//! differs: the marker is removed first, then the bundle is extracted again once no other
+//! process uses it (waiting at most [`Bundle::repair_wait`], else [`Error::Damaged`]).
+//!
 //! The returned [`Environment`] holds the shared lock for its lifetime, so another version's
 //! cleanup never removes a bundle that is in use. Progress of the first run is reported
 //! through [`Bundle::on_progress`]; the library itself never prints.
