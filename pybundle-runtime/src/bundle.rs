@@ -11,11 +11,15 @@ use crate::extract::{self, Progress};
 use crate::format::{self, Manifest};
 use crate::{Error, Result};
 
+mod manifest;
+mod reporter;
+
+pub use manifest::manifest_of;
+use manifest::{read_manifest, valid_name, ZSTD_MAGIC};
+use reporter::StderrReporter;
+
 /// How long a repair waits for other users of a damaged bundle by default.
 const DEFAULT_REPAIR_WAIT: Duration = Duration::from_secs(10);
-
-/// Largest manifest accepted (the relocation table of a big environment is a few MB).
-const MAX_MANIFEST: u64 = 256 << 20;
 
 /// A bundle archive and how to make it ready.
 ///
@@ -448,135 +452,4 @@ fn error_chain(e: &Error) -> String {
         source = s.source();
     }
     out
-}
-
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// Reads the manifest of an archive (only its first zstd frame is decompressed), for tools
-/// such as `cargo pybundle inspect`.
-pub fn manifest_of(archive: &[u8]) -> Result<Manifest> {
-    read_manifest(archive).map(|(m, _, _)| m)
-}
-
-/// Decodes frame 1 (the manifest's tar entry) and validates what the runtime relies on.
-fn read_manifest(archive: &[u8]) -> Result<(Manifest, Vec<u8>, usize)> {
-    let not_bundle = |detail: &str, source: Option<std::io::Error>| Error::Archive {
-        detail: detail.to_owned(),
-        source,
-    };
-    if !archive.starts_with(&ZSTD_MAGIC) {
-        return Err(not_bundle("it does not start with a zstd frame", None));
-    }
-    let frame_len = zstd::zstd_safe::find_frame_compressed_size(archive)
-        .map_err(|_| not_bundle("its first zstd frame is truncated or corrupt", None))?;
-    let decoder = zstd::stream::read::Decoder::with_buffer(&archive[..frame_len])
-        .map_err(|e| not_bundle("cannot start decompressing", Some(e)))?
-        .single_frame();
-    let mut tar = tar::Archive::new(decoder);
-    let mut entries = tar
-        .entries()
-        .map_err(|e| not_bundle("cannot read its tar stream", Some(e)))?;
-    let mut entry = match entries.next() {
-        Some(Ok(entry)) => entry,
-        Some(Err(e)) => return Err(not_bundle("cannot read its first tar entry", Some(e))),
-        None => return Err(Error::Manifest("the archive is empty".into())),
-    };
-    let path = entry.path_bytes().into_owned();
-    if path != format::MANIFEST_PATH.as_bytes() {
-        return Err(Error::Manifest(format!(
-            "the first entry is `{}`, not `{}`",
-            String::from_utf8_lossy(&path),
-            format::MANIFEST_PATH
-        )));
-    }
-    if entry.size() > MAX_MANIFEST {
-        return Err(Error::Manifest(format!(
-            "it is {} bytes, too large",
-            entry.size()
-        )));
-    }
-    let mut json = Vec::new();
-    std::io::Read::read_to_end(&mut entry, &mut json)
-        .map_err(|e| not_bundle("cannot decompress the manifest", Some(e)))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&json).map_err(|e| Error::Manifest(e.to_string()))?;
-    validate(&manifest)?;
-    Ok((manifest, json, frame_len))
-}
-
-fn validate(m: &Manifest) -> Result<()> {
-    let bad = |what: String| Err(Error::Manifest(what));
-    if m.format_version > format::FORMAT_VERSION {
-        return bad(format!(
-            "format version {} is newer than this runtime understands ({}); rebuild with a \
-             matching pybundle-runtime",
-            m.format_version,
-            format::FORMAT_VERSION
-        ));
-    }
-    if m.id.len() != 64 || !m.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return bad(format!("id `{}` is not a lower-case hex sha256", m.id));
-    }
-    if !valid_name(&m.name) {
-        return bad(format!(
-            "application name `{}` cannot name a directory",
-            m.name
-        ));
-    }
-    for (what, p) in [
-        ("python.path", &m.python.path),
-        ("scripts_dir", &m.scripts_dir),
-    ] {
-        if extract::safe_relative(p.as_bytes()).map_or(true, |r| r.as_os_str().is_empty()) {
-            return bad(format!(
-                "{what} `{p}` is not a relative path inside the bundle"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// The reporter behind [`Bundle::progress_to_stderr`]: silent for quick extractions (under
-/// half a second), then a line when it starts to take time and one when it finishes.
-struct StderrReporter {
-    name: String,
-    started: std::time::Instant,
-    announced: std::sync::atomic::AtomicBool,
-}
-
-impl StderrReporter {
-    fn new(name: String) -> Self {
-        Self {
-            name,
-            started: std::time::Instant::now(),
-            announced: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    fn report(&self, p: Progress) {
-        use std::sync::atomic::Ordering;
-        let done = p.entries_done >= p.entries_total;
-        let elapsed = self.started.elapsed();
-        if !self.announced.load(Ordering::Relaxed) {
-            if done || elapsed < std::time::Duration::from_millis(500) {
-                return;
-            }
-            self.announced.store(true, Ordering::Relaxed);
-            eprintln!(
-                "{}: first run, unpacking its Python environment ({} MB)...",
-                self.name,
-                p.bytes_total >> 20
-            );
-        } else if done {
-            eprintln!("{}: ready after {:.1} s", self.name, elapsed.as_secs_f64());
-        }
-    }
 }
