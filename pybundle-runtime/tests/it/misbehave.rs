@@ -19,6 +19,7 @@ use pybundle_runtime::{Environment, Error, Worker, WorkerEvent};
 use serde_json::Value;
 
 use crate::script::env_for;
+use crate::worker::rss_kib;
 
 const CASE_ENV: &str = "PYBUNDLE_IT_MISBEHAVE";
 /// How long one case may take before the parent kills it and fails.
@@ -50,16 +51,6 @@ fn assert_reaped(pid: u32) {
         !Path::new(&proc).exists(),
         "process {pid} is still there: {state}"
     );
-}
-
-fn rss_kib(pid: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// A worker of two threads with a frame cap of `max_frame`.

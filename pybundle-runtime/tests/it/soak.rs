@@ -15,6 +15,7 @@ use pybundle_runtime::Buffer;
 use serde_json::{json, Value};
 
 use crate::script::env_for;
+use crate::worker::rss_kib;
 
 const CALLERS: u64 = 4;
 const MAX_PAYLOAD: usize = 64 * 1024;
@@ -88,16 +89,6 @@ impl Rng {
             Value::Object(map)
         }
     }
-}
-
-fn rss_kib(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 struct Sample {

@@ -430,8 +430,9 @@ fn call_handles_are_futures_woken_by_the_reader() {
 
 const RSS_CHILD_ENV: &str = "PYBUNDLE_IT_RSS_CHILD";
 
-/// Resident set size of a process in KiB, from `/proc/<pid>/status`.
-fn rss_kib(pid: &str) -> u64 {
+/// Resident set size of a process in KiB, from `/proc/<pid>/status` (shared by the soak and
+/// misbehave tests).
+pub fn rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

@@ -229,35 +229,11 @@ fn prepare(quick: bool) -> Result<Setup> {
         fast_runs: if quick { 1 } else { 20 },
         quick,
     };
-    eprintln!("xtask: bench: cargo pybundle build --release -p outliers");
-    let out = setup
-        .cli("build")
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo-pybundle")?;
-    if !out.status.success() {
-        bail!(
-            "`cargo pybundle build --release -p outliers` failed ({}); see its output above",
-            out.status
-        );
+    if let Some(app) = build_example(&setup, "outliers")? {
+        setup.app = app;
     }
-    if let Some(last) = String::from_utf8_lossy(&out.stdout).lines().last() {
-        setup.app = PathBuf::from(last.trim());
-    }
-    eprintln!("xtask: bench: cargo pybundle build --release -p hello");
-    let out = setup
-        .cli_for("build", "hello")
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo-pybundle")?;
-    if !out.status.success() {
-        bail!(
-            "`cargo pybundle build --release -p hello` failed ({}); see its output above",
-            out.status
-        );
-    }
-    if let Some(last) = String::from_utf8_lossy(&out.stdout).lines().last() {
-        setup.hello = PathBuf::from(last.trim());
+    if let Some(app) = build_example(&setup, "hello")? {
+        setup.hello = app;
     }
     for (what, path) in [
         ("the app", &setup.app),
@@ -273,6 +249,26 @@ fn prepare(quick: bool) -> Result<Setup> {
         }
     }
     Ok(setup)
+}
+
+/// `cargo pybundle build --release -p <example>`; the binary path it printed, if any.
+fn build_example(setup: &Setup, example: &str) -> Result<Option<PathBuf>> {
+    eprintln!("xtask: bench: cargo pybundle build --release -p {example}");
+    let out = setup
+        .cli_for("build", example)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo-pybundle")?;
+    if !out.status.success() {
+        bail!(
+            "`cargo pybundle build --release -p {example}` failed ({}); see its output above",
+            out.status
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|last| PathBuf::from(last.trim())))
 }
 
 /// Seconds and stdout of one run of `cmd`, which must succeed.
