@@ -239,7 +239,11 @@ fn fuzz(
         let artifact = text
             .lines()
             .find_map(|l| l.split_once("Test unit written to ").map(|(_, p)| p.trim()))
-            .unwrap_or("no artifact named");
+            .unwrap_or(if text.contains("could not compile") {
+                "the target did not build"
+            } else {
+                "no crashing input written"
+            });
         (
             format!("FAILED ({status}): {artifact}; see {}", log_path.display()),
             false,
