@@ -115,6 +115,15 @@ pub fn install(
         environment,
         lock,
     } = request;
+    if let Some(recorded) = discard_moved_env(&prefix, manifest.parent().unwrap_or(manifest))? {
+        ui.status(
+            "Reinstalling",
+            format!(
+                "the environment was installed at {} (the build directory moved)",
+                recorded.display()
+            ),
+        );
+    }
     let mut cmd = pixi.command();
     cmd.arg("install").arg("--manifest-path").arg(manifest);
     if environment != "default" {
@@ -205,6 +214,35 @@ pub fn install(
     })
 }
 
+/// pixi records where it installed an environment (`<prefix>/prefix`) and refuses to touch it
+/// from anywhere else ("the project location seems to be changed"). When our build directory
+/// was moved or copied (a renamed target dir, a CI cache restored elsewhere), the environment in
+/// our shadow directory is ours to rebuild: it is removed and the recorded path returned. An
+/// environment outside `shadow` (pixi's detached environments) is never touched.
+fn discard_moved_env(prefix: &Path, shadow: &Path) -> Result<Option<PathBuf>> {
+    let Ok(recorded) = fs_err::read_to_string(prefix.join("prefix")) else {
+        return Ok(None);
+    };
+    let recorded = PathBuf::from(recorded.trim());
+    // The same place spelled differently (a symlink in the path) is the same place.
+    let same = recorded == prefix
+        || matches!(
+            (recorded.canonicalize(), prefix.canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        );
+    if same || !prefix.starts_with(shadow) {
+        return Ok(None);
+    }
+    fs_err::remove_dir_all(prefix).with_context(|| {
+        format!(
+            "the pixi environment at {} was installed at {}; remove it by hand and build again",
+            prefix.display(),
+            recorded.display()
+        )
+    })?;
+    Ok(Some(recorded))
+}
+
 fn info_json(pixi: &Pixi, manifest: &Path) -> Result<InfoJson> {
     let out = pixi
         .command()
@@ -235,4 +273,51 @@ fn stdout_to_stderr() -> Stdio {
         }
     }
     Stdio::inherit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_recording(shadow: &Path, recorded: &Path) -> PathBuf {
+        let prefix = shadow.join(".pixi/envs/default");
+        std::fs::create_dir_all(prefix.join("conda-meta")).unwrap();
+        std::fs::write(prefix.join("prefix"), recorded.to_str().unwrap()).unwrap();
+        prefix
+    }
+
+    #[test]
+    fn an_environment_installed_elsewhere_is_removed_from_the_shadow_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shadow = tmp.path().join("target/pybundle/app/pixi");
+        let old = Path::new("/old/target/pybundle/app/pixi/.pixi/envs/default");
+        let prefix = env_recording(&shadow, old);
+        assert_eq!(
+            discard_moved_env(&prefix, &shadow).unwrap().as_deref(),
+            Some(old)
+        );
+        assert!(!prefix.exists());
+        // Nothing recorded any more: nothing to do.
+        assert_eq!(discard_moved_env(&prefix, &shadow).unwrap(), None);
+    }
+
+    #[test]
+    fn an_environment_in_place_or_outside_the_shadow_dir_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shadow = tmp.path().join("shadow");
+        let prefix = shadow.join(".pixi/envs/default");
+        let prefix = env_recording(&shadow, &prefix);
+        assert_eq!(discard_moved_env(&prefix, &shadow).unwrap(), None);
+        assert!(prefix.join("conda-meta").is_dir());
+        // Reached through a symlink while pixi recorded the real path: the same place.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&shadow, &link).unwrap();
+        let via_link = link.join(".pixi/envs/default");
+        assert_eq!(discard_moved_env(&via_link, &link).unwrap(), None);
+        assert!(prefix.join("conda-meta").is_dir());
+        // A detached environment (outside the shadow dir) is pixi's business, not ours.
+        let detached = env_recording(&tmp.path().join("detached"), Path::new("/elsewhere"));
+        assert_eq!(discard_moved_env(&detached, &shadow).unwrap(), None);
+        assert!(detached.join("conda-meta").is_dir());
+    }
 }
