@@ -11,6 +11,7 @@ pub fn cargo_pybundle() -> assert_cmd::Command {
         "PYBUNDLE_PIXI_MIRROR",
         "PYBUNDLE_CHANNEL_MIRRORS",
         "PYBUNDLE_LOG",
+        "PYBUNDLE_HTTP_TIMEOUT",
     ] {
         cmd.env_remove(var);
     }
