@@ -1,7 +1,7 @@
 """Called by src/main.rs: reads the request Rust sends and replies with JSON."""
 from __future__ import annotations
 
-import platform
+import sys
 
 import pybundle
 
@@ -9,7 +9,8 @@ request = pybundle.input() or {}
 words = str(request.get("text", "")).split()
 pybundle.reply(
     {
-        "message": f"{len(words)} words, counted by Python {platform.python_version()}",
+        # sys.version_info, not the platform module: that import alone costs ~7 ms a start.
+        "message": "%d words, counted by Python %d.%d.%d" % (len(words), *sys.version_info[:3]),
         "words": len(words),
     }
 )

@@ -1,7 +1,6 @@
 """Greets whoever the Rust side names; standard library only."""
 from __future__ import annotations
 
-import platform
 import sys
 
 import pybundle
@@ -11,7 +10,7 @@ name = request.get("name", "world")
 pybundle.reply(
     {
         "greeting": f"hello, {name}",
-        "python": platform.python_version(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
         "prefix": sys.prefix,
     }
 )
