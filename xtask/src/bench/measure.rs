@@ -92,6 +92,9 @@ pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
     let (mut ours, mut tar) = (Vec::new(), Vec::new());
     for i in 0..s.slow_runs {
         let cache = s.work.join(format!("cold-cache-{i}"));
+        // Each run writes ~130 MB: without a sync the next run (ours or tar's) pays for the
+        // previous one's writeback, which made single runs vary 2.5× here.
+        settle()?;
         let (t, out) = timed(
             Command::new(&s.app).env("PYBUNDLE_CACHE_DIR", &cache),
             "first run of outliers",
@@ -101,6 +104,7 @@ pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
         fs_err::remove_dir_all(&cache)?;
         let dir = s.work.join(format!("untar-{i}"));
         fs_err::create_dir_all(&dir)?;
+        settle()?;
         let (t, _) = timed(
             Command::new("tar")
                 .arg("--zstd")
@@ -237,6 +241,12 @@ pub fn warm(s: &Setup, peers: &Peers) -> Result<Topic> {
             ),
         ],
     })
+}
+
+/// Flushes dirty pages (`sync`), so a timed extraction starts without another's writeback.
+pub fn settle() -> Result<()> {
+    timed(&mut Command::new("sync"), "sync")?;
+    Ok(())
 }
 
 /// A cache dir where the bundle is extracted (by one run of the app).

@@ -85,6 +85,7 @@ fn conda_pack(s: &Setup, peers: &mut Peers) -> Result<()> {
     for i in 0..s.slow_runs {
         let dir = s.work.join(format!("conda-unpack-{i}"));
         fs_err::create_dir_all(&dir)?;
+        measure::settle()?;
         let start = std::time::Instant::now();
         tools::run(
             Command::new("tar").arg("xzf").arg(&out).arg("-C").arg(&dir),
