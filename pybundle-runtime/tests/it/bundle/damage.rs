@@ -527,96 +527,9 @@ fn a_full_filesystem_says_so_and_leaves_nothing_half_extracted() {
 /// `info/paths.json`, as the packer does). `None` when the channel is not prepared.
 fn real_python_spec(scratch: &Path) -> Option<Spec> {
     let toolchain = testkit::toolchain("a damaged real python is repaired")?;
-    let linux = toolchain.channel_dir().join("linux-64");
-    let pkg = std::fs::read_dir(&linux)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("python-")
-        })
-        .unwrap_or_else(|| panic!("no python package in {}", linux.display()));
-    let unpacked = scratch.join("pkg");
-    std::fs::create_dir(&unpacked).unwrap();
-    let status = Command::new("tar")
-        .arg("-xjf")
-        .arg(&pkg)
-        .arg("-C")
-        .arg(&unpacked)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cannot unpack {}", pkg.display());
-    let paths: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(unpacked.join("info/paths.json")).unwrap()).unwrap();
-    let mut relocations: Vec<Relocation> = paths["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| {
-            Some(Relocation {
-                path: format!("env/{}", p["_path"].as_str()?),
-                placeholder: p.get("prefix_placeholder")?.as_str()?.to_owned(),
-                mode: match p.get("file_mode").and_then(|m| m.as_str()) {
-                    Some("binary") => FileMode::Binary,
-                    _ => FileMode::Text,
-                },
-            })
-        })
-        .collect();
-    relocations.sort();
-    let mut entries = Vec::new();
-    let mut dirs = vec![unpacked.clone()];
-    while let Some(dir) = dirs.pop() {
-        let mut children: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        children.sort();
-        for p in children.into_iter().rev() {
-            let rel = p
-                .strip_prefix(&unpacked)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned();
-            if rel == "info" {
-                continue;
-            }
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_symlink() {
-                let target = std::fs::read_link(&p).unwrap();
-                entries.push(E::Symlink(
-                    format!("env/{rel}"),
-                    target.display().to_string(),
-                ));
-            } else if meta.is_dir() {
-                entries.push(E::Dir(format!("env/{rel}/")));
-                dirs.push(p);
-            } else {
-                let data = std::fs::read(&p).unwrap();
-                entries.push(E::File(format!("env/{rel}"), data, meta.mode() & 0o777));
-            }
-        }
-    }
-    // Parents before children: directories are pushed before their contents are walked.
-    entries.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
-    Some(Spec {
-        name: "realpy".into(),
-        entries,
-        relocations,
-        id: None,
-    })
-}
-
-fn entry_path(e: &E) -> &str {
-    match e {
-        E::Dir(p) | E::File(p, ..) | E::Symlink(p, _) | E::Hardlink(p, _) | E::Special(p, _) => p,
-    }
+    let python =
+        super::real::RealPython::unpack(&toolchain.channel_dir().join("linux-64"), scratch);
+    Some(python.spec(python.relocations.clone()))
 }
 
 /// A real relocated python verifies clean (its binary and text relocations recomputed in

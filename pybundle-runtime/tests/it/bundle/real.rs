@@ -1,6 +1,7 @@
 //! The real things: a program built by cargo with the archive embedded, and a conda-build
 //! style python from the test channel.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use pybundle_runtime::Bundle;
@@ -121,74 +122,14 @@ fn a_real_conda_python_starts_after_relocation() {
         return;
     };
     let linux = Path::new(channel.trim_start_matches("file://")).join("linux-64");
-    let pkg = std::fs::read_dir(&linux)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("python-")
-        })
-        .unwrap_or_else(|| panic!("no python package in {}", linux.display()));
     let tmp = tempfile::tempdir().unwrap();
-    let unpacked = tmp.path().join("pkg");
-    std::fs::create_dir(&unpacked).unwrap();
-    let status = Command::new("tar")
-        .arg("-xjf")
-        .arg(&pkg)
-        .arg("-C")
-        .arg(&unpacked)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cannot unpack {}", pkg.display());
-
-    let paths: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(unpacked.join("info/paths.json")).unwrap()).unwrap();
-    let mut relocations: Vec<Relocation> = paths["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| {
-            let placeholder = p.get("prefix_placeholder")?.as_str()?.to_owned();
-            let mode = match p.get("file_mode").and_then(|m| m.as_str()) {
-                Some("binary") => FileMode::Binary,
-                _ => FileMode::Text,
-            };
-            Some(Relocation {
-                path: format!("env/{}", p["_path"].as_str()?),
-                placeholder,
-                mode,
-            })
-        })
-        .collect();
-    relocations.sort();
+    let python = RealPython::unpack(&linux, tmp.path());
+    let relocations = python.relocations.clone();
     assert!(relocations
         .iter()
         .any(|r| r.mode == FileMode::Binary && r.path == "env/bin/python3.11"));
     let placeholder = relocations[0].placeholder.clone();
-
-    let mut files = Vec::new();
-    collect(&unpacked, &unpacked, &mut files);
-    let spec = |relocations: Vec<Relocation>| Spec {
-        name: "realpy".into(),
-        entries: files
-            .iter()
-            .map(|(rel, kind)| match kind {
-                Kind::Dir => E::Dir(format!("env/{rel}/")),
-                Kind::Link(t) => E::Symlink(format!("env/{rel}"), t.clone()),
-                Kind::File(mode) => E::File(
-                    format!("env/{rel}"),
-                    std::fs::read(unpacked.join(rel)).unwrap(),
-                    *mode,
-                ),
-            })
-            .collect(),
-        relocations,
-        id: None,
-    };
+    let spec = |relocations: Vec<Relocation>| python.spec(relocations);
 
     let env = Bundle::from_bytes(build(&spec(relocations.clone())))
         .unwrap()
@@ -240,6 +181,93 @@ fn a_real_conda_python_starts_after_relocation() {
         "an unrelocated bundle looked relocated: {stdout}"
     );
     eprintln!("unrelocated control: {:?} {stdout:?}", out.status);
+}
+
+/// The test channel's conda-build style python package, unpacked: its files (as `env/...`
+/// entries) and its placeholders listed from `info/paths.json`, as the packer lists them.
+pub struct RealPython {
+    unpacked: PathBuf,
+    files: Vec<(String, Kind)>,
+    /// Sorted.
+    pub relocations: Vec<Relocation>,
+}
+
+impl RealPython {
+    /// Unpacks the `python-*` package of the channel's `linux` folder under `scratch`.
+    pub fn unpack(linux: &Path, scratch: &Path) -> RealPython {
+        let pkg = std::fs::read_dir(linux)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("python-")
+            })
+            .unwrap_or_else(|| panic!("no python package in {}", linux.display()));
+        let unpacked = scratch.join("pkg");
+        std::fs::create_dir(&unpacked).unwrap();
+        let status = Command::new("tar")
+            .arg("-xjf")
+            .arg(&pkg)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot unpack {}", pkg.display());
+        let paths: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(unpacked.join("info/paths.json")).unwrap())
+                .unwrap();
+        let mut relocations: Vec<Relocation> = paths["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| {
+                let placeholder = p.get("prefix_placeholder")?.as_str()?.to_owned();
+                let mode = match p.get("file_mode").and_then(|m| m.as_str()) {
+                    Some("binary") => FileMode::Binary,
+                    _ => FileMode::Text,
+                };
+                Some(Relocation {
+                    path: format!("env/{}", p["_path"].as_str()?),
+                    placeholder,
+                    mode,
+                })
+            })
+            .collect();
+        relocations.sort();
+        let mut files = Vec::new();
+        collect(&unpacked, &unpacked, &mut files);
+        RealPython {
+            unpacked,
+            files,
+            relocations,
+        }
+    }
+
+    /// The package as a bundle named `realpy` with these relocations.
+    pub fn spec(&self, relocations: Vec<Relocation>) -> Spec {
+        Spec {
+            name: "realpy".into(),
+            entries: self
+                .files
+                .iter()
+                .map(|(rel, kind)| match kind {
+                    Kind::Dir => E::Dir(format!("env/{rel}/")),
+                    Kind::Link(t) => E::Symlink(format!("env/{rel}"), t.clone()),
+                    Kind::File(mode) => E::File(
+                        format!("env/{rel}"),
+                        std::fs::read(self.unpacked.join(rel)).unwrap(),
+                        *mode,
+                    ),
+                })
+                .collect(),
+            relocations,
+            id: None,
+        }
+    }
 }
 
 enum Kind {
