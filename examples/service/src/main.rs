@@ -126,20 +126,7 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<(String, String, Vec
         parts.next().unwrap_or("").to_owned(),
         parts.next().unwrap_or("").to_owned(),
     );
-    let mut length = 0usize;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse()?;
-            }
-        }
-    }
+    let length = content_length(reader)?;
     if length > 16 << 20 {
         return Err(format!("request body of {length} bytes is over the 16 MiB limit").into());
     }
@@ -208,20 +195,27 @@ fn read_response(reader: &mut impl BufRead) -> Result<Value, BoxError> {
     if !line.starts_with("HTTP/1.1 200") {
         return Err(format!("server answered {}", line.trim_end()).into());
     }
-    let mut length = 0usize;
+    let mut body = vec![0; content_length(reader)?];
+    reader.read_exact(&mut body)?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Reads the header lines of a request or response up to the blank line; its Content-Length
+/// (0 when there is none).
+fn content_length(reader: &mut impl BufRead) -> Result<usize, BoxError> {
+    let mut line = String::new();
+    let mut length = 0;
     loop {
         line.clear();
         reader.read_line(&mut line)?;
         let header = line.trim_end();
         if header.is_empty() {
-            break;
+            return Ok(length);
         }
-        if let Some(("content-length", value)) = header.split_once(':').map(|(n, v)| (n, v.trim()))
-        {
-            length = value.parse()?;
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse()?;
+            }
         }
     }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok(serde_json::from_slice(&body)?)
 }
