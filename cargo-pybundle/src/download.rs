@@ -5,13 +5,17 @@
 //! asked for its version (a mirror serving another release with a matching `.sha256` is caught
 //! here) and renamed into place. A failure at any point leaves nothing a later run would trust.
 //!
-//! Redirects are followed by hand so each hop can be checked: only within the configured
-//! URL's host name (plus GitHub's asset hosts when that host is github.com, where every
-//! release download redirects), never from https to http. Every read waits at most
-//! `PYBUNDLE_HTTP_TIMEOUT` seconds, so a server that stalls fails instead of hanging the build.
+//! Sources: `http(s)://` (the release site or a web mirror) and `file://` (a folder laid out
+//! like the release site, e.g. on a file share; [`file`]). Over HTTP, redirects are followed
+//! by hand so each hop can be checked ([`redirect`]): only within the configured URL's host
+//! name (plus GitHub's asset hosts when that host is github.com, where every release download
+//! redirects), never from https to http. Connecting, waiting for an answer and every read wait
+//! at most `PYBUNDLE_HTTP_TIMEOUT` seconds, so a server that stalls fails instead of hanging
+//! the build. Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` ([`proxy`]);
+//! TLS trusts the system store plus `SSL_CERT_FILE`/`SSL_CERT_DIR` ([`tls`]).
 //!
-//! HTTP is ureq 3 (blocking, rustls): a lean synchronous client is all one download needs;
-//! reqwest would pull in tokio.
+//! HTTP is reqwest's blocking client over rustls (with *ring*): the client the design names,
+//! and the one that honours proxy variables the way other tools do.
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::path::{Path, PathBuf};
@@ -20,7 +24,12 @@ use std::time::{Duration, Instant};
 
 use crate::ui::Ui;
 
+mod file;
 mod http;
+mod proxy;
+mod redirect;
+mod stream;
+mod tls;
 
 use http::Http;
 
@@ -30,13 +39,17 @@ pub const DEFAULT_BASE_URL: &str = "https://github.com/prefix-dev/pixi/releases/
 /// Environment variable: seconds to wait for a connection or for the next bytes of an answer.
 pub const TIMEOUT_VAR: &str = "PYBUNDLE_HTTP_TIMEOUT";
 
+/// Environment variable: the base URL of pixi releases, replacing [`DEFAULT_BASE_URL`].
+pub const MIRROR_VAR: &str = "PYBUNDLE_PIXI_MIRROR";
+
 /// Default for [`TIMEOUT_VAR`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to fetch and how to check it.
 #[derive(Clone, Debug)]
 pub struct Request {
-    /// Base URL; the archive is `<base>/v<version>/pixi-<target>.tar.gz`.
+    /// Base URL, `http(s)://` or `file://`; the archive is
+    /// `<base>/v<version>/pixi-<target>.tar.gz`, its checksum that plus `.sha256`.
     pub base_url: String,
     /// pixi version, without a leading `v`.
     pub version: String,
@@ -45,7 +58,8 @@ pub struct Request {
 }
 
 const HOW_TO_SUPPLY: &str = "supply pixi by hand with --pixi PATH or PYBUNDLE_PIXI=PATH, \
-     or point PYBUNDLE_PIXI_MIRROR at a reachable copy of the releases";
+     or point PYBUNDLE_PIXI_MIRROR at a reachable copy of the releases (https:// or \
+     file:///path/to/folder)";
 
 /// The release asset name for the machine we run on.
 pub fn asset_name() -> Result<String> {
@@ -61,6 +75,57 @@ pub fn asset_name() -> Result<String> {
     Ok(format!("pixi-{arch}-{os}.tar.gz"))
 }
 
+/// Where the archive comes from.
+enum Source {
+    Http(Box<Http>),
+    File,
+}
+
+impl Source {
+    /// The source for a base URL (`PYBUNDLE_PIXI_MIRROR` or the default).
+    fn for_base(base: &str) -> Result<Source> {
+        match base
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        {
+            Some(scheme) if scheme == "file" => Ok(Source::File),
+            Some(scheme) if scheme == "http" || scheme == "https" => {
+                Ok(Source::Http(Box::new(Http::from_env()?)))
+            }
+            _ => bail!(
+                "{MIRROR_VAR}: `{base}` is neither an http(s):// nor a file:// URL; for a folder \
+                 of releases write file:///absolute/path/to/it"
+            ),
+        }
+    }
+
+    fn published_sha256(&self, url: &str) -> Result<Option<String>> {
+        match self {
+            Source::Http(http) => http.published_sha256(url),
+            Source::File => file::published_sha256(url),
+        }
+    }
+
+    fn download_verified(
+        &self,
+        url: &str,
+        dir: &Path,
+        expected: &str,
+        ui: &Ui,
+    ) -> Result<tempfile::NamedTempFile> {
+        match self {
+            Source::Http(http) => {
+                ui.status("Downloading", url);
+                http.download_verified(url, dir, expected, ui)
+            }
+            Source::File => {
+                ui.status("Copying", url);
+                file::copy_verified(url, dir, expected, ui)
+            }
+        }
+    }
+}
+
 /// Downloads, verifies and installs pixi as `dest` (`<cache>/<version>/pixi`).
 pub fn fetch(request: &Request, dest: &Path, ui: &Ui) -> Result<PathBuf> {
     let asset = asset_name()?;
@@ -73,9 +138,10 @@ pub fn fetch(request: &Request, dest: &Path, ui: &Ui) -> Result<PathBuf> {
             dir.display()
         )
     })?;
-    let http = Http::from_env()?;
+    let timeout = timeout_from_env()?;
+    let source = Source::for_base(base)?;
 
-    let published = http
+    let published = source
         .published_sha256(&url)
         .with_context(|| format!("fetching the published checksum; {HOW_TO_SUPPLY}"))?;
     let expected = match (&request.sha256, &published) {
@@ -91,13 +157,12 @@ pub fn fetch(request: &Request, dest: &Path, ui: &Ui) -> Result<PathBuf> {
         ),
     };
 
-    ui.status("Downloading", &url);
-    let archive = http
+    let archive = source
         .download_verified(&url, dir, &expected, ui)
         .with_context(|| format!("downloading {url}; {HOW_TO_SUPPLY}"))?;
     let pixi = extract_pixi(archive.path(), dir)
         .with_context(|| format!("extracting pixi from {url}; {HOW_TO_SUPPLY}"))?;
-    check_version(&pixi, &request.version, &url, http.timeout)?;
+    check_version(&pixi, &request.version, &url, timeout)?;
     pixi.persist(dest)
         .map_err(|e| e.error)
         .with_context(|| format!("moving pixi to {}", dest.display()))?;
