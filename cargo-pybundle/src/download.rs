@@ -88,7 +88,10 @@ impl Source {
             .split_once("://")
             .map(|(scheme, _)| scheme.to_ascii_lowercase())
         {
-            Some(scheme) if scheme == "file" => Ok(Source::File),
+            Some(scheme) if scheme == "file" => {
+                file::path_of(base)?;
+                Ok(Source::File)
+            }
             Some(scheme) if scheme == "http" || scheme == "https" => {
                 Ok(Source::Http(Box::new(Http::from_env()?)))
             }

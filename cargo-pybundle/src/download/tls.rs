@@ -210,26 +210,24 @@ mod platform {
     }
 }
 
-/// The rustls error behind a failed request, if TLS is what failed. Walks the source chain,
-/// looking inside `io::Error`s too (their `source()` skips the error they wrap).
+/// The rustls error behind a failed request, if TLS is what failed. Walks the source chain
+/// and looks inside `io::Error`s (hyper-rustls wraps tokio-rustls' `io::Error` in another
+/// one, and an `io::Error`'s `source()` skips the error it wraps).
 pub(super) fn rustls_error<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a rustls::Error> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(inner) = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(tls) = rustls_error(inner) {
             return Some(tls);
         }
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(inner);
-        }
-        current = e.source();
     }
-    None
+    err.source().and_then(rustls_error)
 }
 
 #[cfg(test)]
@@ -273,6 +271,18 @@ mod tests {
             .sources
             .contains(&format!("SSL_CERT_FILE={}", ca.display())));
         assert!(trust.sources.starts_with("the system trust store"));
+    }
+
+    #[test]
+    fn tls_errors_are_found_inside_nested_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            tls.clone(),
+        ));
+        assert_eq!(rustls_error(&nested), Some(&tls));
+        let plain = std::io::Error::other("connection refused");
+        assert_eq!(rustls_error(&plain), None);
     }
 
     #[test]
