@@ -1,12 +1,17 @@
 //! Getting pixi over HTTP, through the real CLI (`cargo pybundle pixi --version`) against a
-//! real server on 127.0.0.1 named by `PYBUNDLE_PIXI_MIRROR`.
+//! real server on 127.0.0.1 named by `PYBUNDLE_PIXI_MIRROR`; [`network`] adds proxies and
+//! TLS, [`file_mirror`] `file://` mirrors, both with the real pixi release of
+//! `../shared/pixi-releases`.
+
+mod file_mirror;
+mod network;
 
 use crate::server::{Reply, Server};
 use crate::support::{cargo_pybundle, files_under, stderr};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -60,6 +65,79 @@ fn asset_path() -> String {
     )
 }
 
+/// Variables that steer proxies: the test's own environment must not reach the child.
+const PROXY_VARS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The CLI for a download test: [`cargo_pybundle`] without the proxy variables of the test's
+/// own environment (a test sets them on the child only, never on itself: tests run in
+/// parallel).
+fn downloader() -> assert_cmd::Command {
+    let mut cmd = cargo_pybundle();
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The pixi release mirrored for every machine of this project (`<workspace>/../shared/
+/// pixi-releases`; a worktree finds it further up), when it holds [`REAL_VERSION`] for this
+/// platform. Absent: `None` after saying why, or a failure under CI.
+fn shared_releases(test: &str) -> Option<PathBuf> {
+    let asset = cargo_pybundle::download::asset_name().unwrap();
+    let found = testkit::workspace_root()
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/pixi-releases"))
+        .find(|dir| dir.join(format!("v{REAL_VERSION}/{asset}")).is_file());
+    if found.is_none() {
+        let msg = format!(
+            "{test}: no shared/pixi-releases/v{REAL_VERSION}/{asset} beside or above the workspace"
+        );
+        assert!(
+            !testkit::in_ci(),
+            "{msg} (CI is set, so this fails instead of skipping)"
+        );
+        eprintln!("SKIPPED {msg}");
+    }
+    found
+}
+
+/// The pixi version of [`shared_releases`].
+const REAL_VERSION: &str = "0.77.0";
+
+/// The real release asset of [`shared_releases`] and its sha256 (read once).
+fn real_asset(releases: &Path) -> &'static (Vec<u8>, String) {
+    static ASSET: OnceLock<(Vec<u8>, String)> = OnceLock::new();
+    ASSET.get_or_init(|| {
+        let asset = cargo_pybundle::download::asset_name().unwrap();
+        let bytes = std::fs::read(releases.join(format!("v{REAL_VERSION}/{asset}"))).unwrap();
+        let sha = hex::encode(Sha256::digest(&bytes));
+        (bytes, sha)
+    })
+}
+
+/// `/v<version>/<asset>` and its `.sha256`, served from memory.
+fn release_routes(version: &str, bytes: &[u8], sha: &str) -> HashMap<String, Reply> {
+    let asset = cargo_pybundle::download::asset_name().unwrap();
+    let path = format!("/v{version}/{asset}");
+    HashMap::from([
+        (
+            format!("{path}.sha256"),
+            Reply::Body(format!("{sha}  {asset}\n").into_bytes()),
+        ),
+        (path, Reply::Body(bytes.to_vec())),
+    ])
+}
+
 struct Run {
     out: std::process::Output,
     cache: tempfile::TempDir,
@@ -78,20 +156,51 @@ fn run(mirror: &str) -> Run {
 
 /// [`run`] with `PYBUNDLE_HTTP_TIMEOUT` set to `timeout` seconds (unset: the default).
 fn run_with_timeout(mirror: &str, timeout: Option<&str>) -> Run {
+    run_with(mirror, None, |cmd| {
+        if let Some(secs) = timeout {
+            cmd.env(TIMEOUT_VAR, secs);
+        }
+    })
+}
+
+/// [`run`] in a package pinned to pixi `version` (`None`: no package, the default version),
+/// with `configure` setting the child's environment.
+fn run_with(
+    mirror: &str,
+    version: Option<&str>,
+    configure: impl FnOnce(&mut assert_cmd::Command),
+) -> Run {
     let cache = tempfile::tempdir().unwrap();
     let cwd = tempfile::tempdir().unwrap();
-    let mut cmd = cargo_pybundle();
+    if let Some(version) = version {
+        crate::support::package(
+            cwd.path(),
+            "pinned",
+            Some(&format!("pixi-version = \"{version}\"")),
+        );
+    }
+    let mut cmd = downloader();
     cmd.args(["pixi", "--version"])
         .current_dir(cwd.path())
         .env("XDG_CACHE_HOME", cache.path())
         .env("HOME", cwd.path())
         .env("PYBUNDLE_PIXI_MIRROR", mirror)
         .env_remove(TIMEOUT_VAR);
-    if let Some(secs) = timeout {
-        cmd.env(TIMEOUT_VAR, secs);
-    }
+    configure(&mut cmd);
     let out = cmd.output().unwrap();
     Run { out, cache }
+}
+
+/// Asserts the run succeeded, printed `pixi <version>` and left exactly that pixi cached.
+fn assert_installed(run: &Run, version: &str) {
+    let err = stderr(&run.out);
+    assert!(run.out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.out.stdout).trim(),
+        format!("pixi {version}"),
+        "{err}"
+    );
+    assert_eq!(files_under(&run.pixi_dir()), [format!("{version}/pixi")]);
 }
 
 fn routes(asset: Reply, sha: Option<&str>) -> HashMap<String, Reply> {
@@ -143,7 +252,7 @@ fn good_download_is_verified_cached_and_runs() {
 
     // A second run uses the cache: no new requests.
     let before = server.requests().len();
-    let again = cargo_pybundle()
+    let again = downloader()
         .args(["pixi", "--version"])
         .current_dir(run.cache.path())
         .env("XDG_CACHE_HOME", run.cache.path())
@@ -228,7 +337,7 @@ fn pinned_version_and_checksum_from_the_package_config() {
             sha.to_uppercase()
         )),
     );
-    let out = cargo_pybundle()
+    let out = downloader()
         .args(["pixi", "--version"])
         .current_dir(pkg.path())
         .env("XDG_CACHE_HOME", cache.path())

@@ -1,10 +1,14 @@
 //! A real HTTP/1.1 server on a loopback address for download tests: std `TcpListener` plus a
 //! thread, serving canned replies by path, with modes that misbehave (break a body off, stall,
-//! redirect).
+//! redirect); over TLS (rustls) when given a certificate ([`pki`]). [`proxy`] is a real HTTP
+//! proxy to put in front of it.
+
+pub mod pki;
+pub mod proxy;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +45,23 @@ impl Server {
     /// Like [`Server::start`], on another loopback address (127.0.0.2 is another host to a
     /// client: Linux routes all of 127.0.0.0/8 to `lo`).
     pub fn start_on(ip: IpAddr, routes: HashMap<String, Reply>) -> Server {
+        Server::listen(ip, routes, None)
+    }
+
+    /// Like [`Server::start`], speaking TLS with `cert` (HTTPS).
+    pub fn start_tls(routes: HashMap<String, Reply>, cert: &pki::ServerCert) -> Server {
+        Server::listen(
+            Ipv4Addr::LOCALHOST.into(),
+            routes,
+            Some(cert.server_config()),
+        )
+    }
+
+    fn listen(
+        ip: IpAddr,
+        routes: HashMap<String, Reply>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Server {
         let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -48,8 +69,16 @@ impl Server {
         let routes = Arc::new(routes);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (routes, log) = (Arc::clone(&routes), Arc::clone(&log));
-                std::thread::spawn(move || serve(stream, &routes, &log));
+                let (routes, log, tls) = (Arc::clone(&routes), Arc::clone(&log), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &routes, &log),
+                    Some(config) => {
+                        let conn = rustls::ServerConnection::new(config).unwrap();
+                        // The handshake happens on first use; a client that rejects the
+                        // certificate ends it there, before any request is logged.
+                        serve(rustls::StreamOwned::new(conn, stream), &routes, &log)
+                    }
+                });
             }
         });
         Server { addr, requests }
@@ -60,15 +89,19 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// Paths requested so far.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
 }
 
-fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, log: &Mutex<Vec<String>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut stream = stream;
+fn serve(stream: impl Read + Write, routes: &HashMap<String, Reply>, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -81,12 +114,16 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, log: &Mutex<Vec<Str
                 break;
             }
         }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_owned();
+        let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+        // The absolute form (`http://host:port/path`, as sent through a proxy) names the
+        // same path.
+        let path = match target.strip_prefix("http://") {
+            Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        }
+        .to_owned();
         log.lock().unwrap().push(path.clone());
+        let stream = reader.get_mut();
         let result = match routes.get(&path) {
             Some(Reply::Body(body)) => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
@@ -130,7 +167,8 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, log: &Mutex<Vec<Str
                     .and_then(|()| stream.write_all(body))
             }
         };
-        if result.is_err() {
+        // Over TLS the last bytes may still sit in rustls' buffer.
+        if result.and_then(|()| stream.flush()).is_err() {
             return;
         }
     }
