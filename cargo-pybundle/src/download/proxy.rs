@@ -28,6 +28,13 @@ impl Proxies {
             let Ok(value) = std::env::var(var) else {
                 continue;
             };
+            if value.trim_start().to_ascii_lowercase().starts_with("socks") {
+                bail!(
+                    "{var}=`{value}` is a SOCKS proxy, which the pixi download does not support; \
+                     use an HTTP proxy (http://host:port), or unset {var} and set \
+                     PYBUNDLE_PIXI_MIRROR or PYBUNDLE_PIXI instead"
+                );
+            }
             if !value.trim().is_empty() && !usable(&value) {
                 bail!(
                     "{var}=`{value}` is not a proxy URL; set it to e.g. http://proxy.example:3128 \
@@ -69,17 +76,14 @@ fn source(names: &[&'static str]) -> Option<&'static str> {
     usable(&value).then_some(name)
 }
 
-/// Whether hyper-util's matcher accepts `value` as a proxy: a URI with a host, of scheme
-/// http, https or socks (none means http).
+/// Whether `value` is an HTTP(S) proxy hyper-util's matcher accepts: a URI with a host, of
+/// scheme http or https (none means http). The matcher also takes socks URLs, but reqwest
+/// speaks SOCKS only with a feature not built here.
 fn usable(value: &str) -> bool {
     let Ok(uri) = value.parse::<http::Uri>() else {
         return false;
     };
-    uri.authority().is_some()
-        && matches!(
-            uri.scheme_str(),
-            None | Some("http" | "https" | "socks4" | "socks4a" | "socks5" | "socks5h")
-        )
+    uri.authority().is_some() && matches!(uri.scheme_str(), None | Some("http" | "https"))
 }
 
 #[cfg(test)]
@@ -93,11 +97,16 @@ mod tests {
             "http://user:secret@proxy.corp:3128/",
             "proxy.corp:3128",
             "https://10.0.0.1",
-            "socks5h://127.0.0.1:1080",
         ] {
             assert!(usable(ok), "{ok}");
         }
-        for bad in ["not a url", "ftp://proxy:21", "http://", "/just/a/path"] {
+        for bad in [
+            "not a url",
+            "ftp://proxy:21",
+            "http://",
+            "/just/a/path",
+            "socks5h://127.0.0.1:1080",
+        ] {
             assert!(!usable(bad), "{bad}");
         }
     }
