@@ -6,13 +6,14 @@
 //! here) and renamed into place. A failure at any point leaves nothing a later run would trust.
 //!
 //! Sources: `http(s)://` (the release site or a web mirror) and `file://` (a folder laid out
-//! like the release site, e.g. on a file share; [`file`]). Over HTTP, redirects are followed
-//! by hand so each hop can be checked ([`redirect`]): only within the configured URL's host
-//! name (plus GitHub's asset hosts when that host is github.com, where every release download
-//! redirects), never from https to http. Connecting, waiting for an answer and every read wait
-//! at most `PYBUNDLE_HTTP_TIMEOUT` seconds, so a server that stalls fails instead of hanging
-//! the build. Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` ([`proxy`]);
-//! TLS trusts the system store plus `SSL_CERT_FILE`/`SSL_CERT_DIR` ([`tls`]).
+//! like the release site, e.g. on a file share; module `file`). Over HTTP, redirects are
+//! followed by hand so each hop can be checked (module `redirect`): only within the configured
+//! URL's host name (plus GitHub's asset hosts when that host is github.com, where every release
+//! download redirects), never from https to http. Connecting, waiting for an answer and every
+//! read wait at most `PYBUNDLE_HTTP_TIMEOUT` seconds, so a server that stalls fails instead of
+//! hanging the build. Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`
+//! (module `proxy`); TLS trusts the system store plus `SSL_CERT_FILE`/`SSL_CERT_DIR` (module
+//! `tls`).
 //!
 //! HTTP is reqwest's blocking client over rustls (with *ring*): the client the design names,
 //! and the one that honours proxy variables the way other tools do.
