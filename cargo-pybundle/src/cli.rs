@@ -177,9 +177,9 @@ pub struct InitArgs {
 /// `cargo pybundle pixi`.
 #[derive(Debug, Args, Clone)]
 pub struct PixiArgs {
-    /// pixi binary to use instead of the cached or downloaded one.
-    #[arg(long, value_name = "PATH", env = "PYBUNDLE_PIXI")]
-    pub pixi: Option<PathBuf>,
+    /// The package whose pixi settings apply (as for `build`); options go before pixi's arguments.
+    #[command(flatten)]
+    pub package: PackageArgs,
     /// Arguments for pixi, e.g. `cargo pybundle pixi add numpy`.
     #[arg(
         trailing_var_arg = true,

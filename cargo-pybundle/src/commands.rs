@@ -7,8 +7,9 @@ use crate::cli::{
     BuildArgs, Command, InspectArgs, PackArgs, PackageArgs, PixiArgs, Pybundle, RunArgs,
 };
 use crate::failure::{ChildExit, Step};
-use crate::metadata::{self, Lock, Target};
+use crate::metadata::{self, Config, Target};
 use crate::pack::{self, key::Key};
+use crate::project::Project;
 use crate::ui::Ui;
 use crate::{cargo_build, mirror, pixi, resolve};
 
@@ -64,39 +65,21 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
         ))
         .context(Step::Config);
     }
+    let project = Project::read(&config.manifest).context(Step::Config)?;
     let work = target.work_dir();
     let _lock = lock_work_dir(&work, ui).context(Step::Pack)?;
-    let shadow =
-        mirror::prepare(&config.manifest, &work.join("pixi"), &mirrors).context(Step::Config)?;
-    if shadow.mirrored {
-        tracing::info!(
-            "channels mirrored; pixi runs on {}",
-            shadow.manifest.display()
-        );
-    }
-    let choice = pixi::Choice {
-        explicit: args.pixi.clone(),
-        version: config.pixi_version.clone(),
-        sha256: config.pixi_sha256.clone(),
-    };
+    let layer = mirror::layer(&mirrors, &work).context(Step::Config)?;
+    let choice = choice(args.pixi.clone(), config, &project).context(Step::Config)?;
     let pixi = pixi::locate(&choice, ui).context(Step::Pixi)?;
-    let info = resolve::info(&pixi, &shadow.manifest).context(Step::Resolve)?;
-    let prefix = info
-        .prefix_of(&pixi, &config.environment, &config.manifest)
-        .context(Step::Config)?;
-    let resolved = resolve::install(
-        &pixi,
-        &info,
-        prefix,
-        resolve::Request {
-            manifest: &shadow.manifest,
-            user_manifest: &config.manifest,
-            environment: &config.environment,
-            lock: lock_policy(config.lock, shadow.mirrored),
-        },
-        ui,
-    )
-    .context(Step::Resolve)?;
+    project.check_lock_readable(&pixi).context(Step::Pixi)?;
+    let request = resolve::Request {
+        project: &project,
+        environment: &config.environment,
+        lock: config.lock,
+        config: &layer,
+    };
+    let probe = resolve::probe(&pixi, request, ui).context(Step::Config)?;
+    let resolved = resolve::install(&pixi, request, probe, ui).context(Step::Resolve)?;
 
     let input = pack::Input {
         name: target.name.clone(),
@@ -105,18 +88,14 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
         scripts: config.scripts.clone(),
         exclude: config.exclude.clone(),
         level: config.level(release),
-        pkgs_cache: resolved.cache_dir.clone(),
-        activation: Some(pack::activation::PixiRun {
-            pixi: pixi.path.clone(),
-            manifest: shadow.manifest.clone(),
-            environment: config.environment.clone(),
-        }),
+        pkgs_cache: None,
+        activation: Some(request.pixi_run(&pixi)),
     };
     let out_dir = work.join(if release { "release" } else { "debug" });
     fs_err::create_dir_all(&out_dir).context(Step::Pack)?;
     let archive = out_dir.join(ARCHIVE_NAME);
     let key_path = out_dir.join(format!("{ARCHIVE_NAME}.key"));
-    let key = reuse_key(&input, &shadow.manifest, &mirrors).context(Step::Pack)?;
+    let key = reuse_key(&input, &project, &pixi, &layer).context(Step::Pack)?;
     if archive.is_file() && fs_err::read_to_string(&key_path).ok().as_deref() == Some(key.as_str())
     {
         ui.status(
@@ -141,15 +120,18 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
     Ok((target, archive))
 }
 
-/// With a channel mirrored, the user's pixi.lock names the original URLs and cannot be
-/// checked against the rewritten manifest; the lock in the build dir is then ours, solved
-/// against the mirror, and `locked` is relaxed to `update` (pixi keeps it while it matches).
-fn lock_policy(lock: Lock, mirrored: bool) -> Lock {
-    if mirrored && lock == Lock::Locked {
-        tracing::info!("channel mirrors in use: the environment is locked in the build dir");
-        return Lock::Update;
-    }
-    lock
+/// Which pixi to use: `--pixi`/`PYBUNDLE_PIXI`, else the configured or default version, checked
+/// against the manifest's `requires-pixi`.
+fn choice(explicit: Option<PathBuf>, config: &Config, project: &Project) -> Result<pixi::Choice> {
+    let requires = project
+        .requires_pixi()?
+        .map(|spec| (spec, project.manifest.clone()));
+    Ok(pixi::Choice {
+        explicit,
+        version: config.pixi_version.clone(),
+        sha256: config.pixi_sha256.clone(),
+        requires,
+    })
 }
 
 /// Holds `<work>/.lock` for the rest of `prepare`: two builds of one package at once would
@@ -160,8 +142,9 @@ fn lock_work_dir(work: &Path, ui: &Ui) -> Result<std::fs::File> {
 
 fn reuse_key(
     input: &pack::Input,
-    manifest: &Path,
-    mirrors: &std::collections::BTreeMap<String, String>,
+    project: &Project,
+    pixi: &pixi::Pixi,
+    layer: &mirror::ConfigLayer,
 ) -> Result<String> {
     let mut key = Key::new();
     key.part("name", input.name.as_bytes());
@@ -173,18 +156,21 @@ fn reuse_key(
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         key.part("exe", format!("{} {:?}", meta.len(), mtime).as_bytes());
     }
+    // Activation is captured by this pixi, which may record other variables than another.
+    key.part("pixi", pixi.version.to_string().as_bytes());
     key.part("platform", input.platform.as_bytes());
     key.part("prefix", input.prefix.to_string_lossy().as_bytes());
     key.part("exclude", input.exclude.join("\n").as_bytes());
     key.part("level", &input.level.to_le_bytes());
-    key.part("mirrors", format!("{mirrors:?}").as_bytes());
-    key.file("manifest", manifest)?;
-    key.file("lock", &manifest.with_file_name("pixi.lock"))?;
-    for script in pack::activation::script_files(manifest) {
-        key.file(
-            &format!("activation {script}"),
-            &manifest.with_file_name(&script),
-        )?;
+    key.file("manifest", &project.manifest)?;
+    key.file("lock", &project.lock_file())?;
+    key.file("project config", &project.local_config())?;
+    if let Some(file) = layer.file() {
+        // Not the file's text: a file:// mirror's loopback port changes from run to run.
+        key.part("mirrored", file.as_os_str().as_encoded_bytes());
+    }
+    for script in project.activation_scripts() {
+        key.file(&format!("activation {script}"), &project.root.join(&script))?;
     }
     key.tree("conda-meta", &input.prefix.join("conda-meta"))?;
     key.tree("scripts", &input.scripts)?;
@@ -360,19 +346,53 @@ fn inspect(args: &InspectArgs) -> Result<()> {
     crate::inspect::print(&report, args.top)
 }
 
+/// `cargo pybundle pixi`: the same pixi `build` uses for the package (its `pixi-version` and
+/// `pixi-sha256`, the manifest's `requires-pixi`) with the same channel mirrors, run in the
+/// pixi manifest's folder. Outside a Cargo package with a pybundle table: the default pixi.
 fn pixi_passthrough(args: &PixiArgs, ui: &Ui) -> Result<()> {
-    let settings = metadata::pixi_settings_here().context(Step::Config)?;
-    let choice = pixi::Choice {
-        explicit: args.pixi.clone(),
-        version: settings.as_ref().and_then(|c| c.pixi_version.clone()),
-        sha256: settings.as_ref().and_then(|c| c.pixi_sha256.clone()),
+    let selected = args.package.manifest_path.is_some() || args.package.package.is_some();
+    let target = match metadata::load(&args.package) {
+        Ok(target) => Some(target),
+        Err(err) if selected => return Err(err.context(Step::Config)),
+        Err(err) => {
+            tracing::debug!("no package to take pixi settings from: {err:#}");
+            None
+        }
     };
+    let configured = target.as_ref().map(|t| &t.config);
+    let project = configured.and_then(|c| Project::read(&c.manifest).ok());
+    let choice = match (configured, &project) {
+        (Some(config), Some(project)) => {
+            choice(args.package.pixi.clone(), config, project).context(Step::Config)?
+        }
+        _ => pixi::Choice {
+            explicit: args.package.pixi.clone(),
+            version: configured.and_then(|c| c.pixi_version.clone()),
+            sha256: configured.and_then(|c| c.pixi_sha256.clone()),
+            requires: None,
+        },
+    };
+    let mirrors = mirror::effective(configured.map_or(&Default::default(), |c| &c.channel_mirrors))
+        .context(Step::Config)?;
+    let work = match &target {
+        Some(target) => target.work_dir(),
+        None => std::env::temp_dir().join(format!("cargo-pybundle-pixi-{}", std::process::id())),
+    };
+    let layer = mirror::layer(&mirrors, &work).context(Step::Config)?;
     let pixi = pixi::locate(&choice, ui).context(Step::Pixi)?;
-    let status = std::process::Command::new(pixi.path())
+    let mut cmd = std::process::Command::new(pixi.path());
+    layer.apply(&mut cmd);
+    if let Some(dir) = configured.and_then(|c| c.manifest.parent()) {
+        cmd.current_dir(dir);
+    }
+    let status = cmd
         .args(&args.args)
         .status()
-        .with_context(|| format!("running {}", pixi.path().display()))?;
-    exit_with(status)
+        .with_context(|| format!("running {}", pixi.path().display()));
+    if target.is_none() && layer.file().is_some() {
+        let _ = fs_err::remove_dir_all(&work);
+    }
+    exit_with(status?)
 }
 
 fn exit_with(status: std::process::ExitStatus) -> Result<()> {

@@ -252,7 +252,7 @@ fn check_version(pixi: &Path, want: &str, url: &str, timeout: Duration) -> Resul
 }
 
 /// The version `pixi --version` prints (`pixi 0.59.0` → `0.59.0`), killed after `timeout`.
-fn run_version(pixi: &Path, timeout: Duration) -> Result<String> {
+pub fn run_version(pixi: &Path, timeout: Duration) -> Result<String> {
     let mut child = Command::new(pixi)
         .arg("--version")
         .stdin(Stdio::null())

@@ -60,6 +60,7 @@ pub mod metadata;
 pub mod mirror;
 pub mod pack;
 pub mod pixi;
+pub mod project;
 pub mod resolve;
 pub mod ui;
 

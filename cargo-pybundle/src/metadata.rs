@@ -150,31 +150,6 @@ pub fn load(args: &PackageArgs) -> Result<Target> {
     })
 }
 
-/// `pixi-version`/`pixi-sha256` of the package in the current directory, if it has a valid
-/// table; `None` when there is no Cargo package here (the `pixi` command works anywhere).
-pub fn pixi_settings_here() -> Result<Option<Config>> {
-    let Ok(metadata) = cargo_metadata(None) else {
-        return Ok(None);
-    };
-    let Ok(package) = select(&metadata, None, None) else {
-        return Ok(None);
-    };
-    let Some(table) = package.metadata.get("pybundle").filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let dir = package
-        .manifest_path
-        .parent()
-        .map(|d| d.as_std_path().to_path_buf());
-    let config = parse(table, &dir.unwrap_or_default()).with_context(|| {
-        format!(
-            "in [package.metadata.pybundle] of {}",
-            package.manifest_path
-        )
-    })?;
-    Ok(Some(config))
-}
-
 fn cargo_metadata(manifest_path: Option<&Path>) -> Result<Metadata> {
     let mut cmd = MetadataCommand::new();
     cmd.no_deps();

@@ -1,18 +1,31 @@
-//! Channel mirrors: map a channel named in pixi.toml to another URL (`file://` included), for
-//! air-gapped builds and tests, without touching the user's files.
+//! Channel mirrors for air-gapped builds, applied the way pixi applies its own: a `[mirrors]`
+//! table in a pixi configuration layer, handed to pixi in `PIXI_CONFIG_FILE`. The user's
+//! manifest and lock file are read by pixi as they are, so the lock keeps the channels' canonical
+//! URLs and is used in `locked` mode; only the downloads go to the mirror.
 //!
-//! The manifest is always copied into a shadow directory (`<target>/pybundle/<package>/pixi/`)
-//! with its channels rewritten; pixi runs there, so its `.pixi/` folder and any lock update
-//! stay out of the user's project. Known limitation: relative paths inside pixi.toml (path
-//! dependencies, `-r requirements.txt`) are not rewritten and resolve against the shadow dir.
+//! The layer is the user's own global configuration (what pixi would read without
+//! `PIXI_CONFIG_FILE`: `/etc/pixi/config.toml`, the user config dir's `pixi/config.toml`,
+//! `$PIXI_HOME/config.toml`; or the file `PIXI_CONFIG_FILE` already names) with our mirrors
+//! merged on top, written to `<target>/pybundle/<package>/pixi-config.toml`. The project's own
+//! `.pixi/config.toml` still applies over it, as pixi always merges it last.
+//!
+//! A channel given by name (`conda-forge`) means `https://conda.anaconda.org/<name>`, pixi's
+//! default channel alias; give a full URL as the key for any other host. pixi cannot download
+//! from a `file://` mirror, so such a folder is served on 127.0.0.1 while pixi runs ([`serve`]).
+
+pub mod serve;
 
 use anyhow::{bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use toml_edit::{DocumentMut, Item, Value};
+use std::process::Command;
+use toml_edit::{DocumentMut, Item};
 
 /// Name of the environment variable holding `name=url,name=url` mirrors.
 pub const ENV_VAR: &str = "PYBUNDLE_CHANNEL_MIRRORS";
+
+/// pixi's default channel alias: where a channel given by name lives.
+pub const CHANNEL_ALIAS: &str = "https://conda.anaconda.org";
 
 /// Merges configured mirrors with `PYBUNDLE_CHANNEL_MIRRORS` (the variable wins per channel).
 pub fn effective(configured: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
@@ -37,131 +50,159 @@ pub fn parse_env(value: &str) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// The mirror for `channel`: by exact name or URL, or by the last path segment of a URL
-/// (`https://conda.anaconda.org/conda-forge` matches `conda-forge`).
-fn mirror_for<'m>(channel: &str, mirrors: &'m BTreeMap<String, String>) -> Option<&'m String> {
-    let trimmed = channel.trim_end_matches('/');
-    mirrors.get(trimmed).or_else(|| {
-        let last = trimmed.rsplit('/').next()?;
-        trimmed.contains("://").then(|| mirrors.get(last)).flatten()
-    })
+/// The configuration pixi runs with: `PIXI_CONFIG_FILE` when mirrors apply, and the loopback
+/// servers of `file://` mirrors, which live as long as this value.
+#[derive(Default)]
+pub struct ConfigLayer {
+    file: Option<PathBuf>,
+    servers: Vec<serve::Server>,
 }
 
-/// Rewrites channels in a pixi manifest; returns the new text and how many channels changed.
-pub fn rewrite(text: &str, mirrors: &BTreeMap<String, String>) -> Result<(String, usize)> {
-    let mut doc: DocumentMut = text.parse().context("parsing the pixi manifest as TOML")?;
-    let mut changed = 0;
-    let mut tables: Vec<&mut Item> = Vec::new();
-    // Both pixi <0.43 (`[project]`) and newer (`[workspace]`), plus `[feature.*]` tables.
-    let (mut top, mut rest) = (Vec::new(), Vec::new());
-    for (key, item) in doc.iter_mut() {
-        match key.get() {
-            "project" | "workspace" => top.push(item),
-            "feature" => rest.push(item),
-            _ => {}
+impl ConfigLayer {
+    /// The generated configuration file, if mirrors apply.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Points `cmd` (a pixi command) at the layer.
+    pub fn apply(&self, cmd: &mut Command) {
+        if let Some(file) = &self.file {
+            Self::apply_file(cmd, file);
         }
     }
-    tables.extend(top);
-    for feature in rest {
-        if let Some(features) = feature.as_table_like_mut() {
-            for (_, f) in features.iter_mut() {
-                tables.push(f);
+
+    /// Points `cmd` at a layer written earlier.
+    pub fn apply_file(cmd: &mut Command, file: &Path) {
+        // `--no-config` and `--config-file` exclude each other; the layer was built without
+        // the global files already when PIXI_NO_CONFIG asked for that.
+        cmd.env_remove("PIXI_NO_CONFIG")
+            .env("PIXI_CONFIG_FILE", file);
+    }
+
+    /// Whether a `file://` mirror is being served.
+    pub fn serves(&self) -> bool {
+        !self.servers.is_empty()
+    }
+}
+
+/// Builds the layer for `mirrors` in `work` (nothing is written when there are none).
+pub fn layer(mirrors: &BTreeMap<String, String>, work: &Path) -> Result<ConfigLayer> {
+    if mirrors.is_empty() {
+        return Ok(ConfigLayer::default());
+    }
+    let mut doc = global_config()?;
+    let mut servers = Vec::new();
+    for (channel, url) in mirrors {
+        let key = channel_url(channel);
+        let target = if let Some(dir) = url.strip_prefix("file://") {
+            let dir = Path::new(dir);
+            if !dir.is_dir() {
+                bail!(
+                    "the mirror of `{channel}` is {url}, but {} is not a folder; fix \
+                     channel-mirrors / {ENV_VAR}",
+                    dir.display()
+                );
             }
-        }
-    }
-    for table in tables {
-        let Some(channels) = table.get_mut("channels").and_then(Item::as_array_mut) else {
-            continue;
+            let server = serve::Server::start(dir)?;
+            let served = server.url().to_owned();
+            tracing::info!("serving {url} as {served} for pixi");
+            servers.push(server);
+            served
+        } else if ["http://", "https://", "s3://", "oci://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
+            url.trim_end_matches('/').to_owned()
+        } else {
+            bail!(
+                "the mirror of `{channel}` is `{url}`; a mirror must be a file://, http(s)://, \
+                 s3:// or oci:// URL (fix channel-mirrors / {ENV_VAR})"
+            );
         };
-        for value in channels.iter_mut() {
-            let slot = match value {
-                Value::String(_) => Some(value),
-                Value::InlineTable(t) => t.get_mut("channel"),
-                _ => None,
-            };
-            let Some(slot) = slot else { continue };
-            let Some(name) = slot.as_str() else { continue };
-            if let Some(url) = mirror_for(name, mirrors) {
-                let decor = slot.decor().clone();
-                *slot = Value::from(url.as_str());
-                *slot.decor_mut() = decor;
-                changed += 1;
-            }
-        }
+        let table = doc
+            .entry("mirrors")
+            .or_insert_with(toml_edit::table)
+            .as_table_mut()
+            .context("`mirrors` in the pixi configuration is not a table")?;
+        let mut list = toml_edit::Array::new();
+        list.push(target);
+        table.insert(&key, toml_edit::value(list));
     }
-    Ok((doc.to_string(), changed))
-}
-
-/// What the shadow directory holds.
-#[derive(Clone, Debug)]
-pub struct Shadow {
-    /// The manifest pixi runs with.
-    pub manifest: PathBuf,
-    /// Whether a mirror rewrote a channel (the user's lock then names other URLs).
-    pub mirrored: bool,
-}
-
-/// Writes the (rewritten) manifest into `dir`, plus the user's `pixi.lock` when no mirror
-/// applied. Files are only replaced when their content changes, so pixi sees no change.
-pub fn prepare(
-    user_manifest: &Path,
-    dir: &Path,
-    mirrors: &BTreeMap<String, String>,
-) -> Result<Shadow> {
-    let text = fs_err::read_to_string(user_manifest).with_context(|| {
-        format!(
-            "the pixi manifest {} cannot be read; create it (`cargo pybundle pixi init`) or set \
-             `manifest` in [package.metadata.pybundle]",
-            user_manifest.display()
-        )
-    })?;
-    let (rewritten, changed) = rewrite(&text, mirrors)
-        .with_context(|| format!("reading channels of {}", user_manifest.display()))?;
-    fs_err::create_dir_all(dir)?;
-    let name = user_manifest
-        .file_name()
-        .context("the pixi manifest path has no file name")?;
-    let manifest = dir.join(name);
-    write_if_changed(&manifest, rewritten.as_bytes())?;
-    copy_activation_scripts(user_manifest, dir)?;
-    let lock_src = user_manifest.with_file_name("pixi.lock");
-    let lock_dst = dir.join("pixi.lock");
-    if changed == 0 && lock_src.is_file() {
-        write_if_changed(&lock_dst, &fs_err::read(&lock_src)?)?;
-    } else if changed == 0 && lock_dst.is_file() {
-        // The user removed their lock: do not keep installing from a stale copy.
-        fs_err::remove_file(&lock_dst)?;
-    }
-    Ok(Shadow {
-        manifest,
-        mirrored: changed > 0,
+    fs_err::create_dir_all(work)?;
+    let file = work.join("pixi-config.toml");
+    write_if_changed(&file, doc.to_string().as_bytes())?;
+    Ok(ConfigLayer {
+        file: Some(file),
+        servers,
     })
 }
 
-/// The `[activation] scripts` are relative to the manifest: pixi, running in the shadow
-/// directory, finds them only if they are copied beside it. Absolute paths need no copy; paths
-/// leaving the folder (`..`) are not copied (they would land outside the shadow directory).
-fn copy_activation_scripts(user_manifest: &Path, dir: &Path) -> Result<()> {
-    let user_dir = user_manifest.parent().unwrap_or(Path::new("."));
-    for script in crate::pack::activation::script_files(user_manifest) {
-        let rel = Path::new(&script);
-        let inside = rel.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
-        });
-        let src = user_dir.join(rel);
-        if !inside || !src.is_file() {
-            continue;
-        }
-        let dst = dir.join(rel);
-        if let Some(parent) = dst.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        write_if_changed(&dst, &fs_err::read(&src)?)?;
+/// The URL pixi's `[mirrors]` keys a channel by.
+pub fn channel_url(channel: &str) -> String {
+    let channel = channel.trim_end_matches('/');
+    if channel.contains("://") {
+        channel.to_owned()
+    } else {
+        format!("{CHANNEL_ALIAS}/{channel}")
     }
-    Ok(())
+}
+
+/// The user's global pixi configuration, merged in pixi's order.
+fn global_config() -> Result<DocumentMut> {
+    let truthy = |v: &str| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+    if std::env::var("PIXI_NO_CONFIG").is_ok_and(|v| truthy(&v)) {
+        return Ok(DocumentMut::new());
+    }
+    let files = match std::env::var_os("PIXI_CONFIG_FILE").filter(|f| !f.is_empty()) {
+        Some(file) => vec![PathBuf::from(file)],
+        None => global_config_files(),
+    };
+    let mut doc = DocumentMut::new();
+    for file in files {
+        let text = match fs_err::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let layer: DocumentMut = text.parse().with_context(|| {
+            format!(
+                "the pixi configuration {} is not valid TOML; cargo pybundle adds channel \
+                 mirrors to it",
+                file.display()
+            )
+        })?;
+        merge(doc.as_table_mut(), layer.as_table());
+    }
+    Ok(doc)
+}
+
+/// Where pixi looks for global configuration, lowest priority first.
+fn global_config_files() -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from("/etc/pixi/config.toml")];
+    if cfg!(target_os = "macos") {
+        if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME") {
+            files.push(PathBuf::from(xdg).join("pixi/config.toml"));
+        }
+    }
+    files.extend(dirs::config_dir().map(|d| d.join("pixi/config.toml")));
+    let pixi_home = std::env::var_os("PIXI_HOME")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".pixi")));
+    files.extend(pixi_home.map(|h| h.join("config.toml")));
+    files
+}
+
+/// Merges `over` into `base`: tables key by key, everything else replaced (pixi's own merge
+/// extends `[mirrors]` and lets the later layer win elsewhere).
+fn merge(base: &mut toml_edit::Table, over: &toml_edit::Table) {
+    for (key, item) in over.iter() {
+        match (base.get_mut(key), item) {
+            (Some(Item::Table(b)), Item::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(key, item.clone());
+            }
+        }
+    }
 }
 
 fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {
@@ -181,39 +222,86 @@ fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn mirrors() -> BTreeMap<String, String> {
-        parse_env("conda-forge=file:///srv/cf, bioconda=https://m/bio").unwrap()
-    }
-
-    #[test]
-    fn rewrites_project_workspace_and_feature_channels() {
-        let text = r#"# my app
-[project]
-name = "x"
-channels = ["conda-forge", {channel = "https://conda.anaconda.org/bioconda", priority = 2}, "other"] # keep
-
-[feature.gpu]
-channels = ["conda-forge"]
-
-[dependencies]
-python = "3.11.*"
-"#;
-        let (out, n) = rewrite(text, &mirrors()).unwrap();
-        assert_eq!(n, 3);
-        assert!(out.contains(r#"channels = ["file:///srv/cf", {channel = "https://m/bio", priority = 2}, "other"] # keep"#), "{out}");
-        assert!(
-            out.contains("[feature.gpu]\nchannels = [\"file:///srv/cf\"]"),
-            "{out}"
-        );
-        assert!(out.starts_with("# my app\n"));
-        let ws = text.replace("[project]", "[workspace]");
-        assert_eq!(rewrite(&ws, &mirrors()).unwrap().1, 3);
-    }
-
     #[test]
     fn env_syntax_errors_are_named() {
         let e = parse_env("conda-forge").unwrap_err().to_string();
         assert!(e.contains(ENV_VAR) && e.contains("channel=url"), "{e}");
         assert!(parse_env("").unwrap().is_empty());
+        let m = parse_env("conda-forge=file:///srv/cf, bioconda=https://m/bio").unwrap();
+        assert_eq!(m["bioconda"], "https://m/bio");
+    }
+
+    #[test]
+    fn names_map_to_the_default_alias_and_urls_stay() {
+        assert_eq!(
+            channel_url("conda-forge"),
+            "https://conda.anaconda.org/conda-forge"
+        );
+        assert_eq!(
+            channel_url("https://prefix.dev/conda-forge/"),
+            "https://prefix.dev/conda-forge"
+        );
+    }
+
+    #[test]
+    fn layers_merge_tables_and_replace_values() {
+        let mut base: DocumentMut =
+            "tls-no-verify = false\n[mirrors]\n\"https://a\" = [\"https://m1\"]\n[pypi-config]\nindex-url = \"https://x\"\n"
+                .parse()
+                .unwrap();
+        let over: DocumentMut =
+            "tls-no-verify = true\n[mirrors]\n\"https://b\" = [\"https://m2\"]\n"
+                .parse()
+                .unwrap();
+        merge(base.as_table_mut(), over.as_table());
+        let text = base.to_string();
+        assert!(text.contains("tls-no-verify = true"), "{text}");
+        assert!(
+            text.contains("https://m1") && text.contains("https://m2"),
+            "{text}"
+        );
+        assert!(text.contains("index-url"), "{text}");
+    }
+
+    #[test]
+    fn a_layer_serves_file_mirrors_and_keeps_http_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let channel = dir.path().join("channel");
+        std::fs::create_dir_all(&channel).unwrap();
+        let mirrors = BTreeMap::from([
+            (
+                "conda-forge".to_owned(),
+                format!("file://{}", channel.display()),
+            ),
+            (
+                "https://prefix.dev/bio".to_owned(),
+                "https://m/bio/".to_owned(),
+            ),
+        ]);
+        let work = dir.path().join("work");
+        let layer = layer(&mirrors, &work).unwrap();
+        assert!(layer.serves());
+        let text = std::fs::read_to_string(layer.file().unwrap()).unwrap();
+        let doc: DocumentMut = text.parse().unwrap();
+        let served = doc["mirrors"]["https://conda.anaconda.org/conda-forge"][0]
+            .as_str()
+            .unwrap();
+        assert!(served.starts_with("http://127.0.0.1:"), "{text}");
+        assert_eq!(
+            doc["mirrors"]["https://prefix.dev/bio"][0].as_str(),
+            Some("https://m/bio")
+        );
+        let missing = BTreeMap::from([("c".to_owned(), "file:///no/such/dir".to_owned())]);
+        let err = super::layer(&missing, &work).err().unwrap().to_string();
+        assert!(
+            err.contains("/no/such/dir") && err.contains(ENV_VAR),
+            "{err}"
+        );
+        let bad = BTreeMap::from([("c".to_owned(), "ftp://x".to_owned())]);
+        assert!(super::layer(&bad, &work).is_err());
+        assert!(super::layer(&BTreeMap::new(), &work)
+            .unwrap()
+            .file()
+            .is_none());
     }
 }

@@ -1,138 +1,210 @@
-//! Resolving the environment: `pixi install`, then `pixi info --json` for where it landed.
+//! Resolving the environment: pixi runs on the user's project exactly as `pixi install -e <env>`
+//! would (the environment lives where pixi puts it: `.pixi/envs/<env>`, or a detached folder),
+//! with channel mirrors given as a pixi configuration layer (see `mirror`).
 //!
-//! The prefix always comes from `environments_info[].prefix` (pixi ≥0.15.1): detached
-//! environments do not live in `.pixi/envs/<name>`. pixi's own output reaches the user.
+//! Steps: the lock file's format is checked against the pixi in use; `pixi shell-hook --json
+//! --frozen --no-install` reports the prefix and the environment's platforms without touching
+//! anything (and shows pixi's own message for a manifest it cannot load); the host platform
+//! must be among them; `pixi install`; then our stamp. A prefix whose stamp (or, before we
+//! stamped it, pixi's `conda-meta/pixi_env_prefix`) names another folder was moved or copied —
+//! its files still name the old path, which pixi ≥ 0.41 no longer notices — and a package
+//! whose package-cache copy is gone cannot be packed with its placeholders: both make
+//! `pixi reinstall` run before anything is packed.
 
 use anyhow::{bail, Context as _, Result};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::metadata::Lock;
+use crate::mirror::ConfigLayer;
+use crate::pack::activation::{self, PixiRun};
+use crate::pack::scan;
 use crate::pixi::Pixi;
+use crate::project::Project;
 use crate::ui::Ui;
 
+/// Our record of where an environment was when we last installed or checked it, in its
+/// `conda-meta` folder (pixi and rattler read only `*.json` files there).
+pub const STAMP: &str = ".cargo-pybundle-prefix";
+
 /// An installed environment.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Resolved {
     /// The conda prefix.
     pub prefix: PathBuf,
-    /// Conda platform, e.g. `linux-64`.
+    /// Conda platform of the installed packages, e.g. `linux-64`.
     pub platform: String,
-    /// pixi's package cache (holds the extracted packages with their placeholders).
-    pub cache_dir: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-struct InfoJson {
-    platform: String,
-    #[serde(default)]
-    cache_dir: Option<PathBuf>,
-    #[serde(default)]
-    environments_info: Vec<EnvInfo>,
-}
-
-#[derive(Deserialize)]
-struct EnvInfo {
-    name: String,
-    #[serde(default)]
-    prefix: Option<PathBuf>,
-}
-
-/// What `pixi info --json` says about a manifest, before anything is installed.
-pub struct Info {
-    platform: String,
-    cache_dir: Option<PathBuf>,
-    environments: Vec<(String, Option<PathBuf>)>,
-}
-
-/// Runs `pixi info --json` on `manifest`.
-pub fn info(pixi: &Pixi, manifest: &Path) -> Result<Info> {
-    let raw = info_json(pixi, manifest)?;
-    Ok(Info {
-        platform: raw.platform,
-        cache_dir: raw.cache_dir,
-        environments: raw
-            .environments_info
-            .into_iter()
-            .map(|e| (e.name, e.prefix))
-            .collect(),
-    })
-}
-
-impl Info {
-    /// The prefix of `environment`; an unknown name is an error listing the known ones and
-    /// naming `user_manifest` (the file the user edits, not our shadow copy).
-    pub fn prefix_of(
-        &self,
-        pixi: &Pixi,
-        environment: &str,
-        user_manifest: &Path,
-    ) -> Result<PathBuf> {
-        let names: Vec<&str> = self.environments.iter().map(|(n, _)| n.as_str()).collect();
-        let Some((_, prefix)) = self.environments.iter().find(|(n, _)| n == environment) else {
-            bail!(
-                "pixi environment `{environment}` is not defined in {} (it has: {}); fix \
-                 `environment` in [package.metadata.pybundle] or add it to the pixi manifest",
-                user_manifest.display(),
-                names.join(", ")
-            );
-        };
-        prefix.clone().with_context(|| {
-            format!(
-                "`{} info --json` reports no prefix for environment `{environment}`; this pixi \
-                 is too old (0.15.1 or newer is needed)",
-                pixi.path.display()
-            )
-        })
-    }
+    /// Held while the prefix is used (installing and packing), so two builds that share one
+    /// environment (different target dirs, one project) take turns.
+    pub _lock: Option<std::fs::File>,
 }
 
 /// What to install.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
-    /// The manifest pixi runs on (our shadow copy).
-    pub manifest: &'a Path,
-    /// The user's manifest, named in messages.
-    pub user_manifest: &'a Path,
+    /// The user's pixi project.
+    pub project: &'a Project,
     /// pixi environment name.
     pub environment: &'a str,
     /// Lock file policy.
     pub lock: Lock,
+    /// Channel mirrors as a pixi configuration layer.
+    pub config: &'a ConfigLayer,
 }
 
-/// Installs the requested environment at `prefix` (from [`Info::prefix_of`]).
-pub fn install(
-    pixi: &Pixi,
-    info: &Info,
-    prefix: PathBuf,
-    request: Request<'_>,
-    ui: &Ui,
-) -> Result<Resolved> {
+impl Request<'_> {
+    /// How to run `pixi shell-hook` for this environment.
+    pub fn pixi_run(&self, pixi: &Pixi) -> PixiRun {
+        PixiRun {
+            pixi: pixi.clone(),
+            manifest: self.project.manifest.clone(),
+            environment: self.environment.to_owned(),
+            config_file: self.config.file().map(Path::to_path_buf),
+        }
+    }
+}
+
+/// The conda platform of this machine, as pixi names it.
+pub fn host_platform() -> Option<&'static str> {
+    Some(match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "linux-64",
+        ("linux", "aarch64") => "linux-aarch64",
+        ("linux", "powerpc64") => "linux-ppc64le",
+        ("macos", "x86_64") => "osx-64",
+        ("macos", "aarch64") => "osx-arm64",
+        ("windows", "x86_64") => "win-64",
+        ("windows", "aarch64") => "win-arm64",
+        _ => return None,
+    })
+}
+
+/// What pixi says about the environment before anything is installed.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// Where pixi installs (or installed) the environment.
+    pub prefix: PathBuf,
+}
+
+/// Asks pixi where the environment goes and checks it is solved for this machine; pixi's own
+/// message explains a manifest it cannot load or an environment it does not know.
+pub fn probe(pixi: &Pixi, request: Request<'_>, ui: &Ui) -> Result<Probe> {
     let Request {
-        manifest,
-        user_manifest,
+        project,
         environment,
-        lock,
+        ..
     } = request;
-    if let Some(recorded) = discard_moved_env(&prefix, manifest.parent().unwrap_or(manifest))? {
-        ui.status(
-            "Reinstalling",
+    let hook = activation::hook(&request.pixi_run(pixi))?;
+    let prefix = hook
+        .var("CONDA_PREFIX")
+        .map(PathBuf::from)
+        .with_context(|| {
             format!(
-                "the environment was installed at {} (the build directory moved)",
-                recorded.display()
-            ),
+                "`{} shell-hook --json` reports no CONDA_PREFIX for environment `{environment}` \
+                 of {}",
+                pixi.path.display(),
+                project.manifest.display()
+            )
+        })?;
+    let platforms: Vec<&str> = hook
+        .var("PIXI_ENVIRONMENT_PLATFORMS")
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .collect();
+    check_platform(&platforms, environment, &project.manifest, ui)?;
+    Ok(Probe { prefix })
+}
+
+/// Installs the environment (reinstalling it when it moved or lost its package-cache copies)
+/// and returns where it is.
+pub fn install(pixi: &Pixi, request: Request<'_>, probe: Probe, ui: &Ui) -> Result<Resolved> {
+    let prefix = probe.prefix;
+    let _lock = lock_prefix(&prefix, ui)?;
+    run_install(pixi, request, "install", ui)?;
+    if !prefix.join("conda-meta").is_dir() {
+        bail!(
+            "`pixi install` reported success but {} holds no conda-meta folder",
+            prefix.display()
         );
     }
-    let mut cmd = pixi.command();
-    cmd.arg("install").arg("--manifest-path").arg(manifest);
-    if environment != "default" {
-        if !pixi.install_knows_environment()? {
-            bail!("this pixi cannot install a named environment (`-e`); use pixi 0.13 or newer");
+    if let Some(reason) = reinstall_reason(&prefix)? {
+        ui.status("Reinstalling", format!("{} ({reason})", prefix.display()));
+        run_install(pixi, request, "reinstall", ui)?;
+        let missing = missing_cache_copies(&prefix)?;
+        if !missing.is_empty() {
+            bail!(
+                "after `pixi reinstall`, the package cache still has no copy of {}; the bundle \
+                 cannot be relocated without them. Check pixi's cache settings (PIXI_CACHE_DIR, \
+                 [cache] in the pixi configuration)",
+                missing.join(", ")
+            );
         }
-        cmd.args(["--environment", environment]);
     }
-    let lock_file = manifest.with_file_name("pixi.lock");
+    fs_err::write(
+        prefix.join("conda-meta").join(STAMP),
+        prefix.as_os_str().as_encoded_bytes(),
+    )?;
+    let platform = installed_platform(&prefix)?
+        .or_else(|| host_platform().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(Resolved {
+        prefix,
+        platform,
+        _lock,
+    })
+}
+
+/// The host platform must be one the environment is solved for. pixi itself falls back from
+/// osx-arm64 to osx-64 (Rosetta) and win-arm64 to win-64; that is allowed with a warning, and
+/// the bundle is labelled with what was installed.
+fn check_platform(platforms: &[&str], environment: &str, manifest: &Path, ui: &Ui) -> Result<()> {
+    let Some(host) = host_platform() else {
+        bail!(
+            "no conda platform is known for this machine ({} {})",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        );
+    };
+    if platforms.is_empty() || platforms.contains(&host) {
+        return Ok(());
+    }
+    let fallback = match host {
+        "osx-arm64" => Some("osx-64"),
+        "win-arm64" => Some("win-64"),
+        _ => None,
+    };
+    if let Some(fallback) = fallback.filter(|f| platforms.contains(f)) {
+        ui.warn(format!(
+            "{} lists {fallback} but not this machine's {host}; pixi installs the {fallback} \
+             packages, and the bundle is {fallback}. Add \"{host}\" to `platforms` for native ones",
+            manifest.display()
+        ));
+        return Ok(());
+    }
+    bail!(
+        "pixi environment `{environment}` of {} is not solved for this machine's platform \
+         `{host}` (its platforms: {}); add \"{host}\" to `platforms` in the manifest, e.g. with \
+         `cargo pybundle pixi workspace platform add {host}`",
+        manifest.display(),
+        platforms.join(", ")
+    )
+}
+
+/// Runs `pixi install` or `pixi reinstall` for the environment.
+fn run_install(pixi: &Pixi, request: Request<'_>, verb: &str, ui: &Ui) -> Result<()> {
+    let Request {
+        project,
+        environment,
+        lock,
+        config,
+    } = request;
+    let mut cmd = pixi.command();
+    config.apply(&mut cmd);
+    cmd.arg(verb)
+        .arg("--manifest-path")
+        .arg(&project.manifest)
+        .args(["--environment", environment]);
+    let lock_file = project.lock_file();
     match lock {
         Lock::Locked if lock_file.is_file() => {
             cmd.arg("--locked");
@@ -140,7 +212,7 @@ pub fn install(
         Lock::Locked => ui.status(
             "Locking",
             format!(
-                "no pixi.lock yet: solving the environment (writes {})",
+                "no pixi.lock yet: pixi solves the environment and writes {}",
                 lock_file.display()
             ),
         ),
@@ -148,31 +220,21 @@ pub fn install(
             cmd.arg("--frozen");
         }
         Lock::Frozen => bail!(
-            "lock = \"frozen\" needs a pixi.lock beside {} (with channel mirrors, one solved \
-             against the mirror in {}); create it with `cargo pybundle pixi install`, or use \
+            "lock = \"frozen\" needs {}; create it with `cargo pybundle pixi lock`, or use \
              lock = \"locked\"",
-            user_manifest.display(),
-            manifest.parent().unwrap_or(manifest).display()
+            lock_file.display()
         ),
         Lock::Update => {}
     }
     if ui.quiet {
         cmd.arg("--quiet");
     }
-    // pixi 0.15 was seen to crash (SIGBUS) when two installs share its package cache, which
-    // happens when several packages are bundled at once (CI matrices, parallel tests). Taking
-    // turns costs little: a second install of an already-cached package takes about a second.
-    let _turn = match &info.cache_dir {
-        Some(cache) => Some(crate::lock::exclusive(
-            &cache.join(".cargo-pybundle-install.lock"),
-            "another pixi install using the same package cache",
-            ui,
-        )?),
-        None => None,
-    };
     ui.status(
         "Resolving",
-        format!("pixi environment `{environment}` ({})", manifest.display()),
+        format!(
+            "pixi {verb} of environment `{environment}` ({})",
+            project.manifest.display()
+        ),
     );
     // pixi prints progress on stderr and a summary on stdout; both belong to the user, but our
     // stdout is reserved for the paths of built binaries, so pixi's stdout goes to stderr.
@@ -195,72 +257,99 @@ pub fn install(
     };
     if !status.success() {
         bail!(
-            "`pixi install` failed ({status}) for {}; pixi's message is above (it ran on {}, \
-             a copy with channel mirrors applied)",
-            user_manifest.display(),
-            manifest.display()
+            "`pixi {verb}` failed ({status}) for environment `{environment}` of {}; pixi's \
+             message is above",
+            project.manifest.display()
         );
     }
-    if !prefix.join("conda-meta").is_dir() {
-        bail!(
-            "pixi reported success but {} holds no conda-meta folder",
-            prefix.display()
-        );
-    }
-    Ok(Resolved {
-        prefix,
-        platform: info.platform.clone(),
-        cache_dir: info.cache_dir.clone(),
-    })
+    Ok(())
 }
 
-/// pixi records where it installed an environment (`<prefix>/prefix`) and refuses to touch it
-/// from anywhere else ("the project location seems to be changed"). When our build directory
-/// was moved or copied (a renamed target dir, a CI cache restored elsewhere), the environment in
-/// our shadow directory is ours to rebuild: it is removed and the recorded path returned. An
-/// environment outside `shadow` (pixi's detached environments) is never touched.
-fn discard_moved_env(prefix: &Path, shadow: &Path) -> Result<Option<PathBuf>> {
-    let Ok(recorded) = fs_err::read_to_string(prefix.join("prefix")) else {
+/// Why the installed environment must be reinstalled before packing, if it must.
+fn reinstall_reason(prefix: &Path) -> Result<Option<String>> {
+    if let Some(recorded) = recorded_prefix(prefix) {
+        let same = recorded == prefix
+            || matches!(
+                (recorded.canonicalize(), prefix.canonicalize()),
+                (Ok(a), Ok(b)) if a == b
+            );
+        if !same {
+            return Ok(Some(format!(
+                "it was installed at {}: moved or copied, its files name the old path",
+                recorded.display()
+            )));
+        }
+    }
+    let missing = missing_cache_copies(prefix)?;
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(3).map(String::as_str).collect();
+        let more = missing.len().saturating_sub(shown.len());
+        return Ok(Some(format!(
+            "the package cache no longer holds {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )));
+    }
+    Ok(None)
+}
+
+/// Where the environment was installed: our stamp, else pixi's own marker (pixi ≥ 0.17:
+/// `conda-meta/pixi_env_prefix` holding `<prefix>/conda-meta`; older: `<prefix>/prefix`).
+fn recorded_prefix(prefix: &Path) -> Option<PathBuf> {
+    let meta = prefix.join("conda-meta");
+    if let Ok(stamp) = fs_err::read_to_string(meta.join(STAMP)) {
+        return Some(PathBuf::from(stamp.trim_end_matches('\n')));
+    }
+    if let Ok(marker) = fs_err::read_to_string(meta.join("pixi_env_prefix")) {
+        let marker = PathBuf::from(marker.trim_end_matches('\n'));
+        return Some(match marker.parent() {
+            Some(parent) if marker.ends_with("conda-meta") => parent.to_path_buf(),
+            _ => marker,
+        });
+    }
+    fs_err::read_to_string(prefix.join("prefix"))
+        .ok()
+        .map(|p| PathBuf::from(p.trim_end_matches('\n')))
+}
+
+/// Installed conda packages whose package-cache copy (`extracted_package_dir`, holding the
+/// original files with their placeholders) is gone.
+fn missing_cache_copies(prefix: &Path) -> Result<Vec<String>> {
+    Ok(scan::conda_records(prefix)?
+        .iter()
+        .filter(|r| {
+            !r.extracted_package_dir
+                .as_ref()
+                .is_some_and(|d| d.join("info").is_dir())
+        })
+        .map(|r| format!("{}-{}-{}", r.name, r.version, r.build))
+        .collect())
+}
+
+/// The platform of the installed packages (the `subdir` of the first non-noarch record).
+fn installed_platform(prefix: &Path) -> Result<Option<String>> {
+    Ok(scan::conda_records(prefix)?
+        .into_iter()
+        .filter_map(|r| r.subdir)
+        .find(|s| s != "noarch"))
+}
+
+/// Takes the user-wide lock of one prefix (`<cache>/cargo-pybundle/locks/<hash>.lock`).
+fn lock_prefix(prefix: &Path, ui: &Ui) -> Result<Option<std::fs::File>> {
+    let Some(cache) = dirs::cache_dir() else {
         return Ok(None);
     };
-    let recorded = PathBuf::from(recorded.trim());
-    // The same place spelled differently (a symlink in the path) is the same place.
-    let same = recorded == prefix
-        || matches!(
-            (recorded.canonicalize(), prefix.canonicalize()),
-            (Ok(a), Ok(b)) if a == b
-        );
-    if same || !prefix.starts_with(shadow) {
-        return Ok(None);
-    }
-    fs_err::remove_dir_all(prefix).with_context(|| {
-        format!(
-            "the pixi environment at {} was installed at {}; remove it by hand and build again",
-            prefix.display(),
-            recorded.display()
-        )
-    })?;
-    Ok(Some(recorded))
-}
-
-fn info_json(pixi: &Pixi, manifest: &Path) -> Result<InfoJson> {
-    let out = pixi
-        .command()
-        .args(["info", "--json", "--manifest-path"])
-        .arg(manifest)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("running {}", pixi.path.display()))?;
-    if !out.status.success() {
-        bail!(
-            "`pixi info --manifest-path {}` failed: {}",
-            manifest.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("reading the JSON of `{} info --json`", pixi.path.display()))
+    let hash = crate::pack::key::short_hash(prefix.as_os_str().as_encoded_bytes());
+    let path = cache
+        .join("cargo-pybundle")
+        .join("locks")
+        .join(format!("{hash}.lock"));
+    let waiting = format!("another build using {}", prefix.display());
+    crate::lock::exclusive(&path, &waiting, ui).map(Some)
 }
 
 /// A `Stdio` writing to our stderr.
@@ -279,45 +368,91 @@ fn stdout_to_stderr() -> Stdio {
 mod tests {
     use super::*;
 
-    fn env_recording(shadow: &Path, recorded: &Path) -> PathBuf {
-        let prefix = shadow.join(".pixi/envs/default");
+    fn env_at(dir: &Path) -> PathBuf {
+        let prefix = dir.join(".pixi/envs/default");
         std::fs::create_dir_all(prefix.join("conda-meta")).unwrap();
-        std::fs::write(prefix.join("prefix"), recorded.to_str().unwrap()).unwrap();
         prefix
     }
 
     #[test]
-    fn an_environment_installed_elsewhere_is_removed_from_the_shadow_dir() {
+    fn a_prefix_recorded_elsewhere_is_reinstalled() {
         let tmp = tempfile::tempdir().unwrap();
-        let shadow = tmp.path().join("target/pybundle/app/pixi");
-        let old = Path::new("/old/target/pybundle/app/pixi/.pixi/envs/default");
-        let prefix = env_recording(&shadow, old);
+        let prefix = env_at(tmp.path());
+        assert_eq!(reinstall_reason(&prefix).unwrap(), None);
+        // pixi's marker, from a copy of the project.
+        std::fs::write(
+            prefix.join("conda-meta/pixi_env_prefix"),
+            "/old/proj/.pixi/envs/default/conda-meta",
+        )
+        .unwrap();
+        let why = reinstall_reason(&prefix).unwrap().unwrap();
+        assert!(why.contains("/old/proj/.pixi/envs/default:"), "{why}");
+        // Our stamp wins over pixi's marker.
+        std::fs::write(
+            prefix.join("conda-meta").join(STAMP),
+            prefix.to_str().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reinstall_reason(&prefix).unwrap(), None);
+        std::fs::write(prefix.join("conda-meta").join(STAMP), "/elsewhere").unwrap();
+        assert!(reinstall_reason(&prefix).unwrap().is_some());
+        // The same place through a symlink is the same place.
+        std::fs::write(
+            prefix.join("conda-meta").join(STAMP),
+            prefix.to_str().unwrap(),
+        )
+        .unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
         assert_eq!(
-            discard_moved_env(&prefix, &shadow).unwrap().as_deref(),
-            Some(old)
+            reinstall_reason(&link.join(".pixi/envs/default")).unwrap(),
+            None
         );
-        assert!(!prefix.exists());
-        // Nothing recorded any more: nothing to do.
-        assert_eq!(discard_moved_env(&prefix, &shadow).unwrap(), None);
     }
 
     #[test]
-    fn an_environment_in_place_or_outside_the_shadow_dir_is_kept() {
+    fn a_package_without_its_cache_copy_is_reinstalled() {
         let tmp = tempfile::tempdir().unwrap();
-        let shadow = tmp.path().join("shadow");
-        let prefix = shadow.join(".pixi/envs/default");
-        let prefix = env_recording(&shadow, &prefix);
-        assert_eq!(discard_moved_env(&prefix, &shadow).unwrap(), None);
-        assert!(prefix.join("conda-meta").is_dir());
-        // Reached through a symlink while pixi recorded the real path: the same place.
-        let link = tmp.path().join("link");
-        std::os::unix::fs::symlink(&shadow, &link).unwrap();
-        let via_link = link.join(".pixi/envs/default");
-        assert_eq!(discard_moved_env(&via_link, &link).unwrap(), None);
-        assert!(prefix.join("conda-meta").is_dir());
-        // A detached environment (outside the shadow dir) is pixi's business, not ours.
-        let detached = env_recording(&tmp.path().join("detached"), Path::new("/elsewhere"));
-        assert_eq!(discard_moved_env(&detached, &shadow).unwrap(), None);
-        assert!(detached.join("conda-meta").is_dir());
+        let prefix = env_at(tmp.path());
+        let cached = tmp.path().join("pkgs/python-3.11.7-h0");
+        std::fs::create_dir_all(cached.join("info")).unwrap();
+        let record = |name: &str, dir: &Path| {
+            serde_json::json!({"name": name, "version": "1", "build": "h0",
+                "subdir": "linux-64", "extracted_package_dir": dir})
+            .to_string()
+        };
+        std::fs::write(
+            prefix.join("conda-meta/python-1-h0.json"),
+            record("python", &cached),
+        )
+        .unwrap();
+        assert_eq!(reinstall_reason(&prefix).unwrap(), None);
+        assert_eq!(
+            installed_platform(&prefix).unwrap().as_deref(),
+            Some("linux-64")
+        );
+        std::fs::write(
+            prefix.join("conda-meta/zlib-1-h0.json"),
+            record("zlib", &tmp.path().join("pkgs/gone")),
+        )
+        .unwrap();
+        let why = reinstall_reason(&prefix).unwrap().unwrap();
+        assert!(why.contains("zlib-1-h0"), "{why}");
+    }
+
+    #[test]
+    fn a_missing_host_platform_is_named() {
+        let ui = Ui {
+            quiet: true,
+            verbose: 0,
+        };
+        let host = host_platform().unwrap();
+        check_platform(&[host], "default", Path::new("/p/pixi.toml"), &ui).unwrap();
+        check_platform(&[], "default", Path::new("/p/pixi.toml"), &ui).unwrap();
+        let err = check_platform(&["win-32"], "dev", Path::new("/p/pixi.toml"), &ui)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("\"{host}\"")), "{err}");
+        assert!(err.contains("/p/pixi.toml") && err.contains("win-32") && err.contains("`dev`"));
     }
 }

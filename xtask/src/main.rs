@@ -5,8 +5,6 @@ mod bench;
 mod channel;
 mod demo;
 mod pixi;
-mod pixi_fix;
-mod pypi_mapping;
 mod stress;
 mod test;
 mod tools;
@@ -23,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Ensure the test pixi (0.15.2) exists and print its path.
+    /// Get the test pixi through cargo-pybundle's download path and print its path.
     Pixi,
     /// Ensure the local conda test channel exists and print its file:// URL.
     Channel,
@@ -55,6 +53,7 @@ enum Task {
 }
 
 fn main() -> anyhow::Result<()> {
+    pixi::use_local_mirror();
     match Cli::parse().task {
         Task::Pixi => println!("{}", pixi::ensure()?.display()),
         Task::Channel => println!("{}", channel::ensure()?),

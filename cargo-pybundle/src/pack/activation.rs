@@ -1,33 +1,44 @@
 //! Activation variables: what `pixi run` sets in the environment (`CONDA_PREFIX`, the
-//! `PIXI_*` names, `PATH`, the exports of `etc/conda/activate.d/*.sh` and of the manifest's
-//! `[activation]` scripts), recorded at build time so the runtime can set them without pixi
-//! or a shell.
+//! `PIXI_*` names, `PATH`, `[activation.env]`, the exports of `etc/conda/activate.d/*.sh` and
+//! of the manifest's `[activation]` scripts), recorded at build time so the runtime can set
+//! them without pixi or a shell.
 //!
-//! Capture: the environment's interpreter runs through `pixi run --frozen` (every pixi
-//! version has it; 0.15's `shell-hook` has no `--json`) and prints `os.environ`; only the
-//! variables that differ from cargo-pybundle's own environment are kept. Rewriting, so nothing
-//! names the build machine: the build prefix becomes `${PREFIX}`, the pixi project root (our
-//! shadow directory) `${BUNDLE}`; a variable whose new value is the old one with entries put
-//! in front or behind (`PATH`) keeps only those entries around `${NAME}`, which the runtime
-//! fills with the target machine's value. Dropped as build-machine or shell state: see
-//! [`DROPPED`] (`PIXI_PROJECT_MANIFEST` names a pixi.toml the bundle does not have;
-//! `PIXI_PROJECT_ROOT` stays, as `${BUNDLE}`, for scripts that look for project files).
+//! Capture: `pixi shell-hook --json --frozen --no-install -e <env>` (pixi ≥ 0.70 has it), run
+//! in a fixed minimal environment ([`minimal_env`]), not the developer's shell: the developer's
+//! `PIXI_IN_SHELL`/`PIXI_ENVIRONMENT_NAME`, an outer `CONDA_PREFIX` or a variable that
+//! happens to hold the same value as an `[activation.env]` entry cannot change what is
+//! recorded, and `--frozen --no-install` means capturing can neither solve nor touch the
+//! prefix. pixi prints only the variables activation sets. Rewriting, so nothing names the
+//! build machine: the build prefix becomes `${PREFIX}`, the pixi project root `${BUNDLE}`; a
+//! variable whose new value is the minimal environment's with entries put in front or behind
+//! (`PATH`) keeps only those entries around `${NAME}`, which the runtime fills with the target
+//! machine's value. Dropped as build-machine or shell state: see [`DROPPED`]
+//! (`PIXI_PROJECT_ROOT` stays, as `${BUNDLE}`, for scripts that look for project files). A
+//! recorded value that still names the build machine's home folder is reported.
 //!
 //! Without pixi (tools and tests packing a bare prefix) the activate.d scripts are sourced
 //! with `sh` instead ([`from_scripts`]).
 
 use anyhow::{bail, Context as _, Result};
+use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Variables never recorded: shell bookkeeping and names of build-machine files.
+use crate::mirror::ConfigLayer;
+use crate::pixi::Pixi;
+
+/// Variables never recorded: shell bookkeeping and names of build-machine files or programs.
 pub const DROPPED: &[&str] = &[
     "_",
     "SHLVL",
     "PWD",
     "OLDPWD",
     "PS1",
+    "INIT_CWD",
+    "PIXI_EXE",
+    "PIXI_IN_SHELL",
     "PIXI_PROMPT",
     "PIXI_PROJECT_MANIFEST",
     "CONDA_SHLVL",
@@ -35,56 +46,140 @@ pub const DROPPED: &[&str] = &[
     "PIXI_FROZEN",
 ];
 
-const MARK: &str = "@@pybundle-activation@@";
+/// Prefixes of variable names never recorded: pixi ≥ 0.50 backs up an outer environment's
+/// conda/pixi variables as `CONDA_ENV_SHLVL_<n>_<NAME>`.
+pub const DROPPED_PREFIXES: &[&str] = &["CONDA_ENV_SHLVL_"];
+
 const SEPARATOR: &str = "\0--pybundle-activation--\0";
 
-/// How to run the environment through pixi.
+/// The `PATH` of [`minimal_env`].
+const MINIMAL_PATH: &str = "/usr/bin:/bin";
+
+/// Variables passed from our environment to pixi when capturing: where pixi keeps its
+/// configuration and caches (so it finds the installed environment's cache and the user's
+/// settings); nothing about the developer's shell.
+const PASSED: &[&str] = &[
+    "HOME",
+    "TMPDIR",
+    "PIXI_HOME",
+    "PIXI_CACHE_DIR",
+    "RATTLER_CACHE_DIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "PIXI_CONFIG_FILE",
+    "PIXI_NO_CONFIG",
+];
+
+/// What `pixi shell-hook --json` prints.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Hook {
+    /// The variables activation sets.
+    pub environment_variables: BTreeMap<String, String>,
+    /// The `[activation]` scripts that ran (absolute paths).
+    #[serde(default)]
+    pub activation_scripts: Vec<PathBuf>,
+}
+
+impl Hook {
+    /// A variable activation sets.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.environment_variables.get(name).map(String::as_str)
+    }
+}
+
+/// How to run `pixi shell-hook` for one environment.
 #[derive(Clone, Debug)]
 pub struct PixiRun {
     /// The pixi binary.
-    pub pixi: PathBuf,
-    /// The manifest pixi installed from (our shadow copy).
+    pub pixi: Pixi,
+    /// The manifest.
     pub manifest: PathBuf,
     /// pixi environment name.
     pub environment: String,
+    /// `PIXI_CONFIG_FILE` of the build (channel mirrors), if any.
+    pub config_file: Option<PathBuf>,
 }
 
-/// Runs `python` through `pixi run` and returns the rewritten variables activation sets.
-pub fn capture(run: &PixiRun, prefix: &Path) -> Result<BTreeMap<String, String>> {
-    let mut cmd = Command::new(&run.pixi);
-    cmd.env_remove("PIXI_LOCKED").env_remove("PIXI_FROZEN");
-    cmd.args(["run", "--frozen", "--manifest-path"])
-        .arg(&run.manifest);
-    if run.environment != "default" {
-        cmd.args(["--environment", &run.environment]);
+/// The environment pixi runs in when capturing: [`MINIMAL_PATH`] and the [`PASSED`] variables.
+pub fn minimal_env() -> Vec<(OsString, OsString)> {
+    let mut env = vec![(OsString::from("PATH"), OsString::from(MINIMAL_PATH))];
+    for name in PASSED {
+        if let Some(value) = std::env::var_os(name) {
+            env.push((OsString::from(name), value));
+        }
     }
-    let code = format!("import json,os;print('{MARK}'+json.dumps(dict(os.environ)))");
-    cmd.args(["python", "-c", &code])
-        .stdin(Stdio::null())
-        .current_dir(run.manifest.parent().unwrap_or(Path::new(".")));
+    env
+}
+
+/// Runs `pixi shell-hook --json --frozen --no-install` for the environment: its variables, and
+/// pixi's own message (a manifest it cannot load, an unknown environment) as the error.
+pub fn hook(run: &PixiRun) -> Result<Hook> {
+    let mut cmd = Command::new(&run.pixi.path);
+    cmd.env_clear().envs(minimal_env());
+    if let Some(file) = &run.config_file {
+        ConfigLayer::apply_file(&mut cmd, file);
+    }
+    cmd.args([
+        "shell-hook",
+        "--json",
+        "--frozen",
+        "--no-install",
+        "--environment",
+    ])
+    .arg(&run.environment)
+    .arg("--manifest-path")
+    .arg(&run.manifest)
+    .stdin(Stdio::null())
+    .current_dir(run.manifest.parent().unwrap_or(Path::new("/")));
     let out = cmd
         .output()
-        .with_context(|| format!("running {} run", run.pixi.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .with_context(|| format!("running {}", run.pixi.path.display()))?;
     if !out.status.success() {
         bail!(
-            "`pixi run --manifest-path {} python` failed ({}): {}",
+            "pixi cannot activate environment `{}` of {} ({}):\n{}",
+            run.environment,
             run.manifest.display(),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim_end()
         );
     }
-    let json = stdout
-        .split_once(MARK)
-        .map(|(_, j)| j.lines().next().unwrap_or(""))
-        .with_context(|| format!("`pixi run python` printed no environment: {stdout}"))?;
-    let after: BTreeMap<String, String> =
-        serde_json::from_str(json).context("reading the environment printed by python")?;
-    let before: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k != "PIXI_LOCKED" && k != "PIXI_FROZEN")
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "reading the JSON of `{} shell-hook --json`: {}",
+            run.pixi.path.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        )
+    })
+}
+
+/// The rewritten variables activation sets for the environment installed at `prefix`.
+pub fn capture(run: &PixiRun, prefix: &Path) -> Result<BTreeMap<String, String>> {
+    let hook = hook(run)?;
+    let before: BTreeMap<String, String> = minimal_env()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     let root = run.manifest.parent().unwrap_or(Path::new("/"));
-    Ok(diff(&before, &after, prefix, root))
+    let root = hook
+        .var("PIXI_PROJECT_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.to_path_buf());
+    let vars = diff(&before, &hook.environment_variables, prefix, &root);
+    let home = before.get("HOME").filter(|h| h.len() > 1);
+    let naming: Vec<&str> = vars
+        .iter()
+        .filter(|(_, v)| home.is_some_and(|h| v.contains(h.as_str())))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !naming.is_empty() {
+        tracing::warn!(
+            "activation variables {} name the build machine's home folder; they are recorded as \
+             they are",
+            naming.join(", ")
+        );
+    }
+    Ok(vars)
 }
 
 /// The variables `after` adds or changes relative to `before`, rewritten (module docs).
@@ -100,7 +195,7 @@ pub fn diff(
     let mut out = BTreeMap::new();
     for (k, v) in after {
         let old = before.get(k);
-        if DROPPED.contains(&k.as_str()) || old == Some(v) {
+        if is_dropped(k) || old == Some(v) {
             continue;
         }
         let composed = old.filter(|o| !o.is_empty()).and_then(|o| {
@@ -122,6 +217,11 @@ pub fn diff(
     out
 }
 
+/// Whether a variable is never recorded ([`DROPPED`], [`DROPPED_PREFIXES`]).
+pub fn is_dropped(name: &str) -> bool {
+    DROPPED.contains(&name) || DROPPED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// The prefix first: it usually lies inside the project root.
 fn abstract_paths(value: &str, prefix: &str, root: &str) -> String {
     let v = value.replace(prefix, "${PREFIX}");
@@ -130,42 +230,6 @@ fn abstract_paths(value: &str, prefix: &str, root: &str) -> String {
     } else {
         v
     }
-}
-
-/// The files named by `scripts` in the manifest's `[activation]` tables (top level,
-/// `[target.*.activation]`, `[feature.*.activation]`, `[feature.*.target.*.activation]`),
-/// relative to the manifest's folder as written. Unreadable manifests give none.
-pub fn script_files(manifest: &Path) -> Vec<String> {
-    let Ok(text) = fs_err::read_to_string(manifest) else {
-        return Vec::new();
-    };
-    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let root = doc.as_table();
-    let mut tables: Vec<&toml_edit::Table> = vec![root];
-    if let Some(features) = root.get("feature").and_then(|f| f.as_table()) {
-        tables.extend(features.iter().filter_map(|(_, f)| f.as_table()));
-    }
-    for t in tables {
-        let mut scopes = vec![t];
-        if let Some(targets) = t.get("target").and_then(|x| x.as_table()) {
-            scopes.extend(targets.iter().filter_map(|(_, x)| x.as_table()));
-        }
-        for s in scopes {
-            let scripts = s
-                .get("activation")
-                .and_then(|a| a.get("scripts"))
-                .and_then(|x| x.as_array());
-            for v in scripts.into_iter().flatten() {
-                if let Some(p) = v.as_str() {
-                    out.push(p.to_owned());
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Without pixi: sources the prefix's `etc/conda/activate.d/*.sh` in `sh` with a minimal
@@ -219,7 +283,7 @@ pub fn from_scripts(prefix: &Path) -> Result<BTreeMap<String, String>> {
         .into_iter()
         .filter(|(k, v)| {
             !["PATH", "CONDA_PREFIX"].contains(&k.as_str())
-                && !DROPPED.contains(&k.as_str())
+                && !is_dropped(k)
                 && before.get(k) != Some(v)
         })
         .map(|(k, v)| (k, v.replace(prefix_str, "${PREFIX}")))
@@ -257,6 +321,10 @@ mod tests {
             ("PIXI_PROMPT", "(x) "),
             ("DATA", "/p/.pixi/envs/default/share/d"),
             ("_", "/usr/bin/env"),
+            ("PIXI_EXE", "/home/dev/.pixi/bin/pixi"),
+            ("PIXI_IN_SHELL", "1"),
+            ("INIT_CWD", "/home/dev/src"),
+            ("CONDA_ENV_SHLVL_1_CONDA_PREFIX", "/home/dev/other"),
         ]);
         let got = diff(
             &before,
@@ -272,21 +340,6 @@ mod tests {
             ("DATA", "${PREFIX}/share/d"),
         ]);
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn activation_scripts_are_found_in_every_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = dir.path().join("pixi.toml");
-        std::fs::write(
-            &m,
-            "[project]\nname='x'\n[activation]\nscripts=['a.sh']\n\
-             [target.linux-64.activation]\nscripts=['b.sh']\n\
-             [feature.f.activation]\nscripts=['c.sh']\n",
-        )
-        .unwrap();
-        assert_eq!(script_files(&m), ["a.sh", "b.sh", "c.sh"]);
-        assert!(script_files(&dir.path().join("none.toml")).is_empty());
     }
 
     #[test]

@@ -72,6 +72,12 @@ impl Key {
     }
 }
 
+/// The first 16 hex digits of the sha256 of `bytes`: a short, stable name for a path.
+pub fn short_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    hex::encode(&digest[..8])
+}
+
 impl Default for Key {
     fn default() -> Self {
         Self::new()

@@ -30,6 +30,9 @@ pub struct CondaRecord {
     /// Files the package installed, relative to the prefix.
     #[serde(default)]
     pub files: Vec<String>,
+    /// The platform the package was built for (`linux-64`, `noarch`).
+    #[serde(default)]
+    pub subdir: Option<String>,
     /// The package cache copy (pixi ≥0.15 and conda write it).
     #[serde(default)]
     pub extracted_package_dir: Option<PathBuf>,
@@ -330,6 +333,7 @@ mod tests {
             version: "1".into(),
             build: "0".into(),
             files: vec!["lib/python3.11/site-packages/x/a.py".into()],
+            subdir: None,
             extracted_package_dir: None,
         };
         assert_eq!(

@@ -126,15 +126,9 @@ fn build_examples() -> Result<(Vec<Binary>, Vec<String>)> {
         let case = format!("cargo pybundle build --release -p {name}");
         eprintln!("xtask: airgap: case: {case} ...");
         let started = Instant::now();
-        let mut out = build(name, &manifest, &pixi, &channel)?;
-        // pixi 0.15.2 now and then hangs for good while resolving (seen here, no lock held);
-        // the build is bounded and tried once more, saying so.
+        let out = build(name, &manifest, &pixi, &channel)?;
         if out.status.code() == Some(TIMED_OUT) {
-            eprintln!(
-                "xtask: airgap: {case} took over {BUILD_TIMEOUT_SECS} s and was killed; trying \
-                 once more"
-            );
-            out = build(name, &manifest, &pixi, &channel)?;
+            eprintln!("xtask: airgap: {case} took over {BUILD_TIMEOUT_SECS} s and was killed");
         }
         // On success the CLI prints the binary's path as its last stdout line.
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -167,7 +161,7 @@ fn build_examples() -> Result<(Vec<Binary>, Vec<String>)> {
 const TIMED_OUT: i32 = 124;
 
 /// Bound on one example's build (pixi install + cargo build --release: 1-2 min here, more
-/// under load; a slow first try leaves the second one little to do).
+/// under load).
 const BUILD_TIMEOUT_SECS: u32 = 300;
 
 /// One run of `cargo pybundle build` for `name`, killed (pixi with it: `timeout` signals its
