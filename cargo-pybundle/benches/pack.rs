@@ -221,8 +221,9 @@ fn prefix(work: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
     std::fs::write(
         project.join("pixi.toml"),
         format!(
-            "[project]\nname = \"bench\"\nchannels = [\"{channel}\"]\nplatforms = [\"linux-64\"]\n\n\
-             [dependencies]\npython = \"3.11.*\"\n"
+            "[workspace]\nname = \"bench\"\nchannels = [\"{channel}\"]\nplatforms = [\"linux-64\"]\n\
+             conda-pypi-map = false\n\n[dependencies]\npython = \"3.11.*\"\n\n\
+             [pypi-dependencies]\nnumpy = \"==1.26.4\"\n"
         ),
     )
     .ok()?;
@@ -236,16 +237,6 @@ fn prefix(work: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
         "pixi install of the bench environment failed"
     );
     let prefix = project.join(".pixi/envs/default");
-    // numpy from PyPI with the environment's own pip: pixi 0.15.2's `[pypi-dependencies]`
-    // needs a name mapping from raw.githubusercontent.com, which these machines cannot reach.
-    let python = prefix.join("bin/python3.11");
-    for args in [
-        &["-m", "ensurepip"][..],
-        &["-m", "pip", "install", "-q", "numpy==1.26.4"],
-    ] {
-        let status = Command::new(&python).args(args).status().ok()?;
-        assert!(status.success(), "python {args:?} failed");
-    }
     let info = Command::new(&pixi)
         .args(["info", "--json"])
         .current_dir(&project)

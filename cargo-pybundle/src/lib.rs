@@ -1,8 +1,9 @@
 //! `cargo pybundle`: bundle a pixi environment and Python scripts into a Rust executable.
 //!
 //! The flow, one module per step: [`metadata`] (the `[package.metadata.pybundle]` table) →
-//! [`pixi`] / [`download`] (find or fetch pixi) → [`mirror`] (channel mirrors, shadow
-//! manifest) → [`resolve`] (`pixi install`, `pixi info`) → [`pack`] (the archive and its
+//! [`project`] (what we read of the pixi manifest and lock file ourselves) → [`pixi`] /
+//! [`download`] (find or fetch pixi) → [`mirror`] (channel mirrors as a pixi configuration
+//! layer) → [`resolve`] (`pixi install` on the user's project) → [`pack`] (the archive and its
 //! relocation table) → [`cargo_build`] (`cargo build` with the archive embedded).
 //! [`commands`] strings them together; [`cli`] holds the clap types. The binary's `main.rs`
 //! only calls [`main`].
@@ -11,11 +12,11 @@
 //!
 //! ```toml
 //! [package.metadata.pybundle]
-//! manifest = "pixi.toml"        # relative to the package
+//! manifest = "pixi.toml"        # relative to the package (pixi.toml or pyproject.toml)
 //! environment = "default"       # pixi environment to bundle
 //! scripts = "python"            # folder packed as the bundle's scripts (must exist)
-//! pixi-version = "0.59.0"       # pixi to download when none is given
-//! pixi-sha256 = "<64 hex>"      # pin the download (needed for pixi < 0.39.1: no .sha256 published)
+//! pixi-version = "0.77.0"       # pixi to download when none is given (0.70.0 or newer)
+//! pixi-sha256 = "<64 hex>"      # pin the download
 //! lock = "locked"               # locked | frozen | update
 //! exclude = ["**/__pycache__/**", "**/*.pyc"]   # globs relative to the prefix and scripts folder
 //! compression-level = 19        # default: 19 with --release, 3 otherwise
@@ -31,18 +32,17 @@
 //!
 //! # Where things go
 //!
-//! `<target dir>/pybundle/<package>/`: `pixi/` (the shadow copy of pixi.toml, its lock and the
-//! `.pixi` environment), `debug/` and `release/` (`bundle.tar.zst` and its reuse key),
-//! `.lock` (held while preparing, so two builds of one package take turns). The user's
-//! files are never written.
+//! pixi runs on the user's project as `pixi install -e <env>` would: the environment is where
+//! pixi puts it (`<project>/.pixi/envs/<env>`, or a detached-environments folder), and pixi
+//! writes `pixi.lock` when it solves (no lock yet, or `lock = "update"`). cargo-pybundle itself
+//! writes under `<target dir>/pybundle/<package>/`: `debug/` and `release/` (`bundle.tar.zst`
+//! and its reuse key), `pixi-config.toml` (the configuration layer, when mirrors apply) and
+//! `.lock` (held while preparing, so two builds of one package take turns); plus one stamp
+//! file in the environment's `conda-meta` folder (where it was installed) and a lock file per
+//! environment under `~/.cache/cargo-pybundle/locks/`.
 //!
 //! # Known limitations
 //!
-//! - Relative paths inside pixi.toml (path dependencies, `-r requirements.txt`) resolve
-//!   against the shadow copy and break.
-//! - With a channel mirrored, the user's pixi.lock (naming the original URLs) is not used: the
-//!   environment is solved against the mirror and locked in the build dir (`locked` acts as
-//!   `update` there).
 //! - The environment is installed for the build machine's platform; `--target` does not
 //!   change it. Downloading pixi is supported on Linux and macOS (x86_64, aarch64).
 //! - A binary file that holds the build prefix without a placeholder cannot be relocated; it

@@ -116,6 +116,9 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
 
     let mut entries = vec![dir_entry(ENV_DIR)];
     walk(prefix, ENV_DIR, &exclude, &mut entries)?;
+    // Our stamp names the build machine's prefix and means nothing anywhere else.
+    let stamp = format!("{ENV_DIR}/conda-meta/{}", crate::resolve::STAMP);
+    entries.retain(|e| e.path != stamp);
     for e in &mut entries {
         let rel = e.path.strip_prefix("env/").unwrap_or("");
         e.owner = owners.get(rel).copied();

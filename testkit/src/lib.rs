@@ -1,5 +1,5 @@
-//! Test support: locating the real test toolchain (pixi 0.15.2 and the local conda test
-//! channel) that `cargo xtask test` prepares and hands over through environment variables.
+//! Test support: locating the real test toolchain (pixi and the local conda test channel) that
+//! `cargo xtask test` prepares and hands over through environment variables.
 //!
 //! A test that needs the toolchain calls [`toolchain`]. Outside CI a missing toolchain skips the
 //! test with a printed line (so `cargo test` works before `cargo xtask pixi` has run); with `CI`
@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-pub mod pixi;
 pub mod pyenv;
 
 /// The test toolchain: a real pixi and the `file://` URL of the local conda test channel.

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// An installed interpreter and the prefix it belongs to.
 #[derive(Clone, Debug)]
@@ -74,50 +73,25 @@ fn install(pixi: &Path, channel: &str) -> Python {
     std::fs::write(
         &manifest,
         format!(
-            "[project]\nname = \"protocol-tests\"\nchannels = [\"{channel}\"]\n\
+            "[workspace]\nname = \"protocol-tests\"\nchannels = [\"{channel}\"]\n\
              platforms = [\"linux-64\"]\n\n[dependencies]\npython = \"3.11.*\"\n"
         ),
     )
     .expect("cannot write pixi.toml");
-    let log = dir.join("pixi-install.log");
-    // pixi 0.15.2 sometimes stops for good right after "resolved conda environment" (seen on
-    // this 2-core machine under load, with no output and nothing open but its own sockets);
-    // an install normally takes seconds, so each attempt is bounded and retried.
-    let mut status = None;
-    for attempt in 1..=4 {
-        let log_file = std::fs::File::create(&log).expect("cannot create the pixi log");
-        let mut child = Command::new(pixi)
-            .arg("install")
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .env("RATTLER_CACHE_DIR", dir.join("rattler-cache"))
-            .stdin(std::process::Stdio::null())
-            .stdout(log_file.try_clone().expect("cannot share the pixi log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("cannot run pixi");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        status = loop {
-            if let Some(status) = child.try_wait().expect("cannot wait for pixi") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                eprintln!("pixi install attempt {attempt} hung for 60 s; retrying");
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        if status.is_some() {
-            break;
-        }
-    }
-    let Some(status) = status else {
-        panic!("pixi install hung four times; see {}", log.display())
-    };
-    let out = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(status.success(), "pixi install failed ({status}):\n{out}");
+    let out = Command::new(pixi)
+        .arg("install")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .env("RATTLER_CACHE_DIR", dir.join("rattler-cache"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("cannot run pixi");
+    assert!(
+        out.status.success(),
+        "pixi install failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let prefix = dir.join(".pixi/envs/default");
     let interpreter = prefix.join("bin/python3");
     assert!(

@@ -137,7 +137,8 @@ pub fn hook(run: &PixiRun) -> Result<Hook> {
         .with_context(|| format!("running {}", run.pixi.path.display()))?;
     if !out.status.success() {
         bail!(
-            "pixi cannot activate environment `{}` of {} ({}):\n{}",
+            "pixi cannot activate environment `{}` of {} (`environment` in \
+             [package.metadata.pybundle] chooses it; default: `default`); pixi says ({}):\n{}",
             run.environment,
             run.manifest.display(),
             out.status,

@@ -3,7 +3,7 @@
 //! the build prefix and the project root replaced by the cache paths; nothing names the build
 //! machine; a variable set for one call reaches that call only. The fixture app is built once.
 
-use crate::support::{build_binary, copy_tree, shared_target, stderr};
+use crate::support::{build_binary, copy_tree, stderr};
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 struct Outcome {
     /// `pixi run` on the build machine: the variables of interest.
     expected: Map<String, Value>,
-    /// The shadow project dir and the build prefix.
+    /// The project dir (the pixi project root) and the build prefix.
     build_paths: [String; 2],
     /// The environments of the three calls (plain, `PER_CALL=1`, plain).
     runs: Vec<Map<String, Value>>,
@@ -51,14 +51,12 @@ fn build_and_run(test: &str) -> Option<Outcome> {
         text.replace("@RUNTIME@", runtime.to_str().unwrap()),
     )
     .unwrap();
-    let target = shared_target();
     let binary = build_binary(&tc, &cargo_toml);
 
-    // What `pixi run` gives on the build machine, in the shadow project pixi ran on.
-    let shadow = target.join("pybundle/activation/pixi");
+    // What `pixi run` gives on the build machine, in the project pixi installed.
     let pixi_run = std::process::Command::new(&tc.pixi)
         .args(["run", "--frozen", "--manifest-path"])
-        .arg(shadow.join("pixi.toml"))
+        .arg(app.join("pixi.toml"))
         .args([
             "python",
             "-c",
@@ -98,7 +96,7 @@ fn build_and_run(test: &str) -> Option<Outcome> {
         .to_owned();
     Some(Outcome {
         expected,
-        build_paths: [shadow.to_str().unwrap().to_owned(), build_prefix],
+        build_paths: [app.to_str().unwrap().to_owned(), build_prefix],
         runs,
         prefix,
         root,
@@ -110,13 +108,13 @@ fn bundled_process_sees_what_pixi_run_sets_relocated() {
     let Some(o) = outcome("bundled_process_sees_what_pixi_run_sets_relocated") else {
         return;
     };
-    let [shadow, build_prefix] = &o.build_paths;
+    let [project, build_prefix] = &o.build_paths;
     for var in VARS {
         let want = o.expected[*var]
             .as_str()
             .unwrap_or_else(|| panic!("`pixi run` does not set {var}"))
             .replace(build_prefix.as_str(), &o.prefix)
-            .replace(shadow.as_str(), &o.root);
+            .replace(project.as_str(), &o.root);
         assert_eq!(o.runs[0][*var], want, "{var}");
     }
     assert_eq!(

@@ -8,7 +8,7 @@ fn annotate_passes_parameters_to_click() {
     let Some(tc) = testkit::toolchain("annotate_passes_parameters_to_click") else {
         return;
     };
-    let manifest = testkit::workspace_root().join("examples/annotate/Cargo.toml");
+    let (_copy, manifest) = crate::support::example("annotate");
     let binary = build_binary(&tc, &manifest);
 
     let cache = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! End to end with the real test toolchain (pixi 0.15.2 and the local conda channel, mapped
+//! End to end with the real test toolchain (pixi and the local conda channel, mapped
 //! from `conda-forge` with `PYBUNDLE_CHANNEL_MIRRORS`): real pixi installs, real packing,
 //! real cargo builds, and the built application run.
 
@@ -35,7 +35,7 @@ fn hello_builds_runs_and_reuses_the_archive() {
     let Some(tc) = testkit::toolchain("hello_builds_runs_and_reuses_the_archive") else {
         return;
     };
-    let manifest = testkit::workspace_root().join("examples/hello/Cargo.toml");
+    let (_copy, manifest) = crate::support::example("hello");
     let build = || {
         with_toolchain(&tc)
             .args(["build", "--manifest-path"])
@@ -252,7 +252,7 @@ fn pack_fails(test: &str, breakage: impl FnOnce(&Path), extra: &[&str], code: i3
     let work = target.join("pybundle/relocs");
     let left: Vec<String> = files_under(&work)
         .into_iter()
-        .filter(|f| !f.starts_with("pixi/") && f != ".lock")
+        .filter(|f| f != "pixi-config.toml" && f != ".lock")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -299,8 +299,10 @@ fn unknown_environment() {
         &[],
         3,
         &[
-            "environment `gpu` is not defined",
-            "relocs/pixi.toml (it has: default)",
+            "unknown environment 'gpu'",
+            "environment `gpu` of ",
+            "relocs/pixi.toml",
+            "`environment` in [package.metadata.pybundle]",
         ],
     );
 }
@@ -378,6 +380,7 @@ fn named_environment_and_frozen_lock() {
     relocation(&m, "env/bin/pybundle-reloc-test");
 
     // lock = "frozen" with no pixi.lock: a clear error before anything is installed.
+    std::fs::remove_file(pkg.join("pixi.lock")).unwrap();
     let frozen = std::fs::read_to_string(pkg.join("Cargo.toml")).unwrap();
     std::fs::write(
         pkg.join("Cargo.toml"),
@@ -394,7 +397,10 @@ fn named_environment_and_frozen_lock() {
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("lock = \"frozen\" needs a pixi.lock"),
+        stderr(&out).contains(&format!(
+            "lock = \"frozen\" needs {}",
+            pkg.join("pixi.lock").display()
+        )),
         "{}",
         stderr(&out)
     );

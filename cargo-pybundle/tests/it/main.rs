@@ -4,6 +4,7 @@ mod activation;
 mod annotate;
 mod cli;
 mod config;
+mod current_pixi;
 mod docs;
 mod download;
 mod e2e;

@@ -31,6 +31,49 @@ pub fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
     (tmp, dst)
 }
 
+/// Copies `examples/<name>` into a fresh temp dir, as a package of its own (the workspace's
+/// Cargo.lock beside it, pybundle-runtime by absolute path), so building it never writes into
+/// the source tree (pixi puts `.pixi/` and `pixi.lock` beside the manifest). Returns the dir
+/// and the copy's Cargo.toml.
+pub fn example(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = testkit::workspace_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join(name);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(root.join("examples").join(name)).unwrap() {
+        let entry = entry.unwrap();
+        let file_name = entry.file_name();
+        // What a build there may have left: pixi's environment and lock, cargo's target.
+        if [".pixi", "target", "pixi.lock"]
+            .iter()
+            .any(|g| file_name == *g)
+        {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dst.join(&file_name));
+        } else {
+            std::fs::copy(entry.path(), dst.join(&file_name)).unwrap();
+        }
+    }
+    let manifest = dst.join("Cargo.toml");
+    let runtime = root.join("pybundle-runtime");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let patched = text.replace(
+        "\"../../pybundle-runtime\"",
+        &format!("{:?}", runtime.to_str().unwrap()),
+    );
+    assert_ne!(
+        text,
+        patched,
+        "{} does not depend on ../../pybundle-runtime",
+        manifest.display()
+    );
+    std::fs::write(&manifest, format!("{patched}\n[workspace]\n")).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), dst.join("Cargo.lock")).unwrap();
+    (tmp, manifest)
+}
+
 pub fn copy_tree(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
