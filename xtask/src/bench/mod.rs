@@ -219,7 +219,8 @@ fn prepare(quick: bool) -> Result<Setup> {
         app: target.join("release/outliers"),
         hello: target.join("release/hello"),
         archive: target.join("pybundle/outliers/release/bundle.tar.zst"),
-        prefix: target.join("pybundle/outliers/pixi/.pixi/envs/default"),
+        // pixi installs the example's environment in the example's project folder.
+        prefix: root.join("examples/outliers/.pixi/envs/default"),
         root,
         target,
         pixi,
