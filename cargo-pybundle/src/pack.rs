@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod key;
+pub mod local;
 pub mod scan;
 pub mod tarball;
 pub mod walk;
@@ -119,6 +120,18 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
     // Our stamp names the build machine's prefix and means nothing anywhere else.
     let stamp = format!("{ENV_DIR}/conda-meta/{}", crate::resolve::STAMP);
     entries.retain(|e| e.path != stamp);
+    for local in local::make_real(prefix, ENV_DIR, &mut entries)? {
+        if local.editable {
+            ui.status(
+                "Bundling",
+                format!(
+                    "{} from {} (installed editable here; the bundle gets a copy)",
+                    local.name,
+                    local.source.display()
+                ),
+            );
+        }
+    }
     for e in &mut entries {
         let rel = e.path.strip_prefix("env/").unwrap_or("");
         e.owner = owners.get(rel).copied();
@@ -167,6 +180,11 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
             Source::Embedded(bytes) => {
                 let mut h = tarball::header(EntryType::Regular, entry.mode, bytes.len() as u64);
                 builder.append_data(&mut h, &entry.path, *bytes)?;
+                bytes.len() as u64
+            }
+            Source::Bytes(bytes) => {
+                let mut h = tarball::header(EntryType::Regular, entry.mode, bytes.len() as u64);
+                builder.append_data(&mut h, &entry.path, &bytes[..])?;
                 bytes.len() as u64
             }
             Source::File(path) => {

@@ -17,6 +17,8 @@ pub enum Source {
     Symlink(PathBuf),
     /// Bytes compiled into cargo-pybundle.
     Embedded(&'static [u8]),
+    /// Bytes made while packing (a rewritten `.pth` file).
+    Bytes(Vec<u8>),
 }
 
 /// One tar entry to write.
@@ -37,6 +39,7 @@ impl Entry {
         match &self.source {
             Source::File(p) => fs_err::metadata(p).ok().map(|m| m.len()),
             Source::Embedded(b) => Some(b.len() as u64),
+            Source::Bytes(b) => Some(b.len() as u64),
             _ => None,
         }
     }
