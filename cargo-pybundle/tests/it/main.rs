@@ -9,6 +9,7 @@ mod docs;
 mod download;
 mod e2e;
 mod init;
+mod projects;
 mod relocated;
 mod server;
 mod support;
