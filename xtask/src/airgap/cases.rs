@@ -80,6 +80,27 @@ pub fn run_all(machine: &Machine, binaries: &[(String, PathBuf)]) -> Result<Vec<
             },
         );
     }
+    for name in ["pyreport", "pyreport-offline"].into_iter().filter(|n| has(n)) {
+        report.case(
+            &format!("{name}: its own package, a console script and click from the bundle"),
+            || {
+                let binary = format!("/opt/airgap/{name}");
+                let argv = [binary.as_str(), "to", "be", "or", "not", "to", "be"];
+                let mut detail = Vec::new();
+                for run in [Run::root(&argv), Run::user(&argv, HOME)] {
+                    let out = machine
+                        .run(&run)?
+                        .expect_success(name)?
+                        .expect_stdout("6 words, 4 distinct, most common Some(\"to\") (style plain)")?
+                        .expect_stdout("console script: pyreport, version 0.1.0")?
+                        .expect_stdout("/_pybundle_local/pyreport/pyreport/__init__.py")?
+                        .expect_stdout("click 8.1.7")?;
+                    detail.push(format!("{:.0} ms", out.ms()));
+                }
+                Ok(format!("root and user, first runs in {}", detail.join(" and ")))
+            },
+        );
+    }
     report.case(
         "every library of the extracted environments resolves on the machine",
         || libraries(machine),

@@ -7,6 +7,7 @@
 
 mod cases;
 mod machine;
+mod offline;
 mod root;
 
 use std::os::unix::fs::MetadataExt;
@@ -19,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use crate::{channel, pixi, tools};
 
 /// The examples run on the bare machine, when they exist (some are written by others).
-const EXAMPLES: &[&str] = &["hello", "outliers", "service"];
+const EXAMPLES: &[&str] = &["hello", "outliers", "service", "pyreport"];
 
 /// An example's name and the bundled binary built from it.
 type Binary = (String, PathBuf);
@@ -40,7 +41,20 @@ pub fn run(strict: bool) -> Result<()> {
         return Ok(());
     }
     let cached = root::ensure().context("preparing the bare Debian root")?;
-    let (binaries, mut failed) = build_examples()?;
+    let (mut binaries, mut failed) = build_examples()?;
+    let case = "cargo pybundle build --release of pyreport inside `unshare --net` (local channel and PyPI index)";
+    eprintln!("xtask: airgap: case: {case} ...");
+    let channel = channel::ensure().context("preparing the test channel")?;
+    match offline::build(std::path::Path::new(channel.trim_start_matches("file://"))) {
+        Ok(binary) => {
+            eprintln!("xtask: airgap: ok: {case}: {}", binary.display());
+            binaries.push(("pyreport-offline".to_owned(), binary));
+        }
+        Err(err) => {
+            eprintln!("xtask: airgap: FAILED: {case}: {err:#}");
+            failed.push(case.to_owned());
+        }
+    }
     let cases_started = Instant::now();
     let mut machine = machine::Machine::copy_of(&cached)?;
     eprintln!(
