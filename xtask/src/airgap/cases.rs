@@ -80,7 +80,10 @@ pub fn run_all(machine: &Machine, binaries: &[(String, PathBuf)]) -> Result<Vec<
             },
         );
     }
-    for name in ["pyreport", "pyreport-offline"].into_iter().filter(|n| has(n)) {
+    for name in ["pyreport", "pyreport-offline"]
+        .into_iter()
+        .filter(|n| has(n))
+    {
         report.case(
             &format!("{name}: its own package, a console script and click from the bundle"),
             || {
@@ -91,13 +94,18 @@ pub fn run_all(machine: &Machine, binaries: &[(String, PathBuf)]) -> Result<Vec<
                     let out = machine
                         .run(&run)?
                         .expect_success(name)?
-                        .expect_stdout("6 words, 4 distinct, most common Some(\"to\") (style plain)")?
+                        .expect_stdout(
+                            "6 words, 4 distinct, most common Some(\"to\") (style plain)",
+                        )?
                         .expect_stdout("console script: pyreport, version 0.1.0")?
                         .expect_stdout("/_pybundle_local/pyreport/pyreport/__init__.py")?
                         .expect_stdout("click 8.1.7")?;
                     detail.push(format!("{:.0} ms", out.ms()));
                 }
-                Ok(format!("root and user, first runs in {}", detail.join(" and ")))
+                Ok(format!(
+                    "root and user, first runs in {}",
+                    detail.join(" and ")
+                ))
             },
         );
     }

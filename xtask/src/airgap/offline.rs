@@ -66,7 +66,15 @@ build "file://$CHANNEL"
 "#
     );
     let out = Command::new("unshare")
-        .args(["--net", "--pid", "--fork", "--mount-proc", "sh", "-c", &script])
+        .args([
+            "--net",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+            &script,
+        ])
         .env("CHANNEL", channel_dir)
         .env("INDEX", &index)
         .env("WORK", &work)
@@ -121,10 +129,20 @@ fn ensure_wheels() -> Result<PathBuf> {
     let partial = tempfile::Builder::new()
         .prefix(".download-")
         .tempdir_in(&root)?;
-    eprintln!("xtask: airgap: downloading {} from PyPI (once)", WHEELS.join(", "));
+    eprintln!(
+        "xtask: airgap: downloading {} from PyPI (once)",
+        WHEELS.join(", ")
+    );
     tools::run(
         Command::new("python3")
-            .args(["-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--only-binary=:all:",
+                "--dest",
+            ])
             .arg(partial.path())
             .args(WHEELS),
         "downloading the offline build's wheels with pip (PyPI must be reachable once)",
@@ -172,10 +190,14 @@ fn simple_index(wheels: &Path, dir: &Path) -> Result<PathBuf> {
 fn copy_example(root: &Path, dest: &Path) -> Result<PathBuf> {
     let src = root.join("examples/pyreport");
     fs::create_dir_all(dest)?;
-    for entry in walkdir::WalkDir::new(&src).min_depth(1).into_iter().filter_entry(|e| {
-        let name = e.file_name();
-        name != ".pixi" && name != "target" && name != "pixi.lock" && name != "__pycache__"
-    }) {
+    for entry in walkdir::WalkDir::new(&src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name();
+            name != ".pixi" && name != "target" && name != "pixi.lock" && name != "__pycache__"
+        })
+    {
         let entry = entry?;
         let rel = entry.path().strip_prefix(&src)?;
         if entry.file_type().is_dir() {
