@@ -265,7 +265,7 @@ pub fn parse(table: &Value, dir: &Path) -> Result<Config> {
                 config.environment = string(value).ok_or_else(|| bad("a string"))?.to_owned()
             }
             "pixi-version" => {
-                let v = string(value).ok_or_else(|| bad("a version string like \"0.59.0\""))?;
+                let v = string(value).ok_or_else(|| bad("a version string like \"0.77.0\""))?;
                 config.pixi_version = Some(v.trim_start_matches('v').to_owned());
             }
             "pixi-sha256" => {

@@ -111,7 +111,7 @@ pub fn locate(choice: &Choice, ui: &Ui) -> Result<Pixi> {
         Some(_) => "`pixi-version` in [package.metadata.pybundle]".to_owned(),
         None => "cargo-pybundle's default".to_owned(),
     };
-    check_supported(&version, &format!("pixi {version}, chosen by {source},"))?;
+    check_supported(&version, &format!("the pixi chosen by {source}"))?;
     if let Some((spec, manifest)) = &choice.requires {
         if !spec.matches(&version) {
             bail!(

@@ -95,12 +95,12 @@ fn file_mirror_serving_another_version_is_refused() {
     };
     // Consistent with itself (the checksum matches), but v0.59.0 holds pixi 0.77.0.
     let sha = &real_asset(&releases).1;
-    let dir = mirror(&releases, "0.59.0", true, Some(sha));
-    let run = run_with(&file_url(dir.path()), Some("0.59.0"), |_| {});
+    let dir = mirror(&releases, "0.76.0", true, Some(sha));
+    let run = run_with(&file_url(dir.path()), Some("0.76.0"), |_| {});
     let err = assert_failed_cleanly(&run, &file_url(dir.path()));
     assert!(
         err.contains(&format!(
-            "served pixi {REAL_VERSION}, not the requested 0.59.0"
+            "served pixi {REAL_VERSION}, not the requested 0.76.0"
         )),
         "{err}"
     );
