@@ -329,3 +329,37 @@ fn the_users_lock_is_used_unchanged_behind_http_and_file_mirrors() {
     }
     drop(http);
 }
+
+#[test]
+fn a_per_dependency_channel_goes_through_the_mirror() {
+    let Some(tc) = testkit::toolchain("a_per_dependency_channel_goes_through_the_mirror") else {
+        return;
+    };
+    // `channel = "conda-forge"` on one dependency and a conda-pypi-map keyed by channel name:
+    // pixi reads both as written, and the mirror (keyed by the channel's URL) still applies.
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    let cargo_toml = package(&app, "app", Some("scripts = \"python\""));
+    std::fs::create_dir_all(app.join("python")).unwrap();
+    std::fs::write(
+        app.join("pixi.toml"),
+        format!(
+            "[workspace]\nname = \"app\"\nchannels = [\"conda-forge\"]\nplatforms = [\"linux-64\"]\n{MAPPING}\n\
+             [dependencies]\npython = \"3.11.*\"\n\
+             pybundle-hello-entry = {{ version = \"*\", channel = \"conda-forge\" }}\n"
+        ),
+    )
+    .unwrap();
+    let archive = ok(&pack(&tc, &cargo_toml, &tmp.path().join("target"), &[]));
+    let m = manifest_of(&archive);
+    assert!(
+        m.packages.iter().any(|p| p.name == "pybundle-hello-entry"),
+        "{:?}",
+        m.packages
+    );
+    let lock = std::fs::read_to_string(app.join("pixi.lock")).unwrap();
+    assert!(
+        lock.contains("https://conda.anaconda.org/conda-forge/noarch/pybundle-hello-entry"),
+        "{lock}"
+    );
+}
