@@ -1,8 +1,13 @@
-//! `cargo build` with the archive embedded, reporting the binaries it produced.
+//! `cargo build`, then a bundled copy of each executable it produced.
 //!
-//! The archive path goes to the build in `PYBUNDLE_ARCHIVE`; `pybundle-runtime`'s build script
-//! embeds it. Messages are read with `--message-format=json-render-diagnostics` (cargo still
-//! renders diagnostics for the user) and parsed with `cargo_metadata`, as cargo-dist does.
+//! The build is a plain `cargo build` (nothing about the bundle reaches cargo, so it shares every
+//! artifact with the user's own `cargo build`, `cargo check` and `cargo run`, and alternating
+//! them recompiles nothing). Each executable is then copied to `bundled/` beside it with the
+//! archive and a trailer appended (see `pybundle_runtime`'s `embed` module): cargo's own
+//! `target/<profile>/<bin>` stays the plain program, which runs in development mode, and
+//! `target/<profile>/bundled/<bin>` is the one to ship. Messages are read with
+//! `--message-format=json-render-diagnostics` (cargo still renders diagnostics for the user) and
+//! parsed with `cargo_metadata`, as cargo-dist does.
 
 use anyhow::{bail, Context as _, Result};
 use cargo_metadata::Message;
@@ -60,10 +65,7 @@ pub fn build(
         cmd.arg("--verbose");
     }
     cmd.args(extra);
-    let archive = std::path::absolute(archive)?;
-    cmd.env("PYBUNDLE_ARCHIVE", &archive)
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null());
+    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
     tracing::debug!("running {cmd:?}");
 
     let mut child = cmd
@@ -90,5 +92,34 @@ pub fn build(
     if !status.success() || success == Some(false) {
         bail!("`cargo build` failed ({status}); its messages are above");
     }
-    Ok(binaries)
+    binaries
+        .iter()
+        .map(|exe| bundle_copy(exe, archive))
+        .collect()
+}
+
+/// Writes `<dir of exe>/bundled/<name>`: the executable, the archive and the trailer, through a
+/// temp file renamed into place (a half-written program is never left under the name).
+pub fn bundle_copy(exe: &Path, archive: &Path) -> Result<PathBuf> {
+    let name = exe.file_name().context("an executable has a file name")?;
+    let dir = exe.parent().unwrap_or(Path::new(".")).join("bundled");
+    fs_err::create_dir_all(&dir)?;
+    let dest = dir.join(name);
+    let mut out = tempfile::Builder::new()
+        .prefix(".bundling-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let mut program = fs_err::File::open(exe)?;
+    std::io::copy(&mut program, out.as_file_mut())
+        .with_context(|| format!("copying {}", exe.display()))?;
+    let mut bundle = fs_err::File::open(archive)?;
+    let len = std::io::copy(&mut bundle, out.as_file_mut())
+        .with_context(|| format!("appending {}", archive.display()))?;
+    std::io::Write::write_all(out.as_file_mut(), &pybundle_runtime::trailer(len))?;
+    let mode = fs_err::metadata(exe)?.permissions();
+    out.as_file().set_permissions(mode)?;
+    out.persist(&dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(dest)
 }

@@ -4,7 +4,8 @@
 //! [`project`] (what we read of the pixi manifest and lock file ourselves) → [`pixi`] /
 //! [`download`] (find or fetch pixi) → [`mirror`] (channel mirrors as a pixi configuration
 //! layer) → [`resolve`] (`pixi install` on the user's project) → [`pack`] (the archive and its
-//! relocation table) → [`cargo_build`] (`cargo build` with the archive embedded).
+//! relocation table) → [`cargo_build`] (`cargo build`, then the archive appended to a copy of
+//! each executable).
 //! [`commands`] strings them together; [`cli`] holds the clap types. The binary's `main.rs`
 //! only calls [`main`].
 //!
@@ -28,7 +29,7 @@
 //! `PYBUNDLE_PIXI` (a pixi binary, same as `--pixi`), `PYBUNDLE_PIXI_MIRROR` (replaces
 //! `https://github.com/prefix-dev/pixi/releases/download`), `PYBUNDLE_CHANNEL_MIRRORS`
 //! (`name=url,name=url`, wins over `channel-mirrors`), `PYBUNDLE_LOG` (tracing filter).
-//! `cargo build` receives `PYBUNDLE_ARCHIVE` (the archive's absolute path).
+//! The bundled programs are written to `target/<profile>/bundled/` (see [`cargo_build`]).
 //!
 //! # Where things go
 //!

@@ -84,7 +84,7 @@ mod worker;
 
 pub use buffer::Buffer;
 pub use bundle::{manifest_of, Bundle};
-pub use embed::{find_in_executable, split_payload};
+pub use embed::{find_in_executable, trailer, TRAILER_LEN};
 pub use environment::Environment;
 pub use error::{Error, Result};
 pub use extract::Progress;

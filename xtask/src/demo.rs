@@ -46,7 +46,7 @@ pub fn run() -> Result<()> {
         );
     }
 
-    let binary = tools::target_dir(&root)?.join("release").join("hello");
+    let binary = tools::target_dir(&root)?.join("release/bundled/hello");
     if !binary.is_file() {
         bail!(
             "cargo pybundle build succeeded but {} does not exist",

@@ -50,7 +50,7 @@ fn hello_builds_runs_and_reuses_the_archive() {
     let stdout = String::from_utf8(first.stdout).unwrap();
     let binary = PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"));
     assert!(
-        binary.ends_with("debug/hello") && binary.is_file(),
+        binary.ends_with("debug/bundled/hello") && binary.is_file(),
         "{stdout}"
     );
 

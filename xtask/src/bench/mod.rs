@@ -216,8 +216,8 @@ fn prepare(quick: bool) -> Result<Setup> {
     fs_err::create_dir_all(&work)?;
     let mut setup = Setup {
         cli: target.join("release/cargo-pybundle"),
-        app: target.join("release/outliers"),
-        hello: target.join("release/hello"),
+        app: target.join("release/bundled/outliers"),
+        hello: target.join("release/bundled/hello"),
         archive: target.join("pybundle/outliers/release/bundle.tar.zst"),
         // pixi installs the example's environment in the example's project folder.
         prefix: root.join("examples/outliers/.pixi/envs/default"),

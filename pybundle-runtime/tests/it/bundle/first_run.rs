@@ -342,11 +342,10 @@ fn from_file_reads_archives_and_programs() {
     let path = tmp.path().join("bundle.tar.zst");
     std::fs::write(&path, &archive).unwrap();
     assert_eq!(Bundle::from_file(&path).unwrap().manifest().name, "file");
-    // A fake program: some bytes, the embed header, the archive.
+    // A fake program: some bytes, the archive, the trailer.
     let mut exe = b"\x7fELF some code".to_vec();
-    exe.extend_from_slice(&pybundle_runtime::format::EMBED_MAGIC);
-    exe.extend_from_slice(&(archive.len() as u64).to_le_bytes());
     exe.extend_from_slice(&archive);
+    exe.extend_from_slice(&pybundle_runtime::trailer(archive.len() as u64));
     let exe_path = tmp.path().join("prog");
     std::fs::write(&exe_path, &exe).unwrap();
     assert_eq!(
@@ -360,7 +359,7 @@ fn from_file_reads_archives_and_programs() {
 
 #[test]
 fn built_without_a_bundle_says_how_to_build_one() {
-    // This test binary is built without PYBUNDLE_ARCHIVE.
+    // This test binary has no archive appended.
     let err = Bundle::embedded().unwrap_err();
     assert!(matches!(err, Error::NotBundled));
     assert!(err.to_string().contains("cargo pybundle build"), "{err}");

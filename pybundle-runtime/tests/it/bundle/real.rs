@@ -10,10 +10,10 @@ use super::*;
 
 // --- a real build with the archive embedded ------------------------------------------------
 
-/// Builds a small program against this crate with `PYBUNDLE_ARCHIVE` set (what `cargo
-/// pybundle build` does) and runs it: the `.incbin` payload must come back byte-exact
-/// through `Bundle::embedded()`. Then the same program built without an archive must fail
-/// with the "use cargo pybundle build" message, not a panic.
+/// Builds a small program against this crate, appends an archive and its trailer to a copy
+/// (what `cargo pybundle build` does) and runs the copy: the archive must come back byte-exact
+/// through `Bundle::embedded()`, mapped from the program's own file. The program without an
+/// archive must fail with the "use cargo pybundle build" message, not a panic.
 #[test]
 fn an_embedded_archive_works_in_a_real_build() {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("embed-app");
@@ -50,24 +50,24 @@ fn an_embedded_archive_works_in_a_real_build() {
     std::fs::write(&archive_path, &archive).unwrap();
     let id = pybundle_runtime::manifest_of(&archive).unwrap().id;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let exe = work.join("target/debug/embed-app");
-    let run_build = |archive: Option<&Path>| {
-        let mut cmd = Command::new(&cargo);
-        cmd.args(["build", "--quiet", "--manifest-path"])
-            .arg(work.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", work.join("target"))
-            .env_remove("PYBUNDLE_ARCHIVE");
-        if let Some(a) = archive {
-            cmd.env("PYBUNDLE_ARCHIVE", a);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run_build(Some(&archive_path));
+    let plain = work.join("target/debug/embed-app");
+    let out = Command::new(&cargo)
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(work.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", work.join("target"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = tmp.path().join("embed-app-bundled");
+    let mut bytes = std::fs::read(&plain).unwrap();
+    bytes.extend_from_slice(&archive);
+    bytes.extend_from_slice(&pybundle_runtime::trailer(archive.len() as u64));
+    std::fs::write(&exe, &bytes).unwrap();
+    std::fs::set_permissions(&exe, std::fs::metadata(&plain).unwrap().permissions()).unwrap();
     let out = Command::new(&exe)
         .env("PYBUNDLE_CACHE_DIR", tmp.path().join("cache"))
         .output()
@@ -83,15 +83,13 @@ fn an_embedded_archive_works_in_a_real_build() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The payload sits in the binary once, findable by `cargo pybundle inspect`.
-    let bytes = std::fs::read(&exe).unwrap();
+    // Findable by `cargo pybundle inspect`.
     assert_eq!(
         pybundle_runtime::find_in_executable(&bytes),
         Some(&archive[..])
     );
 
-    run_build(None);
-    let out = Command::new(&exe).output().unwrap();
+    let out = Command::new(&plain).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
