@@ -102,6 +102,7 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
             "Fresh",
             format!("bundle unchanged, reusing {}", archive.display()),
         );
+        write_dev_record(&target, &project, &resolved.prefix, &archive).context(Step::Pack)?;
         return Ok((target, archive));
     }
     // The key goes first and comes back last: an interrupted pack is never taken as fresh.
@@ -117,7 +118,46 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
         .context(Step::Pack)?;
     write_atomic(&key_path, key.as_bytes()).context(Step::Pack)?;
     report(&packed, &archive, ui);
+    write_dev_record(&target, &project, &resolved.prefix, &archive).context(Step::Pack)?;
     Ok((target, archive))
+}
+
+/// Records the environment in place for development mode (see `pybundle_runtime::dev`): a
+/// debug build without a bundle finds it and runs the live scripts with the same interpreter
+/// and activation as the bundle.
+fn write_dev_record(
+    target: &Target,
+    project: &Project,
+    prefix: &Path,
+    archive: &Path,
+) -> Result<()> {
+    use pybundle_runtime::dev::{Record, RECORD_VERSION};
+    let manifest = pybundle_runtime::manifest_of(&fs_err::read(archive)?)
+        .with_context(|| format!("reading the manifest of {}", archive.display()))?;
+    let interpreter = manifest
+        .python
+        .path
+        .strip_prefix(&format!("{}/", pybundle_runtime::format::ENV_DIR))
+        .map(|rel| prefix.join(rel))
+        .with_context(|| {
+            format!(
+                "the manifest's python path `{}` is not in env/",
+                manifest.python.path
+            )
+        })?;
+    let record = Record {
+        version: RECORD_VERSION,
+        package: target.name.clone(),
+        binaries: target.executables.clone(),
+        manifest_path: target.manifest_path.clone(),
+        prefix: prefix.to_path_buf(),
+        interpreter,
+        scripts: target.config.scripts.clone(),
+        project_root: project.root.clone(),
+        activation: manifest.activation,
+    };
+    let json = serde_json::to_vec_pretty(&record)?;
+    write_atomic(&Record::path(&target.target_dir, &target.name), &json)
 }
 
 /// Which pixi to use: `--pixi`/`PYBUNDLE_PIXI`, else the configured or default version, checked

@@ -102,6 +102,8 @@ pub struct Target {
     pub target_dir: PathBuf,
     /// The parsed configuration.
     pub config: Config,
+    /// Names of the package's executable targets (bins, examples, tests, benches).
+    pub executables: Vec<String>,
 }
 
 impl Target {
@@ -142,11 +144,37 @@ pub fn load(args: &PackageArgs) -> Result<Target> {
             .with_context(|| format!("resolving --target-dir {}", dir.display()))?,
         None => metadata.target_directory.clone().into_std_path_buf(),
     };
+    let executables = package
+        .targets
+        .iter()
+        .filter(|t| {
+            t.kind.iter().any(|k| {
+                matches!(
+                    k,
+                    cargo_metadata::TargetKind::Bin
+                        | cargo_metadata::TargetKind::Example
+                        | cargo_metadata::TargetKind::Test
+                        | cargo_metadata::TargetKind::Bench
+                )
+            })
+        })
+        .map(|t| t.name.replace('-', "_").to_string())
+        .chain(
+            package
+                .targets
+                .iter()
+                .filter(|t| t.is_bin())
+                .map(|t| t.name.clone()),
+        )
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     Ok(Target {
         name: package.name.to_string(),
         manifest_path,
         target_dir,
         config,
+        executables,
     })
 }
 

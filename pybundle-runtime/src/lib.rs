@@ -67,6 +67,7 @@ mod buffer;
 mod bundle;
 mod cache;
 mod child;
+pub mod dev;
 mod embed;
 mod environment;
 mod error;

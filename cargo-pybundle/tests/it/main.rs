@@ -5,6 +5,7 @@ mod annotate;
 mod cli;
 mod config;
 mod current_pixi;
+mod devloop;
 mod docs;
 mod download;
 mod e2e;
