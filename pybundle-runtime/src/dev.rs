@@ -88,7 +88,7 @@ pub fn find(exe: &Path, package: Option<&str>) -> Option<(PathBuf, Record)> {
         let mut found = candidates.into_iter().filter_map(|path| {
             let record: Record = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
             let ours = record.version == RECORD_VERSION
-                && (package.is_some() || record.binaries.iter().any(|b| *b == stem));
+                && (package.is_some() || record.binaries.contains(&stem));
             ours.then_some((path, record))
         });
         if let Some(hit) = found.next() {

@@ -49,16 +49,43 @@ pub fn toolchain(test: &str) -> Option<Toolchain> {
     match (pixi, channel) {
         (Some(pixi), Some(channel)) => Some(Toolchain { pixi, channel }),
         _ => {
-            let msg = format!(
-                "{test}: needs PYBUNDLE_PIXI and PYBUNDLE_TEST_CHANNEL; run the suite with \
-                 `cargo xtask test`, which prepares both"
+            skip(
+                test,
+                "needs PYBUNDLE_PIXI and PYBUNDLE_TEST_CHANNEL; run the suite with `cargo xtask \
+                 test`, which prepares both",
             );
-            assert!(
-                !in_ci(),
-                "{msg} (CI is set, so this fails instead of skipping)"
-            );
-            eprintln!("SKIPPED {msg}");
             None
+        }
+    }
+}
+
+/// Reports that `test` does not run here, and why: printed, and appended to the file
+/// `PYBUNDLE_SKIP_LOG` names (`cargo xtask test` lists every skip in its summary). The caller
+/// returns after this.
+///
+/// # Panics
+/// When `CI` is set: CI never passes by skipping.
+pub fn skip(test: &str, why: &str) {
+    let msg = format!("{test}: {why}");
+    assert!(
+        !in_ci(),
+        "{msg} (CI is set, so this fails instead of skipping)"
+    );
+    eprintln!("SKIPPED {msg}");
+    if let Some(log) = std::env::var_os("PYBUNDLE_SKIP_LOG").filter(|l| !l.is_empty()) {
+        use std::io::Write as _;
+        let line = format!("{test}\t{}\n", why.replace(['\t', '\n'], " "));
+        // One write per line on an O_APPEND file: lines of parallel tests do not mix.
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!(
+                "cannot record the skip in {}: {e}",
+                std::path::Path::new(&log).display()
+            );
         }
     }
 }

@@ -59,7 +59,12 @@ fn main() -> anyhow::Result<()> {
         Task::Channel => println!("{}", channel::ensure()?),
         Task::Test { args } => test::run(&args)?,
         Task::Demo => demo::run()?,
-        Task::Airgap => airgap::run(true)?,
+        Task::Airgap => {
+            let tally = airgap::run(true)?;
+            if !tally.failed.is_empty() {
+                anyhow::bail!("air-gap cases failed: {}", tally.failed.join("; "));
+            }
+        }
         Task::Bench { quick } => bench::run(quick)?,
         Task::Stress {
             fuzz_secs,

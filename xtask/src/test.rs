@@ -1,86 +1,258 @@
 //! `cargo xtask test`: prepare the real test toolchain (pixi + the local channel), then run
-//! `cargo fmt --check`, `cargo clippy -D warnings` and the whole workspace's tests with the
-//! toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`, then the air-gap cases.
+//! `cargo fmt --check`, `cargo clippy -D warnings`, the whole workspace's tests and doctests with
+//! the toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`, and the air-gap cases.
+//! Every step runs whatever the others said, and the run ends with one summary: counts of
+//! passed, failed and ignored tests, and every skip by name (tests report theirs through
+//! `testkit::skip`, which appends to `PYBUNDLE_SKIP_LOG`). Under `CI` a skip fails the run.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
 use crate::{channel, pixi, tools};
 
-/// Run the suite; fails when formatting or any test fails.
+/// Run the suite; fails when formatting, lints or any test fails, or (under CI) anything skips.
 pub fn run(extra: &[String]) -> Result<()> {
     let root = tools::workspace_root();
     let started = std::time::Instant::now();
+    let mut summary = Summary::default();
 
-    // Formatting first: it takes a second and its failure is worth seeing early, but it does not
-    // stop the tests, so one run reports everything.
-    let fmt = Command::new(tools::cargo())
-        .args(["fmt", "--all", "--check"])
-        .current_dir(&root)
-        .status()
-        .context("running `cargo fmt --all --check`")?;
-    eprintln!(
-        "xtask: cargo fmt --check: {}",
-        if fmt.success() { "ok" } else { "FAILED" }
-    );
-
-    // Lints next, for the same reason; they do not stop the tests either.
-    let clippy = Command::new(tools::cargo())
-        .args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--quiet",
-            "--",
-            "-D",
-            "warnings",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("running `cargo clippy`")?;
-    eprintln!(
-        "xtask: cargo clippy -D warnings: {}",
-        if clippy.success() { "ok" } else { "FAILED" }
-    );
+    // Formatting and lints first: their failure is worth seeing early, but they do not stop the
+    // tests, so one run reports everything.
+    let fmt = tools::status(
+        Command::new(tools::cargo())
+            .args(["fmt", "--all", "--check"])
+            .current_dir(&root),
+    )?;
+    summary.step("cargo fmt --check", fmt);
+    let clippy = tools::status(
+        Command::new(tools::cargo())
+            .args(["clippy", "--workspace", "--all-targets", "--quiet"])
+            .args(["--", "-D", "warnings"])
+            .current_dir(&root),
+    )?;
+    summary.step("cargo clippy -D warnings", clippy);
 
     let pixi = pixi::ensure().context("preparing the test pixi")?;
     let channel = channel::ensure().context("preparing the test channel")?;
     eprintln!("xtask: PYBUNDLE_PIXI={}", pixi.display());
     eprintln!("xtask: PYBUNDLE_TEST_CHANNEL={channel}");
+    let skip_log = tools::target_dir(&root)?.join("xtask/skips.log");
+    fs_err::create_dir_all(skip_log.parent().context("the skip log has a folder")?)?;
+    fs_err::write(&skip_log, "")?;
 
     // CI passes through from our own environment: testkit fails instead of skipping under CI.
-    let tests = Command::new(tools::cargo())
-        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
-        .args(extra)
-        .current_dir(&root)
-        .env("PYBUNDLE_PIXI", &pixi)
-        .env("PYBUNDLE_TEST_CHANNEL", &channel)
-        .status()
-        .context("running `cargo test`")?;
-    // The bare-machine proof runs whatever the suite said, so one run reports everything; not
-    // for a filtered run (`cargo xtask test -- <filter>`).
-    let airgap = if extra.is_empty() {
-        crate::airgap::run(false)
-    } else {
-        Ok(())
+    let cargo_test = |args: &[&str]| {
+        let mut cmd = Command::new(tools::cargo());
+        cmd.arg("test")
+            .args(args)
+            .args(extra)
+            .current_dir(&root)
+            .env("PYBUNDLE_PIXI", &pixi)
+            .env("PYBUNDLE_TEST_CHANNEL", &channel)
+            .env("PYBUNDLE_SKIP_LOG", &skip_log);
+        cmd
     };
-    if let Err(e) = &airgap {
-        eprintln!("xtask: airgap: FAILED: {e:#}");
+    let tests = counted(&mut cargo_test(&[
+        "--workspace",
+        "--all-targets",
+        "--no-fail-fast",
+    ]))?;
+    summary.tests("cargo test --workspace --all-targets", tests);
+    let doctests = counted(&mut cargo_test(&["--workspace", "--doc", "--no-fail-fast"]))?;
+    summary.tests("cargo test --workspace --doc", doctests);
+
+    // The bare-machine proof; not for a filtered run (`cargo xtask test -- <filter>`).
+    if extra.is_empty() {
+        match crate::airgap::run(false) {
+            Ok(tally) => summary.airgap(tally),
+            Err(e) => {
+                eprintln!("xtask: airgap: FAILED: {e:#}");
+                summary.failures.push(format!("airgap: {e:#}"));
+            }
+        }
     }
-    let minutes = started.elapsed().as_secs_f64() / 60.0;
-    eprintln!(
-        "xtask: cargo test: {} ({minutes:.1} min in all)",
-        if tests.success() { "ok" } else { "FAILED" }
-    );
-    if !tests.success() {
-        bail!("tests failed (see the cargo test output above)");
+    summary.skips_from(&skip_log)?;
+    summary.print(started.elapsed().as_secs_f64() / 60.0);
+    summary.verdict(crate::airgap::in_ci())
+}
+
+/// What a `cargo test` run reported, summed over its test binaries.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Counts {
+    passed: usize,
+    failed: usize,
+    ignored: usize,
+    /// Names of failed tests.
+    failures: Vec<String>,
+    /// Whether cargo itself succeeded (a build failure has no test lines).
+    ok: bool,
+}
+
+/// Runs `cmd` (a `cargo test`), passing its output through, and counts the results.
+fn counted(cmd: &mut Command) -> Result<Counts> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo test's stdout")?;
+    let mut counts = Counts::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        count_line(&line, &mut counts);
     }
-    if !fmt.success() {
-        bail!("formatting differs from rustfmt: run `cargo fmt --all`");
+    counts.ok = child.wait().context("waiting for cargo test")?.success();
+    Ok(counts)
+}
+
+/// Adds what one line of libtest output says to `counts`.
+fn count_line(line: &str, counts: &mut Counts) {
+    if let Some(rest) = line.strip_prefix("test result: ") {
+        let number = |label: &str| -> usize {
+            rest.split(';')
+                .find_map(|part| part.trim().strip_suffix(label))
+                .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        counts.passed += number(" passed");
+        counts.failed += number(" failed");
+        counts.ignored += number(" ignored");
+    } else if let Some(name) = line
+        .strip_prefix("test ")
+        .and_then(|l| l.strip_suffix(" ... FAILED"))
+    {
+        counts.failures.push(name.to_owned());
     }
-    if !clippy.success() {
-        bail!("clippy found warnings (see above): fix them or run `cargo clippy --fix`");
+}
+
+/// Everything the run found, printed at the end.
+#[derive(Debug, Default)]
+struct Summary {
+    lines: Vec<String>,
+    failures: Vec<String>,
+    skipped: Vec<String>,
+}
+
+impl Summary {
+    fn step(&mut self, what: &str, ok: bool) {
+        self.lines
+            .push(format!("{what}: {}", if ok { "ok" } else { "FAILED" }));
+        if !ok {
+            self.failures.push(what.to_owned());
+        }
     }
-    airgap.context("the air-gap cases failed (see above)")
+
+    fn tests(&mut self, what: &str, c: Counts) {
+        self.lines.push(format!(
+            "{what}: {} passed, {} failed, {} ignored{}",
+            c.passed,
+            c.failed,
+            c.ignored,
+            if c.ok { "" } else { " — FAILED" }
+        ));
+        self.failures
+            .extend(c.failures.iter().map(|f| format!("test {f}")));
+        if !c.ok && c.failures.is_empty() {
+            self.failures
+                .push(format!("{what} (did not finish: see its output)"));
+        }
+    }
+
+    fn airgap(&mut self, tally: crate::airgap::Tally) {
+        if let Some(why) = tally.skipped {
+            self.skipped.push(format!("airgap: {why}"));
+            return;
+        }
+        self.lines.push(format!(
+            "air-gap cases: {} passed, {} failed",
+            tally.passed,
+            tally.failed.len()
+        ));
+        self.failures
+            .extend(tally.failed.iter().map(|f| format!("airgap: {f}")));
+    }
+
+    /// Reads the skips tests reported (`<test>\t<why>` lines).
+    fn skips_from(&mut self, log: &Path) -> Result<()> {
+        let text = fs_err::read_to_string(log).unwrap_or_default();
+        let mut skips: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.replace('\t', ": "))
+            .collect();
+        skips.sort();
+        skips.dedup();
+        self.skipped.extend(skips);
+        Ok(())
+    }
+
+    fn print(&self, minutes: f64) {
+        eprintln!("\nxtask: summary ({minutes:.1} min)");
+        for line in &self.lines {
+            eprintln!("xtask:   {line}");
+        }
+        eprintln!("xtask:   skipped: {}", self.skipped.len());
+        for skip in &self.skipped {
+            eprintln!("xtask:     {skip}");
+        }
+        for failure in &self.failures {
+            eprintln!("xtask:   FAILED: {failure}");
+        }
+    }
+
+    fn verdict(&self, ci: bool) -> Result<()> {
+        if !self.failures.is_empty() {
+            bail!(
+                "{} failure(s): {}",
+                self.failures.len(),
+                self.failures.join("; ")
+            );
+        }
+        if ci && !self.skipped.is_empty() {
+            bail!(
+                "CI is set and {} check(s) skipped: {}",
+                self.skipped.len(),
+                self.skipped.join("; ")
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_lines_are_counted() {
+        let mut c = Counts::default();
+        for line in [
+            "test a::b ... ok",
+            "test a::c ... FAILED",
+            "test result: FAILED. 12 passed; 1 failed; 2 ignored; 0 measured; 3 filtered out; finished in 1.2s",
+            "test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.0s",
+            "   Doc-tests pybundle_runtime",
+        ] {
+            count_line(line, &mut c);
+        }
+        assert_eq!((c.passed, c.failed, c.ignored), (17, 1, 2));
+        assert_eq!(c.failures, ["a::c"]);
+    }
+
+    #[test]
+    fn skips_fail_only_under_ci() {
+        let mut s = Summary::default();
+        s.skipped.push("x: needs root".into());
+        assert!(s.verdict(false).is_ok());
+        assert!(s
+            .verdict(true)
+            .unwrap_err()
+            .to_string()
+            .contains("x: needs root"));
+        s.failures.push("test y".into());
+        assert!(s.verdict(false).is_err());
+    }
 }

@@ -7,6 +7,14 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+/// Runs `cmd` with its output passed through; whether it succeeded.
+pub fn status(cmd: &mut Command) -> Result<bool> {
+    Ok(cmd
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?
+        .success())
+}
+
 /// The dev cache: `$PYBUNDLE_DEV_CACHE`, else `${XDG_CACHE_HOME:-~/.cache}/pybundle-dev`.
 ///
 /// Outside the repository on purpose: pixi takes minutes to build and must survive `git clean`.

@@ -99,14 +99,12 @@ fn shared_releases(test: &str) -> Option<PathBuf> {
         .map(|dir| dir.join("shared/pixi-releases"))
         .find(|dir| dir.join(format!("v{REAL_VERSION}/{asset}")).is_file());
     if found.is_none() {
-        let msg = format!(
-            "{test}: no shared/pixi-releases/v{REAL_VERSION}/{asset} beside or above the workspace"
+        testkit::skip(
+            test,
+            &format!(
+                "no shared/pixi-releases/v{REAL_VERSION}/{asset} beside or above the workspace"
+            ),
         );
-        assert!(
-            !testkit::in_ci(),
-            "{msg} (CI is set, so this fails instead of skipping)"
-        );
-        eprintln!("SKIPPED {msg}");
     }
     found
 }

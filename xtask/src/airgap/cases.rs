@@ -23,6 +23,7 @@ const UNSUPPORTED_MODULES: &[&str] = &["_tkinter."];
 
 /// Prints and counts the cases.
 struct Report {
+    passed: usize,
     failed: Vec<String>,
 }
 
@@ -30,7 +31,10 @@ impl Report {
     fn case(&mut self, name: &str, body: impl FnOnce() -> Result<String>) {
         eprintln!("xtask: airgap: case: {name} ...");
         match body() {
-            Ok(detail) => eprintln!("xtask: airgap: ok: {name}: {detail}"),
+            Ok(detail) => {
+                eprintln!("xtask: airgap: ok: {name}: {detail}");
+                self.passed += 1;
+            }
             Err(err) => {
                 eprintln!("xtask: airgap: FAILED: {name}: {err:#}");
                 self.failed.push(name.to_owned());
@@ -39,11 +43,15 @@ impl Report {
     }
 }
 
-/// Sets the machine up for `binaries` and runs every case; returns the names of failed cases.
-pub fn run_all(machine: &Machine, binaries: &[(String, PathBuf)]) -> Result<Vec<String>> {
+/// Sets the machine up for `binaries` and runs every case; returns how many passed and the
+/// names of those that failed.
+pub fn run_all(machine: &Machine, binaries: &[(String, PathBuf)]) -> Result<(usize, Vec<String>)> {
     install(machine, binaries)?;
     let has = |name: &str| binaries.iter().any(|(n, _)| n == name);
-    let mut report = Report { failed: Vec::new() };
+    let mut report = Report {
+        passed: 0,
+        failed: Vec::new(),
+    };
 
     report.case("the machine is bare: no network, no python", || {
         bare(machine)
@@ -113,7 +121,7 @@ pub fn run_all(machine: &Machine, binaries: &[(String, PathBuf)]) -> Result<Vec<
         "every library of the extracted environments resolves on the machine",
         || libraries(machine),
     );
-    Ok(report.failed)
+    Ok((report.passed, report.failed))
 }
 
 /// Copies the binaries in and makes the users' homes.
