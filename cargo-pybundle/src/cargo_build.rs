@@ -15,16 +15,35 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::cli::CargoArgs;
 use crate::metadata::Target;
 use crate::ui::Ui;
 
-/// Runs `cargo build` for the package; returns the executables built, in cargo's order.
+/// How to run `cargo build`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--release`.
+    pub release: bool,
+    /// `--target <triple>`.
+    pub target: Option<String>,
+    /// `--features`, as given.
+    pub features: Vec<String>,
+    /// `--all-features`.
+    pub all_features: bool,
+    /// `--no-default-features`.
+    pub no_default_features: bool,
+    /// `--bin <name>`.
+    pub bin: Option<String>,
+    /// `--target-dir`.
+    pub target_dir: Option<PathBuf>,
+    /// Further arguments, after the others.
+    pub extra: Vec<String>,
+}
+
+/// Runs `cargo build` for the package, then writes the bundled copies; returns them, in
+/// cargo's order.
 pub fn build(
     target: &Target,
-    cargo_args: &CargoArgs,
-    extra: &[String],
-    target_dir: Option<&Path>,
+    cargo_args: &Options,
     archive: &Path,
     ui: &Ui,
 ) -> Result<Vec<PathBuf>> {
@@ -37,7 +56,7 @@ pub fn build(
     ])
     .arg(&target.manifest_path)
     .args(["--package", &target.name]);
-    if let Some(dir) = target_dir {
+    if let Some(dir) = &cargo_args.target_dir {
         cmd.arg("--target-dir").arg(dir);
     }
     if cargo_args.release {
@@ -64,7 +83,7 @@ pub fn build(
     for _ in 0..ui.verbose {
         cmd.arg("--verbose");
     }
-    cmd.args(extra);
+    cmd.args(&cargo_args.extra);
     cmd.stdout(Stdio::piped()).stdin(Stdio::null());
     tracing::debug!("running {cmd:?}");
 
@@ -84,7 +103,7 @@ pub fn build(
                 }
             }
             Message::BuildFinished(done) => success = Some(done.success),
-            Message::TextLine(line) => eprintln!("{line}"),
+            Message::TextLine(line) => ui.relay(&line),
             _ => {}
         }
     }

@@ -16,34 +16,44 @@ use crate::{cargo_build, mirror, pixi, resolve};
 /// File name of the archive inside `<target dir>/pybundle/<package>/`.
 pub const ARCHIVE_NAME: &str = "bundle.tar.zst";
 
-/// Runs the parsed command line.
-pub fn run(cli: Pybundle) -> Result<()> {
-    let ui = Ui {
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-    };
+/// Runs the parsed command line. The clap types stop here: each step gets its own options.
+pub fn run(cli: Pybundle, ui: &Ui) -> Result<()> {
     match cli.command {
-        Command::Build(args) => build_command(&args, &ui),
-        Command::Run(args) => run_app(&args, &ui),
-        Command::Pack(args) => pack_only(&args, &ui),
-        Command::Inspect(args) => inspect(&args),
-        Command::Pixi(args) => pixi_passthrough(&args, &ui),
-        Command::Init(args) => init_project(&args, &ui),
+        Command::Build(args) => build_command(&args, ui),
+        Command::Run(args) => run_app(&args, ui),
+        Command::Pack(args) => pack_only(&args, ui),
+        Command::Inspect(args) => inspect(&args, ui),
+        Command::Pixi(args) => pixi_passthrough(&args, ui),
+        Command::Init(args) => init_project(&args, ui),
+    }
+}
+
+fn selection(args: &PackageArgs) -> metadata::Selection {
+    metadata::Selection {
+        package: args.package.clone(),
+        manifest_path: args.manifest_path.clone(),
+        target_dir: args.target_dir.clone(),
     }
 }
 
 /// `cargo pybundle init`: writes the project and says what to do next.
 fn init_project(args: &crate::cli::InitArgs, ui: &Ui) -> Result<()> {
-    let written = crate::init::init(args)?;
-    if !ui.quiet {
-        for path in &written {
-            eprintln!("     Created {}", path.display());
-        }
-        eprintln!(
-            "Next: cd {} && cargo pybundle run -- some words to count",
-            args.dir.display()
-        );
+    let written = crate::init::init(&crate::init::Options {
+        dir: args.dir.clone(),
+        name: args.name.clone(),
+        runtime_path: args.runtime_path.clone(),
+        force: args.force,
+    })?;
+    for path in &written {
+        ui.status("Created", path.display());
     }
+    ui.status(
+        "Next",
+        format!(
+            "cd {} && cargo pybundle run -- some words to count",
+            args.dir.display()
+        ),
+    );
     Ok(())
 }
 
@@ -53,7 +63,7 @@ fn init_project(args: &crate::cli::InitArgs, ui: &Ui) -> Result<()> {
 /// (`<target>/pybundle/<package>/{debug,release}/`), so dev and release builds do not repack
 /// each other's archive back and forth.
 pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, PathBuf)> {
-    let target = metadata::load(args).context(Step::Config)?;
+    let target = metadata::load(&selection(args)).context(Step::Config)?;
     let config = &target.config;
     let mirrors = mirror::effective(&config.channel_mirrors).context(Step::Config)?;
     if !config.scripts.is_dir() {
@@ -280,7 +290,7 @@ fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
 /// `cargo pybundle build`: prints the path of each binary built, one a line, on stdout.
 fn build_command(args: &BuildArgs, ui: &Ui) -> Result<()> {
     for bin in build(args, ui)? {
-        println!("{}", bin.display());
+        ui.result(bin.display());
     }
     Ok(())
 }
@@ -288,15 +298,18 @@ fn build_command(args: &BuildArgs, ui: &Ui) -> Result<()> {
 /// Prepare and `cargo build`; returns the binaries built.
 fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
     let (target, archive) = prepare(&args.package, args.cargo.release, ui)?;
-    let binaries = cargo_build::build(
-        &target,
-        &args.cargo,
-        &args.cargo_args,
-        args.package.target_dir.as_deref(),
-        &archive,
-        ui,
-    )
-    .context(Step::Cargo)?;
+    let cargo = &args.cargo;
+    let options = cargo_build::Options {
+        release: cargo.release,
+        target: cargo.target.clone(),
+        features: cargo.features.clone(),
+        all_features: cargo.all_features,
+        no_default_features: cargo.no_default_features,
+        bin: cargo.bin.clone(),
+        target_dir: args.package.target_dir.clone(),
+        extra: args.cargo_args.clone(),
+    };
+    let binaries = cargo_build::build(&target, &options, &archive, ui).context(Step::Cargo)?;
     Ok(binaries)
 }
 
@@ -353,9 +366,9 @@ fn pack_only(args: &PackArgs, ui: &Ui) -> Result<()> {
                     )
                 })
                 .context(Step::Pack)?;
-            println!("{}", out.display());
+            ui.result(out.display());
         }
-        None => println!("{}", archive.display()),
+        None => ui.result(archive.display()),
     }
     Ok(())
 }
@@ -377,13 +390,14 @@ fn check_writable(out: &Path) -> Result<()> {
         })
 }
 
-fn inspect(args: &InspectArgs) -> Result<()> {
+fn inspect(args: &InspectArgs, ui: &Ui) -> Result<()> {
     let report = crate::inspect::inspect(&args.file)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.manifest)?);
+        ui.result(serde_json::to_string_pretty(&report.manifest)?);
         return Ok(());
     }
-    crate::inspect::print(&report, args.top)
+    ui.result(crate::inspect::render(&report, args.top).trim_end());
+    Ok(())
 }
 
 /// `cargo pybundle pixi`: the same pixi `build` uses for the package (its `pixi-version` and
@@ -391,7 +405,7 @@ fn inspect(args: &InspectArgs) -> Result<()> {
 /// pixi manifest's folder. Outside a Cargo package with a pybundle table: the default pixi.
 fn pixi_passthrough(args: &PixiArgs, ui: &Ui) -> Result<()> {
     let selected = args.package.manifest_path.is_some() || args.package.package.is_some();
-    let target = match metadata::load(&args.package) {
+    let target = match metadata::load(&selection(&args.package)) {
         Ok(target) => Some(target),
         Err(err) if selected => return Err(err.context(Step::Config)),
         Err(err) => {

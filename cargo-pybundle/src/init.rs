@@ -8,8 +8,6 @@ use anyhow::{bail, Context as _, Result};
 use include_dir::{include_dir, Dir};
 use std::path::{Path, PathBuf};
 
-use crate::cli::InitArgs;
-
 /// The project templates (`templates/` inside this crate, so `cargo package` includes them).
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
@@ -27,8 +25,21 @@ fn layout(module: &str) -> [(&'static str, String); 5] {
     ]
 }
 
+/// What `init` writes, and where.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Folder of the new project (created if missing).
+    pub dir: PathBuf,
+    /// Package name (default: the folder's name).
+    pub name: Option<String>,
+    /// Depend on pybundle-runtime at this path instead of the crates.io release.
+    pub runtime_path: Option<PathBuf>,
+    /// Replace files that already exist.
+    pub force: bool,
+}
+
 /// Writes the project into `args.dir` (created if missing) and returns the files written.
-pub fn init(args: &InitArgs) -> Result<Vec<PathBuf>> {
+pub fn init(args: &Options) -> Result<Vec<PathBuf>> {
     let dir = absolute(&args.dir)?;
     let name = match &args.name {
         Some(name) => name.clone(),
@@ -65,7 +76,7 @@ pub fn init(args: &InitArgs) -> Result<Vec<PathBuf>> {
         }
         None => format!("pybundle-runtime = \"{RUNTIME_REQUIREMENT}\""),
     };
-    let platform = host_platform().with_context(|| {
+    let platform = crate::pixi::host_platform().with_context(|| {
         format!(
             "no conda platform is known for this machine ({} {}); write pixi.toml's \
              `platforms` yourself",
@@ -131,20 +142,6 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     }
     let cwd = std::env::current_dir().context("the current directory is not readable")?;
     Ok(cwd.join(path))
-}
-
-/// The conda platform of the machine `init` runs on (pixi.toml's `platforms`).
-pub fn host_platform() -> Option<&'static str> {
-    Some(match (std::env::consts::OS, std::env::consts::ARCH) {
-        ("linux", "x86_64") => "linux-64",
-        ("linux", "aarch64") => "linux-aarch64",
-        ("linux", "powerpc64") => "linux-ppc64le",
-        ("macos", "x86_64") => "osx-64",
-        ("macos", "aarch64") => "osx-arm64",
-        ("windows", "x86_64") => "win-64",
-        ("windows", "aarch64") => "win-arm64",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context as _, Result};
 use pybundle_runtime::format::Manifest;
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::fmt::Write as _;
 use std::path::Path;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -62,61 +62,61 @@ pub fn inspect(path: &Path) -> Result<Report> {
     })
 }
 
-/// Prints the report for people.
-pub fn print(report: &Report, top: usize) -> Result<()> {
+/// The report for people, `top` folders and packages each.
+pub fn render(report: &Report, top: usize) -> String {
     let m = &report.manifest;
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     let mb = |b: u64| b as f64 / 1e6;
-    writeln!(out, "bundle      {} ({})", m.name, m.id)?;
-    writeln!(
+    let _ = writeln!(out, "bundle      {} ({})", m.name, m.id);
+    let _ = writeln!(
         out,
         "creator     {} (format {})",
         m.creator, m.format_version
-    )?;
-    writeln!(out, "platform    {}", m.platform)?;
-    writeln!(out, "python      {} ({})", m.python.version, m.python.path)?;
-    writeln!(
+    );
+    let _ = writeln!(out, "platform    {}", m.platform);
+    let _ = writeln!(out, "python      {} ({})", m.python.version, m.python.path);
+    let _ = writeln!(
         out,
         "size        {:.1} MB compressed, {:.1} MB unpacked, {} entries",
         mb(report.archive_size),
         mb(m.unpacked_size),
         m.file_count
-    )?;
+    );
     let binary = m
         .relocations
         .iter()
         .filter(|r| r.mode == pybundle_runtime::format::FileMode::Binary)
         .count();
-    writeln!(
+    let _ = writeln!(
         out,
         "relocations {} ({} text, {} binary); built at {}",
         m.relocations.len(),
         m.relocations.len() - binary,
         binary,
         m.build_prefix
-    )?;
+    );
     for (k, v) in &m.activation {
-        writeln!(out, "activation  {k}={v}")?;
+        let _ = writeln!(out, "activation  {k}={v}");
     }
-    writeln!(out, "\nlargest folders:")?;
+    let _ = writeln!(out, "\nlargest folders:");
     for (folder, size, n) in report.folders.iter().take(top) {
-        writeln!(out, "  {:>9.1} MB {:>7} entries  {folder}", mb(*size), n)?;
+        let _ = writeln!(out, "  {:>9.1} MB {:>7} entries  {folder}", mb(*size), n);
     }
-    writeln!(out, "\nlargest packages:")?;
+    let _ = writeln!(out, "\nlargest packages:");
     for p in m.packages.iter().take(top) {
         let build = if p.build.is_empty() {
             String::new()
         } else {
             format!(" ({})", p.build)
         };
-        writeln!(
+        let _ = writeln!(
             out,
             "  {:>9.1} MB {:>7} files    {} {}{build}",
             mb(p.size),
             p.files,
             p.name,
             p.version
-        )?;
+        );
     }
-    Ok(())
+    out
 }

@@ -49,20 +49,23 @@
 //! - A binary file that holds the build prefix without a placeholder cannot be relocated; it
 //!   is listed as a warning and keeps the build machine's path.
 
-pub mod cargo_build;
-pub mod cli;
-pub mod commands;
+// The steps `main` strings together; only the command line sees them whole.
+mod cargo_build;
+mod cli;
+mod commands;
+mod failure;
+mod init;
+mod inspect;
+mod lock;
+mod project;
+mod resolve;
+
+// Also used by `cargo xtask`, the benches and the integration tests.
 pub mod download;
-pub mod failure;
-pub mod init;
-pub mod inspect;
-pub mod lock;
 pub mod metadata;
 pub mod mirror;
 pub mod pack;
 pub mod pixi;
-pub mod project;
-pub mod resolve;
 pub mod ui;
 
 use clap::Parser as _;
@@ -75,17 +78,16 @@ pub use pixi::DEFAULT_PIXI_VERSION;
 pub fn main() -> ExitCode {
     let cli::Cargo::Pybundle(args) = cli::Cargo::parse();
     init_tracing(args.verbose, args.quiet);
-    match commands::run(args) {
+    let ui = ui::Ui {
+        quiet: args.quiet,
+        verbose: args.verbose,
+    };
+    match commands::run(args, &ui) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // A child's own exit status needs no words of ours, unless we added some.
             if err.downcast_ref::<failure::ChildExit>().is_none() || err.chain().count() > 1 {
-                let mut chain = err.chain();
-                if let Some(top) = chain.next() {
-                    eprintln!("error: {top}");
-                }
-                for cause in chain {
-                    eprintln!("  caused by: {cause}");
-                }
+                ui.error(&err);
             }
             ExitCode::from(failure::exit_code(&err))
         }

@@ -9,8 +9,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cli::PackageArgs;
-
 /// Valid keys of `[package.metadata.pybundle]`, listed in error messages.
 pub const KEYS: &[&str] = &[
     "manifest",
@@ -113,8 +111,19 @@ impl Target {
     }
 }
 
+/// Which Cargo package, and where its build output goes (from the command line).
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// `-p`: a workspace member by name.
+    pub package: Option<String>,
+    /// `--manifest-path`: the package's (or workspace's) Cargo.toml.
+    pub manifest_path: Option<PathBuf>,
+    /// `--target-dir`.
+    pub target_dir: Option<PathBuf>,
+}
+
 /// Runs `cargo metadata` for the selected package and reads its configuration.
-pub fn load(args: &PackageArgs) -> Result<Target> {
+pub fn load(args: &Selection) -> Result<Target> {
     let metadata = cargo_metadata(args.manifest_path.as_deref())?;
     let package = select(
         &metadata,

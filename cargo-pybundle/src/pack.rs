@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 use crate::ui::Ui;
-use walk::{dir_entry, embedded, globs, walk, Source};
+use walk::{dir_entry, embedded, globs, walk, Entry, Source};
 
 /// Everything packing needs.
 #[derive(Clone, Debug)]
@@ -57,7 +57,8 @@ pub struct Packed {
     pub archive_size: u64,
 }
 
-/// Packs `input` into `dest`.
+/// Packs `input` into `dest`: the entries to pack, the tar body (relocation table built on the
+/// way), the activation variables, then the manifest in front.
 pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
     if !input.scripts.is_dir() {
         bail!(
@@ -66,13 +67,11 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
             input.scripts.display()
         );
     }
-    let exclude = globs(&input.exclude)?;
-    let prefix = &input.prefix;
-    let build_prefix = prefix
+    let build_prefix = input
+        .prefix
         .to_str()
         .context("the environment prefix is not valid UTF-8")?;
-
-    let records = scan::conda_records(prefix)?;
+    let records = scan::conda_records(&input.prefix)?;
     let (placed, missing) = scan::placeholders(&records, input.pkgs_cache.as_deref())?;
     for pkg in &missing {
         ui.warn(format!(
@@ -80,47 +79,100 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
         ));
     }
     let python = python_info(&records)?;
+    let (mut packages, owners) = packages(&records, &input.prefix);
+    let entries = entries(input, &owners, ui)?;
+
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs_err::create_dir_all(dir)?;
+    let mut body_file = tempfile::tempfile_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let body = write_body(
+        &entries,
+        &placed,
+        build_prefix,
+        input.level,
+        &mut body_file,
+        &mut packages,
+        ui,
+    )?;
+    let activation = activation(input, ui);
+    packages.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
+    let manifest = Manifest {
+        format_version: format::FORMAT_VERSION,
+        id: body.id,
+        name: input.name.clone(),
+        creator: format!("cargo-pybundle {}", env!("CARGO_PKG_VERSION")),
+        platform: input.platform.clone(),
+        python,
+        build_prefix: build_prefix.to_owned(),
+        relocations: body.relocations,
+        activation,
+        scripts_dir: SCRIPTS_DIR.to_owned(),
+        unpacked_size: body.unpacked_size,
+        file_count: entries.len() as u64,
+        packages,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).context("serializing the manifest")?;
+    let frame1 = tarball::manifest_frame(&json, input.level)?;
+    let archive_size = tarball::assemble(&frame1, &mut body_file, dest)?;
+    Ok(Packed {
+        manifest,
+        unrelocatable: body.unrelocatable,
+        archive_size,
+    })
+}
+
+/// One entry per installed package (conda records, then PyPI distributions no conda package
+/// owns), and which package owns each file (paths relative to the prefix).
+fn packages(
+    records: &[scan::CondaRecord],
+    prefix: &Path,
+) -> (Vec<PackageInfo>, BTreeMap<String, usize>) {
+    let info = |name: &str, version: &str, build: &str| PackageInfo {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        build: build.to_owned(),
+        size: 0,
+        files: 0,
+    };
     let mut packages: Vec<PackageInfo> = records
         .iter()
-        .map(|r| PackageInfo {
-            name: r.name.clone(),
-            version: r.version.clone(),
-            build: r.build.clone(),
-            size: 0,
-            files: 0,
-        })
+        .map(|r| info(&r.name, &r.version, &r.build))
         .collect();
-    let mut owners: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut owners: BTreeMap<String, usize> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         for f in &r.files {
-            owners.insert(f.as_str(), i);
+            owners.insert(f.clone(), i);
         }
     }
     // PyPI packages (not owned by a conda package: conda's python packages have dist-info
     // directories too, listed in their conda-meta files).
     let pypi: Vec<_> = scan::pypi_packages(prefix)
         .into_iter()
-        .filter(|(_, _, files)| files.iter().all(|f| !owners.contains_key(f.as_str())))
+        .filter(|(_, _, files)| files.iter().all(|f| !owners.contains_key(f)))
         .collect();
-    for (name, version, files) in &pypi {
-        packages.push(PackageInfo {
-            name: name.clone(),
-            version: version.clone(),
-            build: String::new(),
-            size: 0,
-            files: 0,
-        });
+    for (name, version, files) in pypi {
+        packages.push(info(&name, &version, ""));
         for f in files {
-            owners.insert(f.as_str(), packages.len() - 1);
+            owners.insert(f, packages.len() - 1);
         }
     }
+    (packages, owners)
+}
 
+/// The archive's entries in order: the prefix (our stamp left out, editable installs made
+/// real), the scripts folder, the runtime's Python package.
+fn entries(input: &Input, owners: &BTreeMap<String, usize>, ui: &Ui) -> Result<Vec<Entry>> {
+    let exclude = globs(&input.exclude)?;
     let mut entries = vec![dir_entry(ENV_DIR)];
-    walk(prefix, ENV_DIR, &exclude, &mut entries)?;
+    walk(&input.prefix, ENV_DIR, &exclude, &mut entries)?;
     // Our stamp names the build machine's prefix and means nothing anywhere else.
     let stamp = format!("{ENV_DIR}/conda-meta/{}", crate::resolve::STAMP);
     entries.retain(|e| e.path != stamp);
-    for local in local::make_real(prefix, ENV_DIR, &mut entries)? {
+    for local in local::make_real(&input.prefix, ENV_DIR, &mut entries)? {
         if local.editable {
             ui.status(
                 "Bundling",
@@ -140,31 +192,40 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
     walk(&input.scripts, SCRIPTS_DIR, &exclude, &mut entries)?;
     entries.push(dir_entry(PYTHON_PKG_DIR));
     embedded(&pybundle_runtime::PYTHON_PACKAGE, &mut entries);
+    Ok(entries)
+}
 
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let mut body_file = tempfile::tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    let mut builder = tarball::body(&mut body_file, input.level)?;
+/// What writing the body found.
+struct Body {
+    id: String,
+    relocations: Vec<Relocation>,
+    unrelocatable: Vec<String>,
+    unpacked_size: u64,
+}
+
+/// Writes every entry into the compressed tar body, choosing each file's source (the package
+/// cache's original for declared placeholders) and building the relocation table.
+fn write_body(
+    entries: &[Entry],
+    placed: &BTreeMap<String, scan::Placed>,
+    build_prefix: &str,
+    level: i32,
+    out: &mut std::fs::File,
+    packages: &mut [PackageInfo],
+    ui: &Ui,
+) -> Result<Body> {
+    let mut builder = tarball::body(out, level)?;
     let mut relocations = Vec::new();
     let mut unrelocatable = Vec::new();
     let mut unpacked_size = 0u64;
     let total: u64 = entries.iter().filter_map(|e| e.size()).sum();
     let bar = ui.bytes_bar(Some(total), "Packing");
-
-    for entry in &entries {
+    for entry in entries {
         let rel = entry.path.strip_prefix("env/");
-        let size = match &entry.source {
-            Source::Dir => {
-                let mut h = tarball::header(EntryType::Directory, entry.mode, 0);
-                builder.append_data(&mut h, &entry.path, std::io::empty())?;
-                continue;
-            }
+        let (kind, content): (EntryType, std::borrow::Cow<'_, [u8]>) = match &entry.source {
+            Source::Dir => (EntryType::Directory, Default::default()),
             Source::Symlink(target) => {
-                if target.starts_with(prefix) {
+                if target.starts_with(build_prefix) {
                     ui.warn(format!(
                         "{} is an absolute symlink into the build prefix",
                         entry.path
@@ -177,16 +238,8 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
                 }
                 continue;
             }
-            Source::Embedded(bytes) => {
-                let mut h = tarball::header(EntryType::Regular, entry.mode, bytes.len() as u64);
-                builder.append_data(&mut h, &entry.path, *bytes)?;
-                bytes.len() as u64
-            }
-            Source::Bytes(bytes) => {
-                let mut h = tarball::header(EntryType::Regular, entry.mode, bytes.len() as u64);
-                builder.append_data(&mut h, &entry.path, &bytes[..])?;
-                bytes.len() as u64
-            }
+            Source::Embedded(bytes) => (EntryType::Regular, (*bytes).into()),
+            Source::Bytes(bytes) => (EntryType::Regular, bytes.as_slice().into()),
             Source::File(path) => {
                 let placed_here = rel.and_then(|r| placed.get(r));
                 let source = placed_here.map_or(path.as_path(), |p| p.source.as_path());
@@ -208,11 +261,15 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
                         scan::Hit::Binary => unrelocatable.push(entry.path.clone()),
                     }
                 }
-                let mut h = tarball::header(EntryType::Regular, entry.mode, content.len() as u64);
-                builder.append_data(&mut h, &entry.path, &content[..])?;
-                content.len() as u64
+                (EntryType::Regular, content.into())
             }
         };
+        let size = content.len() as u64;
+        let mut h = tarball::header(kind, entry.mode, size);
+        builder.append_data(&mut h, &entry.path, &content[..])?;
+        if kind == EntryType::Directory {
+            continue;
+        }
         unpacked_size += size;
         bar.inc(size);
         if let Some(i) = entry.owner {
@@ -222,42 +279,25 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
     }
     let id = tarball::finish_body(builder)?;
     bar.finish_and_clear();
-    for path in &unrelocatable {
-        tracing::warn!("{path}: binary file holds the build prefix; not relocatable");
-    }
+    relocations.sort();
+    Ok(Body {
+        id,
+        relocations,
+        unrelocatable,
+        unpacked_size,
+    })
+}
 
+/// The activation variables: captured through pixi, or from the activate.d scripts of a bare
+/// prefix; a failure is a warning (the bundle then sets none).
+fn activation(input: &Input, ui: &Ui) -> BTreeMap<String, String> {
     let captured = match &input.activation {
-        Some(run) => activation::capture(run, prefix),
-        None => activation::from_scripts(prefix),
+        Some(run) => activation::capture(run, &input.prefix),
+        None => activation::from_scripts(&input.prefix),
     };
-    let activation = captured.unwrap_or_else(|err| {
+    captured.unwrap_or_else(|err| {
         ui.warn(format!("{err:#}; the bundle sets no activation variables"));
         BTreeMap::new()
-    });
-    relocations.sort();
-    packages.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
-    let manifest = Manifest {
-        format_version: format::FORMAT_VERSION,
-        id,
-        name: input.name.clone(),
-        creator: format!("cargo-pybundle {}", env!("CARGO_PKG_VERSION")),
-        platform: input.platform.clone(),
-        python,
-        build_prefix: build_prefix.to_owned(),
-        relocations,
-        activation,
-        scripts_dir: SCRIPTS_DIR.to_owned(),
-        unpacked_size,
-        file_count: entries.len() as u64,
-        packages,
-    };
-    let json = serde_json::to_vec_pretty(&manifest).context("serializing the manifest")?;
-    let frame1 = tarball::manifest_frame(&json, input.level)?;
-    let archive_size = tarball::assemble(&frame1, &mut body_file, dest)?;
-    Ok(Packed {
-        manifest,
-        unrelocatable,
-        archive_size,
     })
 }
 

@@ -143,6 +143,20 @@ pub fn locate(choice: &Choice, ui: &Ui) -> Result<Pixi> {
     Ok(Pixi { path, version })
 }
 
+/// The conda platform of this machine, as pixi names it.
+pub fn host_platform() -> Option<&'static str> {
+    Some(match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "linux-64",
+        ("linux", "aarch64") => "linux-aarch64",
+        ("linux", "powerpc64") => "linux-ppc64le",
+        ("macos", "x86_64") => "osx-64",
+        ("macos", "aarch64") => "osx-arm64",
+        ("windows", "x86_64") => "win-64",
+        ("windows", "aarch64") => "win-arm64",
+        _ => return None,
+    })
+}
+
 /// Refuses a pixi older than [`MIN_PIXI_VERSION`]; `what` names it in the message.
 fn check_supported(version: &Version, what: &str) -> Result<()> {
     let min = Version::parse(MIN_PIXI_VERSION).context("MIN_PIXI_VERSION is a version")?;

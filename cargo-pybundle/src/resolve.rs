@@ -19,7 +19,7 @@ use crate::metadata::Lock;
 use crate::mirror::ConfigLayer;
 use crate::pack::activation::{self, PixiRun};
 use crate::pack::scan;
-use crate::pixi::Pixi;
+use crate::pixi::{host_platform, Pixi};
 use crate::project::Project;
 use crate::ui::Ui;
 
@@ -62,20 +62,6 @@ impl Request<'_> {
             config_file: self.config.file().map(Path::to_path_buf),
         }
     }
-}
-
-/// The conda platform of this machine, as pixi names it.
-pub fn host_platform() -> Option<&'static str> {
-    Some(match (std::env::consts::OS, std::env::consts::ARCH) {
-        ("linux", "x86_64") => "linux-64",
-        ("linux", "aarch64") => "linux-aarch64",
-        ("linux", "powerpc64") => "linux-ppc64le",
-        ("macos", "x86_64") => "osx-64",
-        ("macos", "aarch64") => "osx-arm64",
-        ("windows", "x86_64") => "win-64",
-        ("windows", "aarch64") => "win-arm64",
-        _ => return None,
-    })
 }
 
 /// What pixi says about the environment before anything is installed.

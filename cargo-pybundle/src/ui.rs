@@ -44,8 +44,24 @@ impl Ui {
         bar
     }
 
-    /// Whether children we run (pixi, cargo) should be quiet too.
-    pub fn child_quiet(&self) -> bool {
-        self.quiet
+    /// A result line on stdout (a path, JSON): what scripts read, shown even with `-q`.
+    pub fn result(&self, line: impl std::fmt::Display) {
+        println!("{line}");
+    }
+
+    /// A line another program (cargo) meant for the user, on stderr as it is.
+    pub fn relay(&self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    /// An error and its causes, one a line: `error: …` then `  caused by: …`.
+    pub fn error(&self, err: &anyhow::Error) {
+        let mut chain = err.chain();
+        if let Some(top) = chain.next() {
+            eprintln!("error: {top}");
+        }
+        for cause in chain {
+            eprintln!("  caused by: {cause}");
+        }
     }
 }

@@ -4,6 +4,7 @@ mod airgap;
 mod bench;
 mod channel;
 mod demo;
+mod deps;
 mod pixi;
 mod stress;
 mod test;
@@ -33,6 +34,8 @@ enum Task {
     },
     /// Build examples/hello with the real `cargo pybundle build` and run it.
     Demo,
+    /// Check that every dependency each package declares is used by it.
+    Deps,
     /// Run the example binaries on a bare Debian root with no network and no Python (root).
     Airgap,
     /// Benchmarks side by side with peers on examples/outliers; writes BENCHMARKS.md.
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Task::Channel => println!("{}", channel::ensure()?),
         Task::Test { args } => test::run(&args)?,
         Task::Demo => demo::run()?,
+        Task::Deps => deps::run()?,
         Task::Airgap => {
             let tally = airgap::run(true)?;
             if !tally.failed.is_empty() {

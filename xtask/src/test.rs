@@ -34,6 +34,14 @@ pub fn run(extra: &[String]) -> Result<()> {
             .current_dir(&root),
     )?;
     summary.step("cargo clippy -D warnings", clippy);
+    let deps = crate::deps::run();
+    if let Err(e) = &deps {
+        eprintln!("xtask: deps: {e:#}");
+    }
+    summary.step(
+        "every declared dependency used (cargo xtask deps)",
+        deps.is_ok(),
+    );
 
     let pixi = pixi::ensure().context("preparing the test pixi")?;
     let channel = channel::ensure().context("preparing the test channel")?;
