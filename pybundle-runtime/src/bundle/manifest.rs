@@ -86,7 +86,7 @@ fn validate(m: &Manifest) -> Result<()> {
         ("python.path", &m.python.path),
         ("scripts_dir", &m.scripts_dir),
     ] {
-        if extract::safe_relative(p.as_bytes()).map_or(true, |r| r.as_os_str().is_empty()) {
+        if extract::safe_relative(p.as_bytes()).is_none_or(|r| r.as_os_str().is_empty()) {
             return bad(format!(
                 "{what} `{p}` is not a relative path inside the bundle"
             ));
