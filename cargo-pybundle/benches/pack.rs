@@ -86,6 +86,7 @@ fn main() {
                 .collect(),
             level,
             pkgs_cache: cache.clone(),
+            python: cargo_pybundle::runtime::PythonHalf::Own,
             activation: None,
         };
         let start = Instant::now();

@@ -12,7 +12,8 @@ Exit status:
   0  success
   1  unexpected error
   2  invalid command line
-  3  configuration error ([package.metadata.pybundle], pixi.toml, scripts folder, mirrors)
+  3  configuration error ([package.metadata.pybundle], pixi.toml, scripts folder, mirrors,
+     the program's pybundle-runtime)
   4  pixi could not be found or downloaded
   5  pixi could not resolve or install the environment
   6  the archive could not be written

@@ -11,7 +11,7 @@ use crate::metadata::{self, Config, Target};
 use crate::pack::{self, key::Key};
 use crate::project::Project;
 use crate::ui::Ui;
-use crate::{cargo_build, mirror, pixi, resolve};
+use crate::{cargo_build, mirror, pixi, resolve, runtime};
 
 /// File name of the archive inside `<target dir>/pybundle/<package>/`.
 pub const ARCHIVE_NAME: &str = "bundle.tar.zst";
@@ -57,13 +57,37 @@ fn init_project(args: &crate::cli::InitArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
+/// What an archive is prepared for.
+#[derive(Clone, Copy, Debug)]
+pub enum Purpose<'a> {
+    /// `cargo build` follows, with these arguments after `--`: the package must link
+    /// pybundle-runtime, which must read the format written.
+    Build(&'a [String]),
+    /// `pack`: the archive alone.
+    Pack,
+}
+
+impl<'a> Purpose<'a> {
+    fn cargo_args(self) -> &'a [String] {
+        match self {
+            Purpose::Build(args) => args,
+            Purpose::Pack => &[],
+        }
+    }
+}
+
 /// Config, pixi, resolve and pack (or reuse); returns the package and its archive.
 ///
 /// `release` picks the default compression level and the archive's folder
 /// (`<target>/pybundle/<package>/{debug,release}/`), so dev and release builds do not repack
 /// each other's archive back and forth.
-pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, PathBuf)> {
-    let target = metadata::load(&selection(args)).context(Step::Config)?;
+pub fn prepare(
+    args: &PackageArgs,
+    release: bool,
+    purpose: Purpose<'_>,
+    ui: &Ui,
+) -> Result<(Target, PathBuf)> {
+    let target = metadata::load(&selection(args), Some(purpose.cargo_args())).context(Step::Config)?;
     let config = &target.config;
     let mirrors = mirror::effective(&config.channel_mirrors).context(Step::Config)?;
     if !config.scripts.is_dir() {
@@ -76,6 +100,8 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
         .context(Step::Config);
     }
     let project = Project::read(&config.manifest).context(Step::Config)?;
+    let for_build = matches!(purpose, Purpose::Build(_));
+    let python = runtime::python_half(&target, for_build, ui).context(Step::Config)?;
     let work = target.work_dir();
     let _lock = lock_work_dir(&work, ui).context(Step::Pack)?;
     let layer = mirror::layer(&mirrors, &work).context(Step::Config)?;
@@ -99,6 +125,7 @@ pub fn prepare(args: &PackageArgs, release: bool, ui: &Ui) -> Result<(Target, Pa
         exclude: config.exclude.clone(),
         level: config.level(release),
         pkgs_cache: None,
+        python,
         activation: Some(request.pixi_run(&pixi)),
     };
     let out_dir = work.join(if release { "release" } else { "debug" });
@@ -224,26 +251,9 @@ fn reuse_key(
     }
     key.tree("conda-meta", &input.prefix.join("conda-meta"))?;
     key.tree("scripts", &input.scripts)?;
-    for file in python_package_files(&pybundle_runtime::PYTHON_PACKAGE) {
-        key.part(&file.path().to_string_lossy(), file.contents());
-    }
+    // As packed: no bytecode, so a stray `__pycache__` in a runtime checkout does not change it.
+    input.python.key(&mut key)?;
     Ok(key.finish())
-}
-
-fn python_package_files(
-    dir: &'static include_dir::Dir<'static>,
-) -> Vec<&'static include_dir::File<'static>> {
-    // As packed: no bytecode (see pack::walk::embedded), so a stray `__pycache__` in the
-    // source tree does not change the reuse key.
-    let mut files: Vec<_> = dir
-        .files()
-        .filter(|f| f.path().extension().map_or(true, |e| e != "pyc"))
-        .collect();
-    for d in dir.dirs().filter(|d| !d.path().ends_with("__pycache__")) {
-        files.extend(python_package_files(d));
-    }
-    files.sort_by_key(|f| f.path());
-    files
 }
 
 fn report(packed: &pack::Packed, archive: &Path, ui: &Ui) {
@@ -297,7 +307,12 @@ fn build_command(args: &BuildArgs, ui: &Ui) -> Result<()> {
 
 /// Prepare and `cargo build`; returns the binaries built.
 fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
-    let (target, archive) = prepare(&args.package, args.cargo.release, ui)?;
+    let (target, archive) = prepare(
+        &args.package,
+        args.cargo.release,
+        Purpose::Build(&args.cargo_args),
+        ui,
+    )?;
     let cargo = &args.cargo;
     let options = cargo_build::Options {
         release: cargo.release,
@@ -354,7 +369,7 @@ fn pack_only(args: &PackArgs, ui: &Ui) -> Result<()> {
         // Fail before the long part if the destination cannot be written.
         check_writable(out).context(Step::Pack)?;
     }
-    let (_, archive) = prepare(&args.package, args.release, ui)?;
+    let (_, archive) = prepare(&args.package, args.release, Purpose::Pack, ui)?;
     match &args.output {
         Some(out) => {
             let bytes = fs_err::read(&archive).context(Step::Pack)?;
@@ -405,7 +420,7 @@ fn inspect(args: &InspectArgs, ui: &Ui) -> Result<()> {
 /// pixi manifest's folder. Outside a Cargo package with a pybundle table: the default pixi.
 fn pixi_passthrough(args: &PixiArgs, ui: &Ui) -> Result<()> {
     let selected = args.package.manifest_path.is_some() || args.package.package.is_some();
-    let target = match metadata::load(&selection(&args.package)) {
+    let target = match metadata::load(&selection(&args.package), None) {
         Ok(target) => Some(target),
         Err(err) if selected => return Err(err.context(Step::Config)),
         Err(err) => {

@@ -1,6 +1,7 @@
 //! `cargo pybundle`: bundle a pixi environment and Python scripts into a Rust executable.
 //!
 //! The flow, one module per step: [`metadata`] (the `[package.metadata.pybundle]` table) →
+//! [`runtime`] (the program's pybundle-runtime: the bundle format it reads, its Python half) →
 //! [`project`] (what we read of the pixi manifest and lock file ourselves) → [`pixi`] /
 //! [`download`] (find or fetch pixi) → [`mirror`] (channel mirrors as a pixi configuration
 //! layer) → [`resolve`] (`pixi install` on the user's project) → [`pack`] (the archive and its
@@ -66,6 +67,7 @@ pub mod metadata;
 pub mod mirror;
 pub mod pack;
 pub mod pixi;
+pub mod runtime;
 pub mod ui;
 
 use clap::Parser as _;

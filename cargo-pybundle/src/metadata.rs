@@ -102,6 +102,8 @@ pub struct Target {
     pub config: Config,
     /// Names of the package's executable targets (bins, examples, tests, benches).
     pub executables: Vec<String>,
+    /// The `pybundle-runtime` the package links, if any.
+    pub runtime: Option<crate::runtime::AppRuntime>,
 }
 
 impl Target {
@@ -122,9 +124,12 @@ pub struct Selection {
     pub target_dir: Option<PathBuf>,
 }
 
-/// Runs `cargo metadata` for the selected package and reads its configuration.
-pub fn load(args: &Selection) -> Result<Target> {
-    let metadata = cargo_metadata(args.manifest_path.as_deref())?;
+/// Runs `cargo metadata` for the selected package and reads its configuration. With `deps`
+/// (the arguments given for `cargo build`, of which `--locked`, `--frozen` and `--offline`
+/// are passed on) the dependency graph is read too, and the `pybundle-runtime` the package
+/// builds with is found; without, [`Target::runtime`] is `None`.
+pub fn load(args: &Selection, deps: Option<&[String]>) -> Result<Target> {
+    let metadata = cargo_metadata(args.manifest_path.as_deref(), deps)?;
     let package = select(
         &metadata,
         args.package.as_deref(),
@@ -178,18 +183,34 @@ pub fn load(args: &Selection) -> Result<Target> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let runtime = match deps {
+        Some(_) => crate::runtime::find(&metadata, &package.id)?,
+        None => None,
+    };
     Ok(Target {
         name: package.name.to_string(),
         manifest_path,
         target_dir,
         config,
         executables,
+        runtime,
     })
 }
 
-fn cargo_metadata(manifest_path: Option<&Path>) -> Result<Metadata> {
+/// `cargo metadata`, with the dependency graph when `deps` gives the flags to pass (of them,
+/// `--locked`, `--frozen` and `--offline`), without it (`--no-deps`) otherwise.
+fn cargo_metadata(manifest_path: Option<&Path>, deps: Option<&[String]>) -> Result<Metadata> {
     let mut cmd = MetadataCommand::new();
-    cmd.no_deps();
+    match deps {
+        None => {
+            cmd.no_deps();
+        }
+        Some(flags) => {
+            let wanted = ["--locked", "--frozen", "--offline"];
+            let passed = flags.iter().filter(|f| wanted.contains(&f.as_str()));
+            cmd.other_options(passed.cloned().collect::<Vec<_>>());
+        }
+    }
     if let Some(cargo) = std::env::var_os("CARGO") {
         cmd.cargo_path(cargo);
     }
@@ -224,9 +245,8 @@ fn select<'m>(
                 )
             });
     }
-    // `cargo metadata --no-deps` has no resolve, so `root_package()` only finds a workspace
-    // root package; match the manifest in question (given, or the nearest one up from the
-    // current directory, as cargo picks it) against the members instead.
+    // Match the manifest in question (given, or the nearest one up from the current directory,
+    // as cargo picks it) against the members.
     if let Some(wanted) = manifest_in_question(manifest_path) {
         let same = |p: &&Package| {
             p.manifest_path

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 use crate::ui::Ui;
-use walk::{dir_entry, embedded, globs, walk, Entry, Source};
+use walk::{dir_entry, globs, walk, Entry, Source};
 
 /// Everything packing needs.
 #[derive(Clone, Debug)]
@@ -41,6 +41,8 @@ pub struct Input {
     /// pixi's package cache (`pixi info`'s `cache_dir`), for packages that do not record
     /// `extracted_package_dir`.
     pub pkgs_cache: Option<PathBuf>,
+    /// The `pybundle` Python package packed under `lib/`.
+    pub python: crate::runtime::PythonHalf,
     /// How to run the environment through pixi to capture its activation variables; `None`
     /// sources the prefix's activate.d scripts instead (see [`activation`]).
     pub activation: Option<activation::PixiRun>,
@@ -191,7 +193,7 @@ fn entries(input: &Input, owners: &BTreeMap<String, usize>, ui: &Ui) -> Result<V
     entries.push(dir_entry(SCRIPTS_DIR));
     walk(&input.scripts, SCRIPTS_DIR, &exclude, &mut entries)?;
     entries.push(dir_entry(PYTHON_PKG_DIR));
-    embedded(&pybundle_runtime::PYTHON_PACKAGE, &mut entries);
+    input.python.entries(&mut entries)?;
     Ok(entries)
 }
 
@@ -397,6 +399,7 @@ mod tests {
                 .collect(),
             level: 3,
             pkgs_cache: None,
+            python: crate::runtime::PythonHalf::Own,
             activation: None,
         }
     }

@@ -13,4 +13,5 @@ mod init;
 mod projects;
 mod relocated;
 mod server;
+mod skew;
 mod support;
