@@ -87,7 +87,8 @@ pub fn prepare(
     purpose: Purpose<'_>,
     ui: &Ui,
 ) -> Result<(Target, PathBuf)> {
-    let target = metadata::load(&selection(args), Some(purpose.cargo_args())).context(Step::Config)?;
+    let target =
+        metadata::load(&selection(args), Some(purpose.cargo_args())).context(Step::Config)?;
     let config = &target.config;
     let mirrors = mirror::effective(&config.channel_mirrors).context(Step::Config)?;
     if !config.scripts.is_dir() {

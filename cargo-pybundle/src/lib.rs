@@ -73,6 +73,7 @@ pub mod ui;
 use clap::Parser as _;
 use std::process::ExitCode;
 
+pub use init::RUNTIME_REQUIREMENT;
 pub use pixi::DEFAULT_PIXI_VERSION;
 
 /// Parses the command line, runs the command and turns an error into a message and an exit

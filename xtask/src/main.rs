@@ -6,6 +6,7 @@ mod channel;
 mod demo;
 mod deps;
 mod pixi;
+mod release;
 mod stress;
 mod test;
 mod tools;
@@ -38,6 +39,14 @@ enum Task {
     Deps,
     /// Run the example binaries on a bare Debian root with no network and no Python (root).
     Airgap,
+    /// Package both crates, install the CLI from its .crate and build, run and check an `init`
+    /// project against the packaged runtime, outside the workspace.
+    ReleaseCheck {
+        /// Install the CLI in release mode, as `cargo install` does (slower; default: debug,
+        /// which reuses cargo package's verification build).
+        #[arg(long)]
+        release: bool,
+    },
     /// Benchmarks side by side with peers on examples/outliers; writes BENCHMARKS.md.
     Bench {
         /// Each row once, no peers (fast, offline).
@@ -69,6 +78,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("air-gap cases failed: {}", tally.failed.join("; "));
             }
         }
+        Task::ReleaseCheck { release } => release::run(release)?,
         Task::Bench { quick } => bench::run(quick)?,
         Task::Stress {
             fuzz_secs,

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: prepare the real test toolchain (pixi + the local channel), then run
-//! `cargo fmt --check`, `cargo clippy -D warnings`, the whole workspace's tests and doctests with
-//! the toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`, and the air-gap cases.
-//! Every step runs whatever the others said, and the run ends with one summary: counts of
+//! `cargo fmt --check`, `cargo clippy -D warnings`, `cargo xtask deps`, the whole workspace's
+//! tests and doctests with the toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`,
+//! the air-gap cases and the release check. Every step runs whatever the others said, and the run ends with one summary: counts of
 //! passed, failed and ignored tests, and every skip by name (tests report theirs through
 //! `testkit::skip`, which appends to `PYBUNDLE_SKIP_LOG`). Under `CI` a skip fails the run.
 
@@ -81,6 +81,14 @@ pub fn run(extra: &[String]) -> Result<()> {
                 summary.failures.push(format!("airgap: {e:#}"));
             }
         }
+    }
+    // Both crates as a user gets them (`cargo xtask release-check`); not for a filtered run.
+    if extra.is_empty() {
+        let release = crate::release::run(false);
+        if let Err(e) = &release {
+            eprintln!("xtask: release-check: FAILED: {e:#}");
+        }
+        summary.step("cargo xtask release-check", release.is_ok());
     }
     summary.skips_from(&skip_log)?;
     summary.print(started.elapsed().as_secs_f64() / 60.0);

@@ -1,0 +1,482 @@
+//! `cargo xtask release-check`: both crates work *as packaged*, the way a user gets them.
+//!
+//! 1. `cargo package` pybundle-runtime and cargo-pybundle (cargo's own verification build of
+//!    each from its unpacked `.crate`), then list each package with sizes and check it holds
+//!    the licenses, README, the runtime's Python half / the CLI's templates byte for byte, and
+//!    no tests, fixtures or large files ([`contents`]).
+//! 2. In a scratch directory outside the workspace: unpack both `.crate`s, `cargo install` the
+//!    CLI from its unpacked crate (`--locked`, into a scratch root), `cargo pybundle init` a
+//!    project — which depends on `pybundle-runtime = "0.1"`, exactly as for a user — and
+//!    build it with the installed CLI against the test channel, run it and check its reply and
+//!    the bundle's `creator`.
+//!
+//! crates.io does not have these crates, so `pybundle-runtime = "0.1"` is resolved through a
+//! `[patch.crates-io]` entry in the scratch directory's `.cargo/config.toml` that points at
+//! the unpacked runtime `.crate`. That keeps the project's Cargo.toml exactly as `init` writes
+//! it for a user (a registry requirement, not a path), and a runtime whose version does not
+//! meet `init`'s requirement is not used by cargo, so this check fails as a user's build would.
+//! (A local registry would also give the package a registry source, but needs an index for
+//! every dependency, or replacing crates.io as a whole.)
+//!
+//! Nothing in the scratch directory points into the workspace: the check reads the app's and
+//! the CLI's dependency graphs and fails if any path package lies outside the scratch
+//! directory, and fails if either binary names a source file of the workspace's crates.
+//! Builds share `<target>/release-check` as `CARGO_TARGET_DIR` (a cache of compiled registry
+//! crates: cargo's verification build, the CLI install and the app build reuse one another's
+//! dependencies, and later runs only recompile the two packaged crates and the app). The CLI
+//! is installed with `--debug` for that reuse; `--release` installs it as `cargo install`
+//! does by default.
+
+mod contents;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{channel, pixi, tools};
+
+const RUNTIME: &str = "pybundle-runtime";
+const CLI: &str = "cargo-pybundle";
+/// The project `init` writes, named as in README's example.
+const APP: &str = "word-count";
+
+/// Runs the whole check; `release` installs the CLI in release mode.
+pub fn run(release: bool) -> Result<()> {
+    let started = Instant::now();
+    let root = tools::workspace_root();
+    let cache = tools::target_dir(&root)?.join("release-check");
+    let versions = versions(&root)?;
+    let pixi = pixi::ensure().context("preparing the test pixi")?;
+    let channel = channel::ensure().context("preparing the test channel")?;
+
+    let step = Instant::now();
+    let crates = package(&root, &cache, &versions)?;
+    done("cargo package (with verification builds)", step);
+
+    let scratch = tempfile::Builder::new()
+        .prefix("pybundle-release-check-")
+        .tempdir_in(std::env::temp_dir())
+        .context("creating the scratch directory")?;
+    let scratch = scratch.path().canonicalize()?;
+    if scratch.starts_with(&root) {
+        bail!(
+            "the temp directory {} lies inside the workspace; set TMPDIR to a directory outside \
+             it",
+            scratch.display()
+        );
+    }
+    let result = in_scratch(&Scratch {
+        dir: &scratch,
+        root: &root,
+        cache: &cache,
+        crates: &crates,
+        pixi: &pixi,
+        channel: &channel,
+        release,
+    });
+    match &result {
+        // Kept on failure, to look at.
+        Err(_) => eprintln!(
+            "xtask: release-check: the scratch directory is kept: {}",
+            scratch.display()
+        ),
+        Ok(()) => fs_err::remove_dir_all(&scratch)?,
+    }
+    result?;
+    eprintln!(
+        "xtask: release-check: ok ({:.0} s in all)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The `.crate` file of each package.
+struct Crates {
+    runtime: PathBuf,
+    cli: PathBuf,
+}
+
+/// `cargo package` of both crates into `<cache>/package`, then their lists and checks.
+fn package(root: &Path, cache: &Path, versions: &[(String, String)]) -> Result<Crates> {
+    // --allow-dirty: a check run on a working copy packs what is there (a clean clone packs
+    // the commit); cargo records which in .cargo_vcs_info.json.
+    tools::run(
+        cargo(cache)
+            .args(["package", "--allow-dirty", "-p", RUNTIME, "-p", CLI])
+            .current_dir(root),
+        "packaging the crates",
+    )?;
+    let path = |name: &str| -> Result<PathBuf> {
+        let version = versions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .with_context(|| format!("no {name} in the workspace"))?;
+        Ok(cache
+            .join("package")
+            .join(format!("{name}-{version}.crate")))
+    };
+    let crates = Crates {
+        runtime: path(RUNTIME)?,
+        cli: path(CLI)?,
+    };
+    for (name, krate, carried) in [
+        (RUNTIME, &crates.runtime, "python"),
+        (CLI, &crates.cli, "templates"),
+    ] {
+        let entries = contents::read(krate)?;
+        contents::print(name, krate, &entries)?;
+        contents::check(
+            name,
+            &entries,
+            root,
+            (carried, &root.join(name).join(carried)),
+        )?;
+    }
+    Ok(crates)
+}
+
+struct Scratch<'a> {
+    dir: &'a Path,
+    root: &'a Path,
+    cache: &'a Path,
+    crates: &'a Crates,
+    pixi: &'a Path,
+    channel: &'a str,
+    release: bool,
+}
+
+fn in_scratch(s: &Scratch<'_>) -> Result<()> {
+    let step = Instant::now();
+    let unpacked = s.dir.join("crates");
+    let runtime = unpack(&s.crates.runtime, &unpacked)?;
+    let cli_src = unpack(&s.crates.cli, &unpacked)?;
+    let config = s.dir.join(".cargo").join("config.toml");
+    fs_err::create_dir_all(config.parent().unwrap_or(s.dir))?;
+    let runtime_str = runtime.to_str().context("the scratch path is not UTF-8")?;
+    fs_err::write(
+        &config,
+        format!(
+            "# pybundle-runtime = \"0.1\" from the unpacked .crate (it is not on crates.io yet)\n\
+             [patch.crates-io]\n{RUNTIME} = {{ path = {runtime_str:?} }}\n"
+        ),
+    )?;
+
+    let install = s.dir.join("install");
+    let mut cmd = cargo(s.cache);
+    cmd.args(["install", "--locked", "--path"])
+        .arg(&cli_src)
+        .arg("--root")
+        .arg(&install)
+        .arg("--config")
+        .arg(&config)
+        .current_dir(s.dir);
+    if !s.release {
+        cmd.arg("--debug");
+    }
+    tools::run(&mut cmd, "installing cargo-pybundle from its .crate")?;
+    let cli = install.join("bin").join(CLI);
+    done("cargo install from the .crate", step);
+
+    let step = Instant::now();
+    // The installed binary as cargo runs a subcommand: `cargo-pybundle pybundle …` with $CARGO
+    // set (called directly so that no other cargo-pybundle on PATH or in ~/.cargo/bin is taken).
+    let pybundle = |dir: &Path| {
+        let mut cmd = Command::new(&cli);
+        clean_env(&mut cmd);
+        for var in ["PYBUNDLE_PIXI_MIRROR", "PYBUNDLE_LOG", "PYBUNDLE_CACHE_DIR"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("CARGO", tools::cargo())
+            .env("CARGO_TARGET_DIR", s.cache)
+            .current_dir(dir)
+            .arg("pybundle");
+        cmd
+    };
+    tools::run(pybundle(s.dir).args(["init", APP]), "cargo pybundle init")?;
+    let app = s.dir.join(APP);
+    let manifest = fs_err::read_to_string(app.join("Cargo.toml"))?;
+    let requirement = format!("{RUNTIME} = \"{}\"", cargo_pybundle::RUNTIME_REQUIREMENT);
+    if !manifest.lines().any(|l| l.trim() == requirement) {
+        bail!("`cargo pybundle init` did not write `{requirement}` into {APP}/Cargo.toml:\n{manifest}");
+    }
+    let built = tools::output(
+        pybundle(&app)
+            .arg("build")
+            .env("PYBUNDLE_PIXI", s.pixi)
+            .env(
+                "PYBUNDLE_CHANNEL_MIRRORS",
+                format!("conda-forge={}", s.channel),
+            ),
+        "cargo pybundle build of the init project",
+    )?;
+    let binary = PathBuf::from(built.lines().last().unwrap_or_default());
+    done("cargo pybundle init + build", step);
+
+    let step = Instant::now();
+    let reply = tools::output(
+        Command::new(&binary)
+            .args(["three", "little", "words"])
+            .env("PYBUNDLE_CACHE_DIR", s.dir.join("cache")),
+        "running the built program",
+    )?;
+    if !reply.starts_with("3 words, counted by Python 3.") {
+        bail!(
+            "{} replied {reply:?}, not \"3 words, counted by Python 3.x.y\"",
+            binary.display()
+        );
+    }
+    let manifest: Value = serde_json::from_str(&tools::output(
+        pybundle(&app).args(["inspect", "--json"]).arg(&binary),
+        "cargo pybundle inspect",
+    )?)?;
+    let creator = format!("{CLI} {}", installed_version(&cli)?);
+    if manifest["creator"] != creator.as_str() {
+        bail!(
+            "the bundle's creator is {}, not `{creator}`",
+            manifest["creator"]
+        );
+    }
+    eprintln!("xtask: release-check: {APP} says {reply:?}; bundle creator `{creator}`");
+
+    // Nothing came from the workspace: every path package of both graphs is in the scratch
+    // directory, and neither binary names a workspace crate's source file.
+    paths_inside(s.dir, &app.join("Cargo.toml"), &config)?;
+    paths_inside(s.dir, &cli_src.join("Cargo.toml"), &config)?;
+    for bin in [&cli, &binary] {
+        let bytes = fs_err::read(bin)?;
+        for krate in [RUNTIME, CLI] {
+            let source = format!("{}/", s.root.join(krate).display());
+            if memchr::memmem::find(&bytes, source.as_bytes()).is_some() {
+                bail!(
+                    "{} names {source}: it was built from the workspace",
+                    bin.display()
+                );
+            }
+        }
+    }
+    msrv(&cli_src, Some(&config))?;
+    msrv(&runtime, None)?;
+    done("run, inspect and isolation checks", step);
+    Ok(())
+}
+
+/// Unpacks a `.crate` into `into`; returns the package folder (`<name>-<version>`).
+fn unpack(krate: &Path, into: &Path) -> Result<PathBuf> {
+    let file = fs_err::File::open(krate)?;
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(into)
+        .with_context(|| format!("unpacking {}", krate.display()))?;
+    let stem = krate
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".crate"))
+        .context("a .crate file name")?;
+    Ok(into.join(stem))
+}
+
+/// Fails unless every package without a registry source in `manifest`'s dependency graph lies
+/// inside `dir`.
+fn paths_inside(dir: &Path, manifest: &Path, config: &Path) -> Result<()> {
+    let meta = metadata(manifest, Some(config))?;
+    let packages = meta["packages"]
+        .as_array()
+        .context("cargo metadata packages")?;
+    for p in packages.iter().filter(|p| p["source"].is_null()) {
+        let path = Path::new(p["manifest_path"].as_str().unwrap_or_default());
+        if !path.starts_with(dir) {
+            bail!(
+                "{} depends on {} at {}, outside the scratch directory",
+                manifest.display(),
+                p["name"],
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `rust-version` of the package at `dir` is true for its packaged Cargo.lock: no dependency
+/// (normal or build, on this platform) declares a newer one.
+fn msrv(dir: &Path, config: Option<&Path>) -> Result<()> {
+    let manifest = dir.join("Cargo.toml");
+    let meta = metadata(&manifest, config)?;
+    let packages = meta["packages"]
+        .as_array()
+        .context("cargo metadata packages")?;
+    let by_id = |id: &Value| packages.iter().find(|p| p["id"] == *id);
+    let root = &meta["resolve"]["root"];
+    let ours = by_id(root).context("the package itself")?;
+    let declared = parse_version(ours["rust_version"].as_str().unwrap_or_default());
+    let nodes = meta["resolve"]["nodes"]
+        .as_array()
+        .context("resolve nodes")?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = vec![root.clone()];
+    let mut highest: Option<((u64, u64, u64), String)> = None;
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id.to_string()) {
+            continue;
+        }
+        let Some(node) = nodes.iter().find(|n| n["id"] == id) else {
+            continue;
+        };
+        for dep in node["deps"].as_array().into_iter().flatten() {
+            let kinds = dep["dep_kinds"].as_array().into_iter().flatten();
+            if kinds
+                .clone()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build")
+            {
+                stack.push(dep["pkg"].clone());
+            }
+        }
+        if id == *root {
+            continue;
+        }
+        if let Some(p) = by_id(&id) {
+            if let Some(v) = p["rust_version"].as_str() {
+                let v = parse_version(v);
+                if highest.as_ref().is_none_or(|(h, _)| v > *h) {
+                    let (name, version) = (p["name"].as_str(), p["version"].as_str());
+                    highest = Some((
+                        v,
+                        format!("{} {}", name.unwrap_or("?"), version.unwrap_or("?")),
+                    ));
+                }
+            }
+        }
+    }
+    let name = ours["name"].as_str().unwrap_or_default();
+    let declared_text = ours["rust_version"].as_str().unwrap_or("(none)");
+    match highest {
+        Some((v, who)) if v > declared => bail!(
+            "{name} declares rust-version {}, but its locked dependency {who} needs {}.{}.{}: \
+             raise rust-version or hold that dependency back (`cargo update -p … --precise …`)",
+            declared_text,
+            v.0,
+            v.1,
+            v.2
+        ),
+        Some((v, who)) => eprintln!(
+            "xtask: release-check: {name} rust-version {}: the highest of its locked dependencies \
+             is {who} ({}.{}.{})",
+            declared_text, v.0, v.1, v.2
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
+fn parse_version(v: &str) -> (u64, u64, u64) {
+    let mut parts = v.split('.').map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// `cargo metadata` of `manifest` for this platform. With the scratch configuration, its patch
+/// moves pybundle-runtime's source, so the lock file takes that one change; without, the lock
+/// file is used as it is (`--locked`).
+fn metadata(manifest: &Path, config: Option<&Path>) -> Result<Value> {
+    let mut cmd = Command::new(tools::cargo());
+    clean_env(&mut cmd);
+    match config {
+        Some(config) => cmd.arg("--config").arg(config),
+        None => cmd.arg("--locked"),
+    };
+    cmd.args(["metadata", "--format-version", "1", "--filter-platform"])
+        .arg(host_triple()?)
+        .arg("--manifest-path")
+        .arg(manifest)
+        .current_dir(manifest.parent().unwrap_or(Path::new("/")));
+    Ok(serde_json::from_str(&tools::output(
+        &mut cmd,
+        "cargo metadata",
+    )?)?)
+}
+
+fn host_triple() -> Result<String> {
+    let out = tools::output(Command::new("rustc").arg("-vV"), "rustc -vV")?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV names no host")
+}
+
+/// The version `cargo-pybundle --version` reports (`cargo-pybundle 0.1.0`).
+fn installed_version(cli: &Path) -> Result<String> {
+    let out = tools::output(
+        Command::new(cli).args(["pybundle", "--version"]),
+        "cargo-pybundle --version",
+    )?;
+    out.split_whitespace()
+        .last()
+        .map(str::to_owned)
+        .with_context(|| format!("`{} pybundle --version` said {out:?}", cli.display()))
+}
+
+/// Versions of the workspace's packages, by name.
+fn versions(root: &Path) -> Result<Vec<(String, String)>> {
+    let json = tools::output(
+        Command::new(tools::cargo())
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(root),
+        "cargo metadata of the workspace",
+    )?;
+    let meta: Value = serde_json::from_str(&json)?;
+    Ok(meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["name"].as_str()?.to_owned(),
+                p["version"].as_str()?.to_owned(),
+            ))
+        })
+        .collect())
+}
+
+/// cargo with `CARGO_TARGET_DIR` at the shared cache.
+fn cargo(cache: &Path) -> Command {
+    let mut cmd = Command::new(tools::cargo());
+    clean_env(&mut cmd);
+    cmd.env("CARGO_TARGET_DIR", cache);
+    cmd
+}
+
+/// Drops what `cargo run` (which runs xtask) set about the xtask package, so nothing
+/// downstream reads the workspace's manifest path or package name.
+fn clean_env(cmd: &mut Command) {
+    let ours: Vec<OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            let k = k.to_string_lossy();
+            k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    k.as_ref(),
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_DIR"
+                )
+        })
+        .collect();
+    for k in ours {
+        cmd.env_remove(k);
+    }
+}
+
+fn done(what: &str, since: Instant) {
+    eprintln!(
+        "xtask: release-check: {what}: {:.0} s",
+        since.elapsed().as_secs_f64()
+    );
+}
