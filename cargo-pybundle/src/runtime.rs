@@ -197,29 +197,30 @@ pub fn check_format(runtime: &AppRuntime, app_manifest: &Path) -> Result<()> {
 
 /// The Python half to pack for `target`: its pybundle-runtime's, after [`PythonHalf::of`]'s
 /// checks. A package that does not link the runtime cannot run a bundle: an error when a
-/// program is to be built (`for_build`), this CLI's own copy with a warning for `pack`.
+/// program is to be built (`for_build`), this CLI's own copy (said in a status line) for `pack`.
 pub fn python_half(target: &Target, for_build: bool, ui: &Ui) -> Result<PythonHalf> {
     if let Some(found) = &target.runtime {
         return PythonHalf::of(found, &target.manifest_path);
     }
-    let fix = format!(
-        "add `{CRATE} = \"{}\"` to [dependencies] in {}",
-        crate::init::RUNTIME_REQUIREMENT,
-        target.manifest_path.display()
-    );
     if for_build {
         bail!(
             "package `{}` does not depend on {CRATE}, so the program can neither contain nor run \
-             a bundle; {fix}",
-            target.name
+             a bundle; add `{CRATE} = \"{}\"` to [dependencies] in {}",
+            target.name,
+            crate::init::RUNTIME_REQUIREMENT,
+            target.manifest_path.display()
         );
     }
-    ui.warn(format!(
-        "package `{}` does not depend on {CRATE}: the archive carries cargo-pybundle {}'s own \
-         copy of the Python half; {fix} to build a program that runs it",
-        target.name,
-        env!("CARGO_PKG_VERSION")
-    ));
+    // Not a warning: packing alone (inspection, fixtures) needs no program.
+    ui.status(
+        "Including",
+        format!(
+            "cargo-pybundle {}'s own copy of the Python half: package `{}` does not depend on \
+             {CRATE}",
+            env!("CARGO_PKG_VERSION"),
+            target.name
+        ),
+    );
     Ok(PythonHalf::Own)
 }
 

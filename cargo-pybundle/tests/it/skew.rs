@@ -212,13 +212,42 @@ fn the_runtime_declares_the_format_it_defines() {
 }
 
 /// The archive's `lib/pybundle` is the program's runtime's own Python half, not this CLI's
-/// copy; a change there repacks.
+/// copy; a change there repacks. A package without the runtime gets this CLI's copy, said so.
 #[test]
 fn the_python_half_comes_from_the_programs_runtime() {
     let Some(tc) = testkit::toolchain("the_python_half_comes_from_the_programs_runtime") else {
         return;
     };
     let (tmp, pkg) = fixture("relocs");
+    let manifest = pkg.join("Cargo.toml");
+    let target = tmp.path().join("target");
+    let pack = |says: &str| {
+        let out = with_toolchain(&tc)
+            .args(["pack", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
+        lib_files(&std::fs::read(String::from_utf8(out.stdout).unwrap().trim()).unwrap())
+    };
+
+    let own = pack(&format!(
+        "Including cargo-pybundle {CLI}'s own copy of the Python half: package `relocs` does not \
+         depend on pybundle-runtime"
+    ));
+    let init = pybundle_runtime::PYTHON_PACKAGE
+        .get_file("pybundle/__init__.py")
+        .unwrap()
+        .contents_utf8()
+        .unwrap();
+    assert!(
+        own.contains(&("lib/pybundle/__init__.py".to_owned(), init.to_owned())),
+        "{own:?}"
+    );
+
     let formats = format!("bundle-formats = [{FORMAT_VERSION}]");
     let rt = fake_runtime(&tmp.path().join("rt"), "0.1.7", Some(&formats));
     std::fs::write(rt.join("python/pybundle/__init__.py"), "# runtime 0.1.7\n").unwrap();
@@ -228,27 +257,14 @@ fn the_python_half_comes_from_the_programs_runtime() {
         "x",
     )
     .unwrap();
-    let manifest = pkg.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     let dep = format!(
         "\n[dependencies]\npybundle-runtime = {{ path = {:?} }}\n",
         rt.to_str().unwrap()
     );
     std::fs::write(&manifest, text + &dep).unwrap();
-    let target = tmp.path().join("target");
-    let pack = || {
-        let out = with_toolchain(&tc)
-            .args(["pack", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        lib_files(&std::fs::read(String::from_utf8(out.stdout).unwrap().trim()).unwrap())
-    };
     assert_eq!(
-        pack(),
+        pack("Packing"),
         [(
             "lib/pybundle/__init__.py".to_owned(),
             "# runtime 0.1.7\n".to_owned()
@@ -256,7 +272,7 @@ fn the_python_half_comes_from_the_programs_runtime() {
     );
     std::fs::write(rt.join("python/pybundle/__init__.py"), "# changed\n").unwrap();
     assert_eq!(
-        pack(),
+        pack("Packing"),
         [(
             "lib/pybundle/__init__.py".to_owned(),
             "# changed\n".to_owned()
