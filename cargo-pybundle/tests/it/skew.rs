@@ -333,3 +333,29 @@ fn two_runtimes_in_one_program_are_refused() {
         "{err}"
     );
 }
+
+/// The runtime is looked up in the graph `cargo build` will use: `--locked` after `--` reaches
+/// that `cargo metadata` too, so a lock file that would change stops the build (exit 3, the
+/// lock file untouched) instead of being rewritten.
+#[test]
+fn locked_after_the_double_dash_holds_the_lock_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let formats = format!("bundle-formats = [{FORMAT_VERSION}]");
+    let rt = fake_runtime(&tmp.path().join("rt"), "0.1.0", Some(&formats));
+    let manifest = app(&tmp.path().join("app"), Some((&rt, "")));
+    let lock = tmp.path().join("app/Cargo.lock");
+    let out = cargo_pybundle()
+        .args(["build", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--pixi", "/nonexistent/pixi", "--", "--locked"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("--locked"), "{err}");
+    assert!(!lock.exists(), "a lock file was written");
+    // Without it the lock file is written, as cargo build writes it, and the build goes on.
+    let (code, err) = build(&manifest);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(lock.is_file());
+}

@@ -28,6 +28,7 @@
 //! does by default.
 
 mod contents;
+mod graph;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub fn run(release: bool) -> Result<()> {
 
     let step = Instant::now();
     let crates = package(&root, &cache, &versions)?;
+    let cli_version = version_of(&versions, CLI)?;
     done("cargo package (with verification builds)", step);
 
     let scratch = tempfile::Builder::new()
@@ -76,6 +78,7 @@ pub fn run(release: bool) -> Result<()> {
         crates: &crates,
         pixi: &pixi,
         channel: &channel,
+        cli_version: &cli_version,
         release,
     });
     match &result {
@@ -111,11 +114,7 @@ fn package(root: &Path, cache: &Path, versions: &[(String, String)]) -> Result<C
         "packaging the crates",
     )?;
     let path = |name: &str| -> Result<PathBuf> {
-        let version = versions
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .with_context(|| format!("no {name} in the workspace"))?;
+        let version = version_of(versions, name)?;
         Ok(cache
             .join("package")
             .join(format!("{name}-{version}.crate")))
@@ -147,6 +146,8 @@ struct Scratch<'a> {
     crates: &'a Crates,
     pixi: &'a Path,
     channel: &'a str,
+    /// The workspace's cargo-pybundle version: the installed CLI and the bundle must say it.
+    cli_version: &'a str,
     release: bool,
 }
 
@@ -234,7 +235,14 @@ fn in_scratch(s: &Scratch<'_>) -> Result<()> {
         pybundle(&app).args(["inspect", "--json"]).arg(&binary),
         "cargo pybundle inspect",
     )?)?;
-    let creator = format!("{CLI} {}", installed_version(&cli)?);
+    let installed = installed_version(&cli)?;
+    if installed != s.cli_version {
+        bail!(
+            "the installed {CLI} says it is {installed}, the workspace's is {}",
+            s.cli_version
+        );
+    }
+    let creator = format!("{CLI} {}", s.cli_version);
     if manifest["creator"] != creator.as_str() {
         bail!(
             "the bundle's creator is {}, not `{creator}`",
@@ -245,8 +253,8 @@ fn in_scratch(s: &Scratch<'_>) -> Result<()> {
 
     // Nothing came from the workspace: every path package of both graphs is in the scratch
     // directory, and neither binary names a workspace crate's source file.
-    paths_inside(s.dir, &app.join("Cargo.toml"), &config)?;
-    paths_inside(s.dir, &cli_src.join("Cargo.toml"), &config)?;
+    graph::paths_inside(s.dir, &app.join("Cargo.toml"), &config)?;
+    graph::paths_inside(s.dir, &cli_src.join("Cargo.toml"), &config)?;
     for bin in [&cli, &binary] {
         let bytes = fs_err::read(bin)?;
         for krate in [RUNTIME, CLI] {
@@ -259,8 +267,8 @@ fn in_scratch(s: &Scratch<'_>) -> Result<()> {
             }
         }
     }
-    msrv(&cli_src, Some(&config))?;
-    msrv(&runtime, None)?;
+    graph::msrv(&cli_src, Some(&config))?;
+    graph::msrv(&runtime, None)?;
     done("run, inspect and isolation checks", step);
     Ok(())
 }
@@ -279,136 +287,6 @@ fn unpack(krate: &Path, into: &Path) -> Result<PathBuf> {
     Ok(into.join(stem))
 }
 
-/// Fails unless every package without a registry source in `manifest`'s dependency graph lies
-/// inside `dir`.
-fn paths_inside(dir: &Path, manifest: &Path, config: &Path) -> Result<()> {
-    let meta = metadata(manifest, Some(config))?;
-    let packages = meta["packages"]
-        .as_array()
-        .context("cargo metadata packages")?;
-    for p in packages.iter().filter(|p| p["source"].is_null()) {
-        let path = Path::new(p["manifest_path"].as_str().unwrap_or_default());
-        if !path.starts_with(dir) {
-            bail!(
-                "{} depends on {} at {}, outside the scratch directory",
-                manifest.display(),
-                p["name"],
-                path.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// `rust-version` of the package at `dir` is true for its packaged Cargo.lock: no dependency
-/// (normal or build, on this platform) declares a newer one.
-fn msrv(dir: &Path, config: Option<&Path>) -> Result<()> {
-    let manifest = dir.join("Cargo.toml");
-    let meta = metadata(&manifest, config)?;
-    let packages = meta["packages"]
-        .as_array()
-        .context("cargo metadata packages")?;
-    let by_id = |id: &Value| packages.iter().find(|p| p["id"] == *id);
-    let root = &meta["resolve"]["root"];
-    let ours = by_id(root).context("the package itself")?;
-    let declared = parse_version(ours["rust_version"].as_str().unwrap_or_default());
-    let nodes = meta["resolve"]["nodes"]
-        .as_array()
-        .context("resolve nodes")?;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut stack = vec![root.clone()];
-    let mut highest: Option<((u64, u64, u64), String)> = None;
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id.to_string()) {
-            continue;
-        }
-        let Some(node) = nodes.iter().find(|n| n["id"] == id) else {
-            continue;
-        };
-        for dep in node["deps"].as_array().into_iter().flatten() {
-            let kinds = dep["dep_kinds"].as_array().into_iter().flatten();
-            if kinds
-                .clone()
-                .any(|k| k["kind"].is_null() || k["kind"] == "build")
-            {
-                stack.push(dep["pkg"].clone());
-            }
-        }
-        if id == *root {
-            continue;
-        }
-        if let Some(p) = by_id(&id) {
-            if let Some(v) = p["rust_version"].as_str() {
-                let v = parse_version(v);
-                if highest.as_ref().is_none_or(|(h, _)| v > *h) {
-                    let (name, version) = (p["name"].as_str(), p["version"].as_str());
-                    highest = Some((
-                        v,
-                        format!("{} {}", name.unwrap_or("?"), version.unwrap_or("?")),
-                    ));
-                }
-            }
-        }
-    }
-    let name = ours["name"].as_str().unwrap_or_default();
-    let declared_text = ours["rust_version"].as_str().unwrap_or("(none)");
-    match highest {
-        Some((v, who)) if v > declared => bail!(
-            "{name} declares rust-version {}, but its locked dependency {who} needs {}.{}.{}: \
-             raise rust-version or hold that dependency back (`cargo update -p … --precise …`)",
-            declared_text,
-            v.0,
-            v.1,
-            v.2
-        ),
-        Some((v, who)) => eprintln!(
-            "xtask: release-check: {name} rust-version {}: the highest of its locked dependencies \
-             is {who} ({}.{}.{})",
-            declared_text, v.0, v.1, v.2
-        ),
-        None => {}
-    }
-    Ok(())
-}
-
-fn parse_version(v: &str) -> (u64, u64, u64) {
-    let mut parts = v.split('.').map(|p| p.parse().unwrap_or(0));
-    (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    )
-}
-
-/// `cargo metadata` of `manifest` for this platform. With the scratch configuration, its patch
-/// moves pybundle-runtime's source, so the lock file takes that one change; without, the lock
-/// file is used as it is (`--locked`).
-fn metadata(manifest: &Path, config: Option<&Path>) -> Result<Value> {
-    let mut cmd = Command::new(tools::cargo());
-    clean_env(&mut cmd);
-    match config {
-        Some(config) => cmd.arg("--config").arg(config),
-        None => cmd.arg("--locked"),
-    };
-    cmd.args(["metadata", "--format-version", "1", "--filter-platform"])
-        .arg(host_triple()?)
-        .arg("--manifest-path")
-        .arg(manifest)
-        .current_dir(manifest.parent().unwrap_or(Path::new("/")));
-    Ok(serde_json::from_str(&tools::output(
-        &mut cmd,
-        "cargo metadata",
-    )?)?)
-}
-
-fn host_triple() -> Result<String> {
-    let out = tools::output(Command::new("rustc").arg("-vV"), "rustc -vV")?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .map(str::to_owned)
-        .context("rustc -vV names no host")
-}
-
 /// The version `cargo-pybundle --version` reports (`cargo-pybundle 0.1.0`).
 fn installed_version(cli: &Path) -> Result<String> {
     let out = tools::output(
@@ -419,6 +297,14 @@ fn installed_version(cli: &Path) -> Result<String> {
         .last()
         .map(str::to_owned)
         .with_context(|| format!("`{} pybundle --version` said {out:?}", cli.display()))
+}
+
+fn version_of(versions: &[(String, String)], name: &str) -> Result<String> {
+    versions
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .with_context(|| format!("no {name} in the workspace"))
 }
 
 /// Versions of the workspace's packages, by name.
@@ -453,7 +339,7 @@ fn cargo(cache: &Path) -> Command {
 
 /// Drops what `cargo run` (which runs xtask) set about the xtask package, so nothing
 /// downstream reads the workspace's manifest path or package name.
-fn clean_env(cmd: &mut Command) {
+pub(super) fn clean_env(cmd: &mut Command) {
     let ours: Vec<OsString> = std::env::vars_os()
         .map(|(k, _)| k)
         .filter(|k| {
