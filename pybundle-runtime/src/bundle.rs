@@ -372,7 +372,7 @@ impl Bundle {
             &extract::Options {
                 bytes_total: self.manifest.unpacked_size,
                 entries_total: self.manifest.file_count,
-                verify_id: self.verify.then_some(self.manifest.id.as_str()),
+                id: &self.manifest.id,
                 progress: self.progress.as_deref(),
                 release_read_pages: matches!(self.archive, Archive::Embedded(_)),
             },
