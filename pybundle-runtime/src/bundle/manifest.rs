@@ -101,13 +101,6 @@ fn validate(m: &Manifest) -> Result<()> {
             limits::MAX_ENTRIES
         ));
     }
-    if m.relocations.len() as u64 > m.file_count {
-        return over(format!(
-            "it lists {} relocations for {} entries",
-            m.relocations.len(),
-            m.file_count
-        ));
-    }
     let mut relocated = std::collections::HashSet::with_capacity(m.relocations.len());
     for r in &m.relocations {
         entries::check_path(r.path.as_bytes())?;
@@ -124,6 +117,13 @@ fn validate(m: &Manifest) -> Result<()> {
                 limits::MAX_PLACEHOLDER
             ));
         }
+    }
+    if m.relocations.len() as u64 > m.file_count {
+        return over(format!(
+            "it lists {} relocations for {} entries",
+            m.relocations.len(),
+            m.file_count
+        ));
     }
     let activation: usize = m.activation.iter().map(|(k, v)| k.len() + v.len()).sum();
     if activation > limits::MAX_ACTIVATION {

@@ -10,8 +10,10 @@
 //!   or delete it);
 //! - a symlink followed on the way is owned by root or by us.
 //!
-//! The root itself must be owned by us; if others may write to it, it is made private
-//! (`chmod go-w`) before anything in it is used. A group whose only member is us counts as
+//! The root itself must be owned by us. If others may write to it, it is made private
+//! (`chmod go-w`) before anything in it is used, unless it is sticky (a shared directory by
+//! design, such as `/tmp` itself): then others may add entries but not rename or delete
+//! ours, and each entry the cache uses is checked to be ours. A group whose only member is us counts as
 //! nobody (Debian and Ubuntu give every user such a group, and `umask 002` makes directories
 //! group writable). Missing directories are created `0700` as the walk reaches them, so
 //! nothing is ever created inside a directory that failed the check.
@@ -102,22 +104,28 @@ pub(crate) fn open_root(root: &Path, create: bool) -> Result<Dir> {
         unreachable!("`/` is never popped")
     };
     check_root(&meta, me).map_err(refuse)?;
-    if let Some(who) = writers(&meta, me) {
-        // Ours, so ours to fix: from now on nobody else can add to it. Anything planted
-        // before is met by the checks on each entry (lock files and bundle directories must
-        // be ours; nothing is followed through a symlink).
-        let private = meta.mode & !0o022;
-        tracing::warn!(
-            root = %root.display(),
-            "the cache root was writable by {who} (mode {:o}); made it {private:o}",
-            meta.mode
-        );
-        dir.set_mode(private).map_err(|e| {
-            refuse(format!(
-                "it is writable by {who} (mode {:o}) and cannot be made private: {e}",
+    match writers(&meta, me) {
+        // A shared directory by design (`/tmp` itself as the root): left as it is. Others can
+        // add entries but not rename or delete ours, and every entry used must be ours.
+        Some(_) if meta.mode & 0o1000 != 0 => {}
+        Some(who) => {
+            // Ours, so ours to fix: from now on nobody else can add to it. Anything planted
+            // before is met by the checks on each entry (lock files and bundle directories
+            // must be ours; nothing is followed through a symlink).
+            let private = meta.mode & !0o022;
+            tracing::warn!(
+                root = %root.display(),
+                "the cache root was writable by {who} (mode {:o}); made it {private:o}",
                 meta.mode
-            ))
-        })?;
+            );
+            dir.set_mode(private).map_err(|e| {
+                refuse(format!(
+                    "it is writable by {who} (mode {:o}) and cannot be made private: {e}",
+                    meta.mode
+                ))
+            })?;
+        }
+        None => {}
     }
     // Known by the path asked for (what relocated files name), not the one symlinks led to.
     Ok(dir.known_as(root.to_path_buf()))

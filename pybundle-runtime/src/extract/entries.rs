@@ -53,7 +53,7 @@ impl<'a, R: Read> Entries<'a, R> {
     /// Where the next entry starts, for errors raised before its name is known.
     fn here(&self) -> String {
         match &self.last {
-            Some(last) => format!("the entry after `{last}`"),
+            Some(last) => format!("the entry after {last}"),
             None => "the first entry".to_owned(),
         }
     }

@@ -2,6 +2,7 @@
 
 mod bundle;
 mod hostile;
+mod limits;
 mod misbehave;
 mod script;
 mod soak;
