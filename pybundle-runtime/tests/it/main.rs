@@ -6,4 +6,5 @@ mod limits;
 mod misbehave;
 mod script;
 mod soak;
+mod users;
 mod worker;
