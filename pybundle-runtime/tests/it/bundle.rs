@@ -6,7 +6,7 @@
 mod damage;
 mod first_run;
 mod processes;
-mod real;
+pub mod real;
 mod storm;
 
 use std::collections::BTreeSet;

@@ -878,3 +878,71 @@ fn same_name_apps_and_forged_manifests_do_not_collide() {
         "the real manifest's relocations were applied: {text}"
     );
 }
+
+/// (6) The verify bypass with a real Python: a `.pth` line and a `sitecustomize` module
+/// planted in site-packages run at every start of a plain bundle (the attack, shown here so
+/// the test can fail), and never with `verify(true)`, which finds and removes them first.
+#[test]
+fn verify_keeps_code_planted_beside_a_real_python_from_running() {
+    let Some(toolchain) = testkit::toolchain("verify keeps planted code from running") else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let python = crate::bundle::real::RealPython::unpack(
+        &toolchain.channel_dir().join("linux-64"),
+        scratch.path(),
+    );
+    let bundle = Bundle::from_bytes(build(&python.spec(python.relocations.clone())))
+        .unwrap()
+        .cache_dir(scratch.path().join("cache"));
+    let evidence = scratch.path().join("evidence");
+    std::fs::create_dir(&evidence).unwrap();
+    let ran = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&evidence)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let start = |env: &pybundle_runtime::Environment| {
+        let out = env
+            .python()
+            .args(["-c", "print('started')"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "started");
+    };
+    let env = bundle.ready().unwrap();
+    let site = env.prefix().join("lib/python3.11/site-packages");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("evil.pth"),
+        format!("import os; open(r'{}/pth', 'w')\n", evidence.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("sitecustomize.py"),
+        format!("open(r'{}/sitecustomize', 'w')\n", evidence.display()),
+    )
+    .unwrap();
+    start(&env);
+    assert_eq!(
+        ran(),
+        ["pth", "sitecustomize"],
+        "the planted code runs without verify"
+    );
+    for f in ran() {
+        std::fs::remove_file(evidence.join(f)).unwrap();
+    }
+    drop(env);
+    let env = bundle.clone().verify(true).ready().unwrap();
+    start(&env);
+    assert!(
+        ran().is_empty(),
+        "planted code ran under verify: {:?}",
+        ran()
+    );
+    assert!(!site.join("evil.pth").exists() && !site.join("sitecustomize.py").exists());
+}
