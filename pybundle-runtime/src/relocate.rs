@@ -18,7 +18,7 @@ use crate::{Error, Result};
 
 pub(crate) mod window;
 
-use window::{relocate_binary_windows, WindowError, WINDOW};
+use window::{relocate_binary_windows, window_for, WindowError};
 
 /// Linux reads at most this many bytes of a `#!` line (`BINPRM_BUF_SIZE` was 128 with the
 /// terminating NUL before 5.1; older kernels and other systems still truncate there).
@@ -102,8 +102,13 @@ pub(crate) fn check_text_size(entry: &str, size: u64) -> Result<()> {
 fn relocate_binary_file(path: &Path, placeholder: &[u8], new: &[u8]) -> Result<()> {
     with_writable(path, |file| {
         let file: &File = file;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot read metadata of", path, e))?
+            .len();
+        let window = window_for(len, placeholder);
         let mut offset = 0u64;
-        let result = relocate_binary_windows(file, placeholder, new, WINDOW, |region, changed| {
+        let result = relocate_binary_windows(file, placeholder, new, window, |region, changed| {
             if changed {
                 write_at(file, region, offset)?;
             }

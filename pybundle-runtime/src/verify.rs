@@ -25,7 +25,7 @@ use crate::extract::entries::{Entries, Item};
 use crate::extract::limits::{max_relocated_text, MAX_TEXT_RELOCATION};
 use crate::extract::{archive_err, safe_relative, sanitized_mode, stream};
 use crate::format::{FileMode, Relocation};
-use crate::relocate::window::{relocate_binary_windows, WindowError, WINDOW};
+use crate::relocate::window::{relocate_binary_windows, window_for, WindowError};
 use crate::{Error, Result};
 
 mod extra;
@@ -305,11 +305,12 @@ impl Walk<'_> {
         }
         let mut problem = None;
         let disk = &mut self.disk;
+        let window = window_for(entry.size(), reloc.placeholder.as_bytes());
         let result = relocate_binary_windows(
             &mut *entry,
             reloc.placeholder.as_bytes(),
             self.new,
-            WINDOW,
+            window,
             |region, _| {
                 let mut at = 0;
                 while at < region.len() {

@@ -18,6 +18,13 @@ use super::relocate_binary;
 /// Window size used by extraction and verification.
 pub(crate) const WINDOW: usize = 8 << 20;
 
+/// The window for a file of `len` bytes: [`WINDOW`], or less for a smaller file (one window
+/// then holds it whole, and no more memory is set aside than the file needs).
+pub(crate) fn window_for(len: u64, placeholder: &[u8]) -> usize {
+    let whole = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
+    whole.min(WINDOW).max(placeholder.len() + 1)
+}
+
 /// Why windowed relocation stopped.
 #[derive(Debug)]
 pub(crate) enum WindowError {
