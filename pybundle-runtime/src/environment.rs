@@ -144,9 +144,11 @@ impl Environment {
     }
 
     /// A [`Command`] that runs `scripts/<name>.py` directly (no protocol), for callers who
-    /// want raw control over the child; `name` as for [`Environment::script_path`].
+    /// want raw control over the child; `name` as for [`Environment::script_path`]. The
+    /// bundle's location is checked first ([`Environment::check_location`]).
     pub fn command(&self, script: &str) -> Result<Command> {
         let path = self.script_path(script)?;
+        self.check_location()?;
         let mut cmd = self.python();
         cmd.arg(path);
         Ok(cmd)
