@@ -209,10 +209,12 @@ pub(crate) fn relocate_text(
                 .position(|b| *b == b' ' || *b == b'\t')
                 .unwrap_or(body.len());
             let interp = replace_all(&finder, &body[..split], new);
-            let args = trim_end(trim_start(&body[split..]));
+            // Found by fuzzing: the arguments may name the prefix too, and the trampoline
+            // used to keep them as they were.
+            let args = replace_all(&finder, trim_end(trim_start(&body[split..])), new);
             let mut out = Vec::with_capacity(data.len());
             if new_first.len() > MAX_SHEBANG || interp.iter().any(u8::is_ascii_whitespace) {
-                out.extend_from_slice(&trampoline(&interp, args)?);
+                out.extend_from_slice(&trampoline(&interp, &args)?);
             } else {
                 out.extend_from_slice(&new_first);
             }
@@ -507,6 +509,28 @@ mod tests {
         assert!(out.starts_with(&format!(
             "#!/bin/sh\n'''exec' \"{new}/bin/python3.11\" '-E' \"$0\" \"$@\" #'''\nprint(1)"
         )));
+    }
+
+    #[test]
+    fn long_shebang_arguments_are_relocated_too() {
+        let data = [
+            b"#!".as_slice(),
+            PH,
+            b"/bin/python3.11 -X pycache_prefix=",
+            PH,
+            b"/c\n",
+        ]
+        .concat();
+        let new = "/n".repeat(70);
+        let out =
+            String::from_utf8(relocate_text(&data, PH, new.as_bytes()).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "#!/bin/sh\n'''exec' \"{new}/bin/python3.11\" '-X pycache_prefix={new}/c' \
+                 \"$0\" \"$@\" #'''\n"
+            )
+        );
     }
 
     #[test]
