@@ -1,12 +1,12 @@
 //! Hostile archives against the runtime's limits, as a table: each case is run in a child
-//! process (this test binary again), whose peak RSS `wait4` reports. Every case must end in
+//! process (this test binary again), which reports its own peak RSS (`VmHWM`). Every case must end in
 //! the error it names (or, for modes, a sanitised tree), under 256 MB, with the child exiting
 //! normally (no abort, no stack overflow), and leave nothing trusted in the cache.
 //!
 //! The archives are written streaming (a gigabyte of long name or of zeros costs the parent
 //! no memory either), in the real format: frame 1 the manifest, frame 2 the body.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -67,6 +67,7 @@ fn limits_child() {
             e.to_string().replace('\n', " ")
         ),
     }
+    print_peak_rss();
 }
 
 fn variant(e: &Error) -> &'static str {
@@ -81,15 +82,35 @@ fn variant(e: &Error) -> &'static str {
     }
 }
 
-/// What a child reported, its peak RSS and how it ended.
+/// What a child reported and its peak RSS.
 struct Outcome {
     line: String,
     rss_kb: u64,
 }
 
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot do
+/// Prints this process's peak RSS (`VmHWM`), as the last thing a child does. Measured inside
+/// the child: `wait4`'s `ru_maxrss` would start from the parent's peak (the child is spawned
+/// with `vfork` semantics and inherits the parent's high-water mark at `exec`).
+pub fn print_peak_rss() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM in /proc/self/status");
+    println!("PEAK-RSS-KB {kb}");
+}
+
+/// The peak RSS a child printed with [`print_peak_rss`].
+pub fn peak_rss_of(out: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.find("PEAK-RSS-KB ").map(|at| &l[at + 12..]))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS line in:\n{out}"))
+}
+
 fn run_child(op: &str, archive: &Path, cache: &Path) -> Outcome {
-    let child = Command::new(std::env::current_exe().unwrap())
+    let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "limits::limits_child",
@@ -100,34 +121,25 @@ fn run_child(op: &str, archive: &Path, cache: &Path) -> Outcome {
         .env("PYBUNDLE_LIMITS_ARCHIVE", archive)
         .env("PYBUNDLE_LIMITS_CACHE", cache)
         .env_remove("PYBUNDLE_CACHE_DIR")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.unwrap();
-    let mut out = String::new();
-    stdout.read_to_string(&mut out).unwrap();
-    let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers; the Child handle was consumed
-    // above and is never waited on again.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::wait4(pid, &mut status, 0, &mut ru), pid);
-        ru
-    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A crash (an abort, a stack overflow) is a signal, not an exit.
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{op} on {}: the child did not exit normally (status {status:#x}):\n{out}",
-        archive.display()
+        out.status.success(),
+        "{op} on {}: the child did not exit normally ({}):\n{text}\n{}",
+        archive.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
     // With --nocapture the line may follow the harness's "test … " on the same line.
-    let line = out
+    let line = text
         .lines()
         .find_map(|l| l.find("LIMITS-").map(|at| l[at..].to_owned()))
-        .unwrap_or_else(|| panic!("no result line in:\n{out}"));
+        .unwrap_or_else(|| panic!("no result line in:\n{text}"));
     Outcome {
         line,
-        rss_kb: ru.ru_maxrss as u64,
+        rss_kb: peak_rss_of(&text),
     }
 }
 

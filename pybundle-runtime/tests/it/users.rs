@@ -12,7 +12,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -247,7 +247,7 @@ impl Scene {
             cmd.env("PB_LOCK_MS", ms.to_string());
         }
         let started = Instant::now();
-        let (out, rss_kb) = run_measured(cmd);
+        let out = cmd.output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -261,7 +261,7 @@ impl Scene {
             .unwrap_or_else(|| panic!("no result line in:\n{text}"));
         Victim {
             line,
-            rss_kb,
+            rss_kb: crate::limits::peak_rss_of(&text),
             took: started.elapsed(),
         }
     }
@@ -294,41 +294,6 @@ impl Victim {
         }
         self
     }
-}
-
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot do
-fn run_measured(mut cmd: Command) -> (Output, u64) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut se, &mut v).unwrap();
-        v
-    });
-    let mut stdout = Vec::new();
-    std::io::Read::read_to_end(&mut so, &mut stdout).unwrap();
-    let stderr = err.join().unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers; `child` is not waited on again.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::wait4(pid, &mut status, 0, &mut ru), pid);
-        ru
-    };
-    use std::os::unix::process::ExitStatusExt;
-    (
-        Output {
-            status: std::process::ExitStatus::from_raw(status),
-            stdout,
-            stderr,
-        },
-        ru.ru_maxrss as u64,
-    )
 }
 
 /// Not a test on its own: the victim process of the tests below.
@@ -377,6 +342,7 @@ fn users_child() {
             println!("VICTIM-ERR {variant} {}", e.to_string().replace('\n', " "));
         }
     }
+    crate::limits::print_peak_rss();
 }
 
 /// Every file under `dir` owned by `user`: nothing was written there by anyone else.
