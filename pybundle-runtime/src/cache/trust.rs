@@ -241,6 +241,20 @@ fn writers(meta: &Meta, me: u32) -> Option<String> {
 /// user-private-group convention assumes too.)
 #[cfg(unix)]
 fn group_is_only(gid: u32, uid: u32) -> bool {
+    // Asked at every start for each group-writable directory on the way (a `umask 002` home):
+    // the answer is kept for the life of the process.
+    static KNOWN: std::sync::Mutex<Vec<((u32, u32), bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, answer)) = known.iter().find(|(key, _)| *key == (gid, uid)) {
+        return *answer;
+    }
+    let answer = ask_group_is_only(gid, uid);
+    known.push(((gid, uid), answer));
+    answer
+}
+
+#[cfg(unix)]
+fn ask_group_is_only(gid: u32, uid: u32) -> bool {
     let Some((name, primary)) = users::user(uid) else {
         return false;
     };

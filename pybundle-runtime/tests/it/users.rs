@@ -677,3 +677,76 @@ fn a_hostile_marker_is_never_read_past_its_owner_or_its_size() {
     }
     s.no_evidence();
 }
+
+/// Group-writable directories on the way: fine when the group is the victim's own (the
+/// user-private group a `umask 002` system gives everyone), refused when another user is in it.
+#[test]
+fn a_group_writable_directory_counts_only_with_a_group_of_ones_own() {
+    let Some((victim, attacker)) = users("group") else {
+        return;
+    };
+    let shared_gid = {
+        static MADE: Mutex<Option<u32>> = Mutex::new(None);
+        let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        if made.is_none() {
+            if !Command::new("getent")
+                .args(["group", "pbshared"])
+                .output()
+                .unwrap()
+                .status
+                .success()
+            {
+                assert!(Command::new("groupadd")
+                    .args(["--system", "pbshared"])
+                    .status()
+                    .unwrap()
+                    .success());
+            }
+            let members = "pbvictim,pbattacker";
+            assert!(Command::new("gpasswd")
+                .args(["-M", members, "pbshared"])
+                .status()
+                .unwrap()
+                .success());
+            let out = Command::new("getent")
+                .args(["group", "pbshared"])
+                .output()
+                .unwrap();
+            let line = String::from_utf8(out.stdout).unwrap();
+            *made = Some(line.split(':').nth(2).unwrap().parse().unwrap());
+        }
+        made.unwrap()
+    };
+    let s = scene("group");
+    let home = s.dir.join("home-victim");
+    mkdir(&home, Some(victim), 0o775);
+    let envs: &[(&str, &Path)] = &[("PYBUNDLE_CACHE_DIR", &home.join("cache"))];
+    s.victim(Some(victim), envs, None).ok();
+    // The same directory, its group now shared with the attacker.
+    std::os::unix::fs::chown(&home, None, Some(shared_gid)).unwrap();
+    chmod(&home, 0o775);
+    s.victim(Some(victim), envs, None).refused(
+        "Cache",
+        &[&format!(
+            "`{}` is writable by group {shared_gid}",
+            home.display()
+        )],
+    );
+    // Why: the attacker, with that group, can change what lies in it.
+    let planted = home.join("planted-by-the-attacker");
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={}", attacker.uid))
+        .arg(format!("--regid={}", attacker.gid))
+        .arg(format!("--groups={shared_gid}"))
+        .args(["--", "touch"])
+        .arg(&planted)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&planted).unwrap();
+    s.no_evidence();
+}
