@@ -32,7 +32,7 @@ const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 /// let env = pybundle_runtime::Bundle::embedded()?
 ///     .on_progress(|p| eprint!("\rfirst run: {}/{} files", p.entries_done, p.entries_total))
 ///     .ready()?;
-/// let status = env.command("hello").status().expect("python runs");
+/// let status = env.command("hello")?.status().expect("python runs");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

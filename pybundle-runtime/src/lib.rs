@@ -11,7 +11,7 @@
 //!
 //! // Fails with Error::NotBundled (saying to use `cargo pybundle build`) in a plain build.
 //! let env = Bundle::embedded()?.ready()?;
-//! let status = env.command("hello").status().expect("the bundled python starts");
+//! let status = env.command("hello")?.status().expect("the bundled python starts");
 //! assert!(status.success());
 //! # Ok(()) }
 //! ```
