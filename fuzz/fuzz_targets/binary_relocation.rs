@@ -12,6 +12,11 @@
 //!    without NUL bytes, which a path never holds). The byte condition rules out the one way
 //!    a correct relocation can leave the placeholder behind: the new prefix and the bytes that
 //!    follow it spelling the placeholder again.
+//!
+//! And both times, relocation in windows (how extraction and `verify` relocate files of any
+//! size, here with windows of a few dozen bytes so that the cuts fall everywhere) gives the
+//! same bytes as relocating the whole file, or is refused only because a string around the
+//! placeholder is longer than a window.
 
 #![no_main]
 
@@ -22,6 +27,19 @@ use pybundle_runtime::fuzzing;
 fn check(original: &[u8], placeholder: &[u8], new: &[u8]) -> (Vec<u8>, Result<bool, String>) {
     let mut data = original.to_vec();
     let result = fuzzing::relocate_binary(&mut data, placeholder, new);
+    let window = placeholder.len() + 1 + original.len() % 61;
+    match (
+        fuzzing::relocate_binary_windowed(original, placeholder, new, window),
+        &result,
+    ) {
+        (Ok(windowed), Ok(_)) => assert_eq!(windowed, data, "windowed relocation differs"),
+        (Err(e), Ok(_)) => assert!(
+            e.contains("without a NUL byte"),
+            "windowed relocation refused what the whole file allows: {e}"
+        ),
+        (Ok(_), Err(e)) => panic!("windowed relocation allowed what the whole file refuses: {e}"),
+        (Err(_), Err(_)) => {}
+    }
     assert_eq!(data.len(), original.len(), "the length changed");
     let first = memmem::find(original, placeholder);
     match &result {

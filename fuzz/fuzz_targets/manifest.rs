@@ -1,10 +1,17 @@
-//! The manifest reader: what `Bundle` reads from an archive before it extracts anything.
-//! Input: one mode byte, then either a whole archive (even mode byte) or manifest JSON that
-//! the target wraps as the archive's first entry and zstd frame (odd), so the fuzzer reaches
-//! the JSON parser and validation without having to invent zstd and tar.
+//! The manifest reader: what `Bundle` reads from an archive before it extracts anything (and
+//! what `cargo pybundle inspect` runs on files users hand it). Input: one mode byte, then
+//!   - mode % 3 == 0: a whole archive;
+//!   - mode % 3 == 1: manifest JSON that the target wraps as the archive's first entry and
+//!     zstd frame, so the fuzzer reaches the JSON parser and validation without having to
+//!     invent zstd and tar;
+//!   - mode % 3 == 2: raw tar bytes that the target compresses as the first frame, so the
+//!     fuzzer reaches the tar records before the manifest (GNU long names, PAX records, deep
+//!     and long paths) without inventing zstd.
 //!
 //! Checked beyond "no panic": an accepted manifest has a valid id and name, and written back
-//! as JSON and read again it is accepted as the same manifest.
+//! as JSON and read again it is accepted as the same manifest. Memory is bounded by
+//! libFuzzer's `-malloc_limit_mb` (set by `cargo xtask stress`): a record that claims a
+//! gigabyte must be refused, not allocated.
 
 #![no_main]
 
@@ -29,10 +36,10 @@ fuzz_target!(|data: &[u8]| {
     let [mode, rest @ ..] = data else {
         return;
     };
-    let archive = if mode % 2 == 0 {
-        rest.to_vec()
-    } else {
-        archive_of(rest)
+    let archive = match mode % 3 {
+        0 => rest.to_vec(),
+        1 => archive_of(rest),
+        _ => zstd::encode_all(rest, 1).expect("compressing in memory"),
     };
     let Ok(manifest) = fuzzing::manifest(&archive) else {
         return;

@@ -1,7 +1,9 @@
 //! Writes seed corpora for the fuzz targets from real inputs: frames the real Python half of
 //! the protocol writes (host `python3` running `pybundle._script`, as the runtime starts it),
-//! and, given a bundle archive written by `cargo pybundle pack`, its manifest (as archive and
-//! as JSON) and windows of its binary files around their placeholders.
+//! and, given a bundle archive written by `cargo pybundle pack`, its manifest (as archive, as
+//! JSON and as raw tar), windows of its binary and text files around their placeholders, and
+//! a small real body for the `archive` target beside the hostile shapes of
+//! [`hostile_seeds`].
 //!
 //! Usage: `seeds <corpus dir> [<archive>]`; `cargo xtask stress` runs it.
 
@@ -11,6 +13,8 @@ use std::process::{Command, Stdio};
 
 use pybundle_runtime::format::{FileMode, Manifest};
 use pybundle_runtime::fuzzing;
+
+mod hostile_seeds;
 
 /// The prefix a first run would write, as long as a real cache path.
 const NEW_PREFIX: &str = "/home/user/.cache/pybundle/hello-0123456789abcdef/env";
@@ -47,8 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(archive) = archive {
         let bytes = std::fs::read(&archive)?;
         let (manifests, windows) = archive_seeds(&bytes, &corpus)?;
+        let manifest = fuzzing::manifest(&bytes)?;
+        let limits = hostile_seeds::write_seeds(&bytes, &manifest, &corpus)?;
         eprintln!(
-            "seeds: {manifests} manifest seeds, {windows} relocation windows from {}",
+            "seeds: {manifests} manifest seeds, {windows} relocation windows, {limits} archive \
+             and text relocation seeds from {}",
             archive.display()
         );
     }

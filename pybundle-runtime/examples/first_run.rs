@@ -1,5 +1,6 @@
 //! Benchmark of the first run: extraction + relocation by `Bundle::ready` against
-//! `tar --zstd -xf` of the same archive, the warm (cached) `ready()`, and peak RSS.
+//! `tar --zstd -xf` of the same archive, the warm (cached) `ready()`, the pre-start
+//! `Environment::check_location()`, and peak RSS.
 //!
 //! ```text
 //! cargo run --release -p pybundle-runtime --example first_run -- <prefix dir | archive> [runs] [level]
@@ -108,6 +109,18 @@ fn main() {
         })
         .collect();
     warm.sort();
+    // What a spawn site pays before each start: the trust walk again and the directory's
+    // identity compared with the one ready() opened.
+    let env = bundle.ready().expect("warm ready");
+    let mut check: Vec<Duration> = (0..2000)
+        .map(|_| {
+            let t = Instant::now();
+            env.check_location().expect("the bundle is where it was");
+            t.elapsed()
+        })
+        .collect();
+    check.sort();
+    drop(env);
     let warm_proc = median(
         (0..20).map(|_| measure(Command::new(&exe).arg("--child").arg(&archive).arg(&cache)).0),
     );
@@ -134,6 +147,10 @@ fn main() {
     println!(
         "| warm ready(), in process (p50 / p99 of 2000) | {:.1?} / {:.1?} | |",
         warm[1000], warm[1980]
+    );
+    println!(
+        "| Environment::check_location(), before each start (p50 / p99 of 2000) | {:.1?} / {:.1?} | |",
+        check[1000], check[1980]
     );
     println!("| warm start: process + mmap + ready() (p50 of 20) | {warm_proc:.2?} | |");
     println!("| bare `true` process (p50 of 20) | {true_proc:.2?} | |");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{self, LockKind};
+use crate::cache::{self, Dir, LockKind};
 use crate::environment::Environment;
 use crate::extract::{self, Progress};
 use crate::format::{self, Manifest};
@@ -21,6 +21,10 @@ use reporter::StderrReporter;
 /// How long a repair waits for other users of a damaged bundle by default.
 const DEFAULT_REPAIR_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a start waits for a lock by default (another process's first-run extraction of
+/// a large environment on a slow disk takes minutes at most).
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A bundle archive and how to make it ready.
 ///
 /// ```no_run
@@ -28,7 +32,7 @@ const DEFAULT_REPAIR_WAIT: Duration = Duration::from_secs(10);
 /// let env = pybundle_runtime::Bundle::embedded()?
 ///     .on_progress(|p| eprint!("\rfirst run: {}/{} files", p.entries_done, p.entries_total))
 ///     .ready()?;
-/// let status = env.command("hello").status().expect("python runs");
+/// let status = env.command("hello")?.status().expect("python runs");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -38,11 +42,15 @@ pub struct Bundle {
     manifest_json: Arc<[u8]>,
     /// Compressed length of the manifest frame; the body frame(s) follow.
     body_offset: usize,
+    /// The file the archive was read from ([`Bundle::from_file`]): it, rather than this
+    /// program, identifies the application whose old versions a first run may remove.
+    origin: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     app_name: Option<String>,
     remove_old_versions: bool,
     verify: bool,
     repair_wait: Duration,
+    lock_timeout: Duration,
     progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
 }
 
@@ -75,6 +83,7 @@ impl std::fmt::Debug for Bundle {
             .field("remove_old_versions", &self.remove_old_versions)
             .field("verify", &self.verify)
             .field("repair_wait", &self.repair_wait)
+            .field("lock_timeout", &self.lock_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -106,11 +115,18 @@ impl Bundle {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Bundle> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let origin = std::fs::canonicalize(path).ok();
         if bytes.starts_with(&ZSTD_MAGIC) {
-            return Bundle::from_bytes(bytes);
+            return Ok(Bundle {
+                origin,
+                ..Bundle::from_bytes(bytes)?
+            });
         }
         match crate::embed::find_in_executable(&bytes) {
-            Some(archive) => Bundle::from_bytes(archive.to_vec()),
+            Some(archive) => Ok(Bundle {
+                origin,
+                ..Bundle::from_bytes(archive.to_vec())?
+            }),
             None => Err(Error::Archive {
                 detail: format!(
                     "`{}` is neither a bundle archive nor a program with one embedded",
@@ -136,11 +152,13 @@ impl Bundle {
             manifest,
             manifest_json: manifest_json.into(),
             body_offset,
+            origin: None,
             cache_dir: None,
             app_name: None,
             remove_old_versions: true,
             verify: false,
             repair_wait: DEFAULT_REPAIR_WAIT,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             progress: None,
         })
     }
@@ -165,25 +183,33 @@ impl Bundle {
     }
 
     /// Whether a first run removes the other, unused versions of this application from the
-    /// cache (default `true`). A version in use by a running process is never removed.
+    /// cache (default `true`). A version in use by a running process is never removed, nor
+    /// one extracted by another program that happens to share the name (each bundle
+    /// directory records the program that extracted it: this executable's path, or for
+    /// [`Bundle::from_file`] the archive's).
     pub fn remove_old_versions(mut self, yes: bool) -> Self {
         self.remove_old_versions = yes;
         self
     }
 
-    /// Whether every start checks the extracted files against the archive, and the first run
-    /// the archive against its id (default `false`: the archive is part of this program and
-    /// the marker alone is trusted).
+    /// Whether every start checks the extracted files against the archive (default `false`:
+    /// the archive is part of this program and the completion marker alone is trusted; the
+    /// first run always checks the archive against its id).
     ///
     /// With `true`, [`Bundle::ready`] decompresses the archive again on every start and compares
     /// each entry with the file on disk: a file deleted, truncated, changed (even at the same
-    /// size) or given another mode, a symlink replaced, a file turned into a directory. Files
-    /// the archive does not name (such as `__pycache__`) are allowed. Damage is logged
+    /// size) or given another mode, a symlink replaced, a file turned into a directory. Then
+    /// it looks for files the archive does not name that change what Python runs: `.pth`
+    /// files, `sitecustomize`/`usercustomize`, Python modules, extension modules and shared
+    /// libraries, and bytecode Python would run without checking it against its source
+    /// (other files, such as the bytecode Python writes into `__pycache__` itself, are
+    /// allowed). Reads are bounded by what the archive says a file must be. Damage is logged
     /// (`tracing`, naming the paths) and repaired: the completion marker is removed and the
     /// bundle extracted again. Repair needs the bundle to be unused: if other processes hold it
     /// for longer than [`Bundle::repair_wait`], `ready` fails with [`Error::Damaged`] naming the
     /// directory and the damaged files. The cost is about one decompression of the archive
-    /// plus one read of every file (see the README for numbers).
+    /// plus one read of every file (see the README for numbers, and for what this does not
+    /// protect against).
     pub fn verify(mut self, yes: bool) -> Self {
         self.verify = yes;
         self
@@ -193,6 +219,14 @@ impl Bundle {
     /// that use the bundle to end (default 10 s) before giving up with [`Error::Damaged`].
     pub fn repair_wait(mut self, wait: Duration) -> Self {
         self.repair_wait = wait;
+        self
+    }
+
+    /// How long [`Bundle::ready`] waits for a lock held by another process (default 10
+    /// minutes: the longest another process's first-run extraction should take) before it
+    /// fails with [`Error::LockTimeout`], naming the lock file and the process holding it.
+    pub fn lock_timeout(mut self, wait: Duration) -> Self {
+        self.lock_timeout = wait;
         self
     }
 
@@ -232,6 +266,11 @@ impl Bundle {
     /// Makes the bundle ready: on the first run extracts and relocates it into the cache (once,
     /// even when many processes start together), afterwards only checks a marker.
     ///
+    /// The cache root and every directory above it are checked first: owned by you or root,
+    /// not writable by other users (a sticky directory such as `/tmp` is fine when the next
+    /// directory is yours); the root itself yours and private. Otherwise [`Error::Cache`]
+    /// says which directory and why: another user could swap what the program runs.
+    ///
     /// The returned [`Environment`] keeps a shared lock on the bundle directory for as long
     /// as it (or a clone) lives, so another version's cleanup never removes it while in use.
     pub fn ready(&self) -> Result<Environment> {
@@ -240,25 +279,52 @@ impl Bundle {
             .map_err(|e| cache::explain(e, &root, self.manifest.unpacked_size))
     }
 
-    fn ready_in(&self, root: &Path) -> Result<Environment> {
+    /// What the completion marker of this bundle holds: the id (the body's sha256) and the
+    /// sha256 of the manifest's frame, so that an extraction made from another manifest with
+    /// the same body (the relocations are the manifest's) is never taken for this one.
+    fn marker(&self) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        let frame = Sha256::digest(&self.archive.bytes()[..self.body_offset]);
+        format!(
+            "{}\n{}\n",
+            self.manifest.id,
+            crate::extract::hex_lower(&frame)
+        )
+        .into_bytes()
+    }
+
+    /// Who extracts: the archive file for [`Bundle::from_file`], else this program.
+    fn app_identity(&self) -> Vec<u8> {
+        let path = self
+            .origin
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_default();
+        crate::relocate::path_bytes(&path)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_else(|_| path.to_string_lossy().into_owned().into_bytes())
+    }
+
+    fn ready_in(&self, root_path: &Path) -> Result<Environment> {
         let dir_name = self.dir_name()?;
+        let root = cache::open_root(root_path, true)?;
         let dir = root.join(&dir_name);
-        cache::prepare_root(root)?;
-        let id = &self.manifest.id;
+        let marker = self.marker();
+        let timeout = self.lock_timeout;
+        let complete = || cache::complete(&root, &dir_name, &marker);
         loop {
-            let Some(lock) = cache::lock(root, &dir_name, LockKind::Shared)? else {
-                unreachable!("a blocking lock always returns a file")
+            let Some(lock) = cache::lock(&root, &dir_name, LockKind::Shared, timeout)? else {
+                unreachable!("a waiting lock returns a file or an error")
             };
             let mut damaged = None;
-            if cache::is_complete(&dir, id) {
-                cache::check_owned(&dir, true)?;
+            if let Some((_, meta)) = complete()? {
                 if !self.verify {
-                    return self.environment(dir, lock);
+                    return self.environment(&root, &dir_name, &meta, lock);
                 }
-                let seen = cache::identity(&dir);
+                let seen = cache::identity(&root, &dir_name);
                 let damage = self.damaged(&dir)?;
                 if damage.is_empty() {
-                    return self.environment(dir, lock);
+                    return self.environment(&root, &dir_name, &meta, lock);
                 }
                 tracing::warn!(
                     dir = %dir.display(),
@@ -269,35 +335,42 @@ impl Bundle {
             }
             drop(lock);
             let lock = match &damaged {
-                None => cache::lock(root, &dir_name, LockKind::Exclusive)?,
+                None => cache::lock(&root, &dir_name, LockKind::Exclusive, timeout)?,
                 // Users of the damaged bundle hold shared locks for as long as they run: wait
                 // for them a bounded time only. Once the marker is gone or the directory was
                 // replaced, another process is repairing it: then wait like any first run.
                 Some((damage, seen)) => Some(
-                    cache::lock_exclusive_within(root, &dir_name, self.repair_wait, || {
-                        cache::is_complete(&dir, id) && cache::identity(&dir) == *seen
-                    })?
+                    cache::lock_exclusive_within(
+                        &root,
+                        &dir_name,
+                        self.repair_wait,
+                        timeout,
+                        || {
+                            complete().is_ok_and(|c| c.is_some())
+                                && cache::identity(&root, &dir_name) == *seen
+                        },
+                    )?
                     .ok_or_else(|| Error::Damaged {
                         dir: dir.clone(),
                         damaged: damage.clone(),
                         reason: format!(
-                        "it was not repaired because other processes are using it (waited {:?} \
-                         for them): stop them and run again, or delete the directory",
-                        self.repair_wait
-                    ),
+                            "it was not repaired because other processes are using it (waited \
+                             {:?} for them): stop them and run again, or delete the directory",
+                            self.repair_wait
+                        ),
                     })?,
                 ),
             };
             let Some(lock) = lock else {
-                unreachable!("a blocking lock always returns a file")
+                unreachable!("a waiting lock returns a file or an error")
             };
             let extracted = match &damaged {
-                None => !cache::is_complete(&dir, id),
+                None => complete()?.is_none(),
                 // Repaired by another process meanwhile: check that one again.
-                Some((_, seen)) if cache::identity(&dir) != *seen => continue,
+                Some((_, seen)) if cache::identity(&root, &dir_name) != *seen => continue,
                 Some((damage, _)) => {
                     // A read-only cache, typically: say what is damaged, not only what failed.
-                    cache::remove_marker(&dir).map_err(|e| Error::Damaged {
+                    cache::remove_marker(&root, &dir_name).map_err(|e| Error::Damaged {
                         dir: dir.clone(),
                         damaged: damage.clone(),
                         reason: format!(
@@ -310,21 +383,22 @@ impl Bundle {
                 }
             };
             if extracted {
-                self.extract_into(root, &dir_name)?;
+                self.extract_into(&root, &dir_name, &marker)?;
             }
-            cache::downgrade(&lock, root, &dir_name)?;
+            cache::downgrade(&lock, &root, &dir_name, timeout)?;
             // flock downgrades are not atomic: another version's cleanup may have taken the
             // lock in between and removed the directory. Holding the shared lock now, check.
-            if !cache::is_complete(&dir, id) {
+            let Some((_, meta)) = complete()? else {
                 continue;
-            }
+            };
             if extracted && self.remove_old_versions {
                 let name = self.app_name.as_deref().unwrap_or(&self.manifest.name);
-                for old in cache::remove_other_versions(root, name, &dir_name) {
+                let app = self.app_identity();
+                for old in cache::remove_other_versions(&root, name, &dir_name, &app) {
                     tracing::debug!(dir = %old.display(), "removed an unused older version");
                 }
             }
-            return self.environment(dir, lock);
+            return self.environment(&root, &dir_name, &meta, lock);
         }
     }
 
@@ -348,57 +422,67 @@ impl Bundle {
     }
 
     /// The slow path, under the exclusive lock: extract into a temporary directory beside the
-    /// target, relocate, mark complete, rename into place.
-    fn extract_into(&self, root: &Path, dir_name: &str) -> Result<()> {
+    /// target, relocate, mark complete, rename into place (all renames and deletes relative to
+    /// the open root).
+    fn extract_into(&self, root: &Dir, dir_name: &str, marker: &[u8]) -> Result<()> {
         let dir = root.join(dir_name);
         let started = std::time::Instant::now();
         cache::remove_stale_temps(root, dir_name);
-        if std::fs::symlink_metadata(&dir).is_ok() {
-            // Incomplete (a marker would have been seen under this lock), so never trusted:
-            // removed first, which also frees its space for the new copy.
-            cache::check_owned(&dir, true)?;
-            cache::discard(root, dir_name);
+        match root.stat(std::ffi::OsStr::new(dir_name)) {
+            Ok(meta) => {
+                // Incomplete (a marker would have been seen under this lock), so never
+                // trusted: removed first, which also frees its space for the new copy. One
+                // owned by another user is refused, not touched.
+                if cfg!(unix) && meta.uid != cache::current_uid() {
+                    return Err(Error::Cache {
+                        path: dir,
+                        reason: format!(
+                            "it is owned by uid {}, not by you (uid {})",
+                            meta.uid,
+                            cache::current_uid()
+                        ),
+                    });
+                }
+                cache::discard(root, dir_name);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot read metadata of", &dir, e)),
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".tmp-{dir_name}-"))
-            .tempdir_in(root)
-            .map_err(|e| Error::io("cannot create a temporary directory in", root, e))?;
-        // Becomes the bundle directory by a rename: private like everything we create.
-        cache::set_private(tmp.path())?;
+        let tmp = Temp {
+            root,
+            name: Some(cache::make_temp(root, dir_name)?),
+        };
+        let tmp_name = tmp.name.clone().unwrap_or_default();
+        let tmp_path = root.join(&tmp_name);
         let prefix = dir.join(format::ENV_DIR);
         let extracted = extract::extract(
             &self.archive.bytes()[self.body_offset..],
-            tmp.path(),
+            &tmp_path,
             &extract::Options {
                 bytes_total: self.manifest.unpacked_size,
                 entries_total: self.manifest.file_count,
-                verify_id: self.verify.then_some(self.manifest.id.as_str()),
+                id: &self.manifest.id,
                 progress: self.progress.as_deref(),
                 release_read_pages: matches!(self.archive, Archive::Embedded(_)),
             },
         )?;
         crate::relocate::apply(
-            tmp.path(),
+            &tmp_path,
             &prefix,
             &self.manifest.relocations,
             &extracted.files,
         )?;
-        let meta_dir = tmp.path().join(".pybundle");
-        std::fs::create_dir(&meta_dir)
-            .map_err(|e| Error::io("cannot create directory", &meta_dir, e))?;
-        let manifest_path = tmp.path().join(format::MANIFEST_PATH);
-        std::fs::write(&manifest_path, &self.manifest_json)
-            .map_err(|e| Error::io("cannot write", &manifest_path, e))?;
-        cache::write_marker(tmp.path(), &self.manifest.id)?;
-        let tmp_path = tmp.keep();
-        if let Err(e) = std::fs::rename(&tmp_path, &dir) {
-            cache::discard(
-                root,
-                &tmp_path.file_name().unwrap_or_default().to_string_lossy(),
-            );
-            return Err(Error::io("cannot move the extracted bundle to", &dir, e));
-        }
-        cache::sync_dir(root);
+        let tmp_dir = root
+            .open_dir(std::ffi::OsStr::new(&tmp_name))
+            .map_err(|e| Error::io("cannot open", &tmp_path, e))?;
+        cache::write_meta(&tmp_dir, &self.manifest_json, &self.app_identity(), marker)?;
+        root.rename(
+            std::ffi::OsStr::new(&tmp_name),
+            std::ffi::OsStr::new(dir_name),
+        )
+        .map_err(|e| Error::io("cannot move the extracted bundle to", &dir, e))?;
+        tmp.keep();
+        root.sync();
         cache::log_extraction(dir_name);
         tracing::info!(
             dir = %dir.display(),
@@ -409,14 +493,21 @@ impl Bundle {
         Ok(())
     }
 
-    fn environment(&self, root: PathBuf, lock: std::fs::File) -> Result<Environment> {
+    fn environment(
+        &self,
+        root: &Dir,
+        dir_name: &str,
+        meta: &cache::dir::Meta,
+        lock: std::fs::File,
+    ) -> Result<Environment> {
         let m = &self.manifest;
-        let prefix = root.join(format::ENV_DIR);
+        let dir = root.join(dir_name);
+        let prefix = dir.join(format::ENV_DIR);
         let prefix_str = prefix.to_str().ok_or_else(|| Error::Cache {
-            path: root.clone(),
+            path: dir.clone(),
             reason: "the path is not valid Unicode".into(),
         })?;
-        // The prefix is inside the root, so the root is valid Unicode too.
+        // The prefix is inside the bundle directory, so that is valid Unicode too.
         let root_str = prefix_str
             .strip_suffix(format::ENV_DIR)
             .map_or(prefix_str, |r| {
@@ -431,14 +522,41 @@ impl Bundle {
             })
             .collect();
         Ok(Environment {
-            interpreter: root.join(&m.python.path),
-            scripts: root.join(&m.scripts_dir),
-            lib: root.join(format::PYTHON_PKG_DIR),
+            interpreter: dir.join(&m.python.path),
+            scripts: dir.join(&m.scripts_dir),
+            lib: dir.join(format::PYTHON_PKG_DIR),
             prefix,
-            root,
+            root: dir,
             vars,
             lock: Some(Arc::new(lock)),
+            location: Some(crate::environment::Location {
+                root: root.path().to_path_buf(),
+                dir_name: dir_name.to_owned(),
+                dev: meta.dev,
+                ino: meta.ino,
+            }),
         })
+    }
+}
+
+/// A temporary directory in the root, discarded (renamed to trash, deleted) on drop unless
+/// kept: an error anywhere in the slow path leaves nothing that looks like a bundle.
+struct Temp<'a> {
+    root: &'a Dir,
+    name: Option<String>,
+}
+
+impl Temp<'_> {
+    fn keep(mut self) {
+        self.name = None;
+    }
+}
+
+impl Drop for Temp<'_> {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            cache::discard(self.root, &name);
+        }
     }
 }
 

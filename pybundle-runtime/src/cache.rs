@@ -3,7 +3,7 @@
 //!
 //! Layout of a cache root:
 //! ```text
-//! <root>/<name>-<id16>/          a trusted bundle: holds .pybundle/complete = full id
+//! <root>/<name>-<id16>/          a trusted bundle: holds .pybundle/complete = id + manifest hash
 //! <root>/<name>-<id16>.lock      its lock file (shared = in use, exclusive = being changed)
 //! <root>/.tmp-<name>-<id16>-*    an extraction in progress (or killed): never trusted
 //! <root>/.trash-<name>-*         a directory being deleted: never trusted
@@ -12,18 +12,30 @@
 //! A bundle directory is only ever created by a rename of a complete temporary directory and
 //! only ever removed by a rename to a trash name, both under the exclusive lock, so a reader
 //! holding the shared lock that sees the marker sees a whole bundle.
+//!
+//! The root is checked and opened once ([`trust`]); every later operation on it (locks,
+//! markers, temporary directories, renames, deletes) is relative to that open directory
+//! ([`dir`]). What runs from the bundle afterwards runs by path, which the checks of
+//! [`trust`] make safe from other users.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
 mod cleanup;
+pub(crate) mod dir;
+mod lock;
+mod marker;
+mod trust;
 
 pub(crate) use cleanup::{discard, remove_other_versions, remove_stale_temps};
 #[cfg(test)]
 use cleanup::{is_trash_of, is_version_of};
+pub(crate) use dir::Dir;
+pub(crate) use lock::{downgrade, lock, lock_exclusive_within, LockKind};
+pub(crate) use marker::{complete, identity, remove_marker, write_meta};
+pub(crate) use trust::open_root;
 
 /// Environment variable that overrides every other choice of cache root.
 pub(crate) const CACHE_DIR_ENV: &str = "PYBUNDLE_CACHE_DIR";
@@ -49,243 +61,52 @@ pub(crate) fn resolve_root(app_choice: Option<&Path>) -> Result<PathBuf> {
     std::path::absolute(&root).map_err(|e| Error::io("cannot make absolute", &root, e))
 }
 
-/// Creates the root (each missing component 0700) and checks that the current user owns it.
-pub(crate) fn prepare_root(root: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut cur = root;
-    while std::fs::metadata(cur).is_err() {
-        missing.push(cur);
-        match cur.parent() {
-            Some(p) if !p.as_os_str().is_empty() => cur = p,
-            _ => break,
-        }
+pub(crate) fn current_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() }
     }
-    for dir in missing.into_iter().rev() {
-        match std::fs::create_dir(dir) {
-            Ok(()) => set_private(dir)?,
-            // Another process made it first: it is checked below like any existing dir.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            // The usual cause is a read-only or missing home: say which directory failed, why,
-            // and (through the variant's message) how to choose another one.
+    #[cfg(not(unix))]
+    {
+        0
+    }
+}
+
+/// Creates a fresh private temporary directory `.tmp-<dir_name>-<unique>` in the root and
+/// returns its name.
+pub(crate) fn make_temp(root: &Dir, dir_name: &str) -> Result<String> {
+    loop {
+        let name = format!(".tmp-{dir_name}-{}", cleanup::unique());
+        match root.mkdir(std::ffi::OsStr::new(&name), 0o700) {
+            Ok(()) => return Ok(name),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(Error::Cache {
-                    path: root.to_path_buf(),
-                    reason: format!("cannot create `{}`: {e}", dir.display()),
-                })
+                return Err(Error::io(
+                    "cannot create a temporary directory in",
+                    root.path(),
+                    e,
+                ))
             }
         }
     }
-    check_owned(root, false)
 }
 
-/// Refuses a directory that is not a directory or is owned by someone else (they could swap
-/// its contents under us).
-pub(crate) fn check_owned(path: &Path, no_follow: bool) -> Result<()> {
-    let meta = if no_follow {
-        std::fs::symlink_metadata(path)
-    } else {
-        std::fs::metadata(path)
-    };
-    let meta = meta.map_err(|e| Error::io("cannot read metadata of", path, e))?;
-    let refuse = |reason: String| Error::Cache {
-        path: path.to_path_buf(),
+/// Checks, before something is started from a ready bundle, that `<root>/<dir_name>` is still
+/// the directory (`dev`, `ino`) that was made ready, on a path that still passes the trust
+/// checks.
+pub(crate) fn check_location(root: &Path, dir_name: &str, dev: u64, ino: u64) -> Result<()> {
+    let path = root.join(dir_name);
+    let moved = |reason: String| Error::Moved {
+        path: path.clone(),
         reason,
     };
-    if !meta.is_dir() {
-        return Err(refuse("it is not a directory".into()));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let me = current_uid();
-        if meta.uid() != me {
-            return Err(refuse(format!(
-                "it is owned by uid {}, not by you (uid {me})",
-                meta.uid()
-            )));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-pub(crate) fn set_private(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io("cannot set permissions of", dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// How to take a lock.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LockKind {
-    Shared,
-    Exclusive,
-    /// Exclusive, or give up at once (`Ok(None)`) if anyone holds it.
-    TryExclusive,
-}
-
-/// Opens and locks `<root>/<dir_name>.lock`.
-///
-/// Lock files of removed versions are deleted while held exclusively, so after locking we
-/// check that the path still names the file we locked; if not, someone deleted it in between
-/// and we start over on the new file.
-pub(crate) fn lock(root: &Path, dir_name: &str, kind: LockKind) -> Result<Option<File>> {
-    let path = root.join(format!("{dir_name}.lock"));
-    loop {
-        let file = open_lock_file(&path)?;
-        let locked = match kind {
-            LockKind::Shared => fs4::FileExt::lock_shared(&file).map(|()| true),
-            LockKind::Exclusive => fs4::FileExt::lock(&file).map(|()| true),
-            LockKind::TryExclusive => match fs4::FileExt::try_lock(&file) {
-                Ok(()) => Ok(true),
-                Err(fs4::TryLockError::WouldBlock) => Ok(false),
-                Err(fs4::TryLockError::Error(e)) => Err(e),
-            },
-        };
-        if !locked.map_err(|e| Error::io("cannot lock", &path, e))? {
-            return Ok(None);
-        }
-        if same_file(&file, &path) {
-            return Ok(Some(file));
-        }
-    }
-}
-
-/// Opens (creating it if needed) a lock file. On a read-only cache (a bundle extracted ahead,
-/// then mounted read-only) an existing lock file is opened for reading only: `flock` works on
-/// that too, and nothing there can be removed anyway.
-fn open_lock_file(path: &Path) -> Result<File> {
-    let rw = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path);
-    match rw {
-        Ok(file) => Ok(file),
-        Err(e) if is_unwritable(&e) => {
-            File::open(path).map_err(|_| Error::io("cannot open lock file", path, e))
-        }
-        Err(e) => Err(Error::io("cannot open lock file", path, e)),
-    }
-}
-
-fn is_unwritable(e: &io::Error) -> bool {
-    #[cfg(unix)]
-    {
-        matches!(
-            e.raw_os_error(),
-            Some(libc::EROFS | libc::EACCES | libc::EPERM)
-        )
-    }
-    #[cfg(not(unix))]
-    {
-        e.kind() == io::ErrorKind::PermissionDenied
-    }
-}
-
-/// Takes the lock exclusively, waiting at most `timeout` while `keep_waiting()` holds (it is
-/// asked between attempts); `Ok(None)` if it was not had in time. When `keep_waiting()` turns
-/// false the wait is no longer bounded: the caller then waits like any first run.
-pub(crate) fn lock_exclusive_within(
-    root: &Path,
-    dir_name: &str,
-    timeout: std::time::Duration,
-    keep_waiting: impl Fn() -> bool,
-) -> Result<Option<File>> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(file) = lock(root, dir_name, LockKind::TryExclusive)? {
-            return Ok(Some(file));
-        }
-        if !keep_waiting() {
-            return lock(root, dir_name, LockKind::Exclusive);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// Turns an exclusive lock into a shared one (others may use the bundle from now on).
-pub(crate) fn downgrade(file: &File, root: &Path, dir_name: &str) -> Result<()> {
-    fs4::FileExt::lock_shared(file)
-        .map_err(|e| Error::io("cannot lock", root.join(format!("{dir_name}.lock")), e))
-}
-
-fn same_file(file: &File, path: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        match (file.metadata(), std::fs::metadata(path)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file;
-        path.exists()
-    }
-}
-
-/// Whether `dir` holds a complete bundle with this id (the fast path: one small read).
-pub(crate) fn is_complete(dir: &Path, id: &str) -> bool {
-    match std::fs::read(dir.join(crate::format::MARKER_PATH)) {
-        Ok(content) => content.trim_ascii() == id.as_bytes(),
-        Err(_) => false,
-    }
-}
-
-/// What identifies one extraction of `dir`: its marker file's device, inode and change time.
-/// A repair replaces the marker, and a new file never matches all of them (an inode number
-/// alone can be reused at once by the next file created).
-pub(crate) fn identity(dir: &Path) -> Option<(u64, u64, i64, i64)> {
-    let meta = std::fs::symlink_metadata(dir.join(crate::format::MARKER_PATH)).ok()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some((meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()))
-    }
-    #[cfg(not(unix))]
-    {
-        let modified = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
-        Some((
-            0,
-            0,
-            modified.as_secs() as i64,
-            i64::from(modified.subsec_nanos()),
-        ))
-    }
-}
-
-/// Removes the completion marker (flushed to disk), so that no process trusts the directory
-/// any more. Only call with the exclusive lock held.
-pub(crate) fn remove_marker(dir: &Path) -> Result<()> {
-    let path = dir.join(crate::format::MARKER_PATH);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("cannot remove", &path, e)),
-    }
-    if let Some(parent) = path.parent() {
-        sync_dir(parent);
+    let root = open_root(root, false).map_err(|e| moved(e.to_string()))?;
+    let meta = root
+        .stat(std::ffi::OsStr::new(dir_name))
+        .map_err(|e| moved(format!("it cannot be found: {e}")))?;
+    if (meta.dev, meta.ino) != (dev, ino) {
+        return Err(moved("another directory is there now".into()));
     }
     Ok(())
 }
@@ -363,32 +184,13 @@ fn free_space(dir: &Path) -> Option<u64> {
     }
 }
 
-/// Writes the completion marker and flushes it to disk.
-pub(crate) fn write_marker(dir: &Path, id: &str) -> Result<()> {
-    let path = dir.join(crate::format::MARKER_PATH);
-    let mut file = File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
-    file.write_all(id.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("cannot write", &path, e))
-}
-
-/// Flushes a directory's entries (after a rename into it).
-pub(crate) fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Err(e) = File::open(dir).and_then(|f| f.sync_all()) {
-        tracing::debug!(dir = %dir.display(), error = %e, "cannot sync directory");
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
 /// Appends a line to the extraction log when the test hook is set.
 pub(crate) fn log_extraction(dir_name: &str) {
     let Some(path) = std::env::var_os(EXTRACT_LOG_ENV).filter(|v| !v.is_empty()) else {
         return;
     };
     let line = format!("{dir_name} {}\n", std::process::id());
-    let res = OpenOptions::new()
+    let res = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
@@ -410,17 +212,16 @@ mod tests {
         let file = tmp.path().join("home");
         std::fs::write(&file, "").unwrap();
         let root = file.join(".cache").join("pybundle");
-        let err = prepare_root(&root).unwrap_err();
+        let err = open_root(&root, true).unwrap_err();
         assert!(
             matches!(err, Error::Cache { ref path, .. } if path == &root),
             "{err:?}"
         );
         let msg = err.to_string();
-        assert!(msg.contains(&format!(
-            "cannot create `{}`",
-            file.join(".cache").display()
-        )));
-        assert!(msg.contains("Not a directory"), "{msg}");
+        assert!(
+            msg.contains(&format!("`{}` is not a directory", file.display())),
+            "{msg}"
+        );
         assert!(msg.contains("set PYBUNDLE_CACHE_DIR"), "{msg}");
     }
 

@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::{Error, Result};
+
 /// A Python environment ready to run: an extracted bundle or, in development builds, the pixi
 /// environment in place.
 ///
@@ -24,6 +26,19 @@ pub struct Environment {
     /// version's cleanup never removes a bundle in use (`None` for [`Environment::from_parts`]).
     #[allow(dead_code)] // held, never read: dropping the last clone releases the lock
     pub(crate) lock: Option<std::sync::Arc<std::fs::File>>,
+    /// Where [`Bundle::ready`](crate::Bundle::ready) found the bundle directory, for
+    /// [`Environment::check_location`] (`None` for [`Environment::from_parts`]).
+    pub(crate) location: Option<Location>,
+}
+
+/// The bundle directory as `ready()` checked it: its cache root, its name there, and the
+/// identity (device, inode) of the directory it opened.
+#[derive(Clone, Debug)]
+pub(crate) struct Location {
+    pub root: PathBuf,
+    pub dir_name: String,
+    pub dev: u64,
+    pub ino: u64,
 }
 
 impl Environment {
@@ -47,6 +62,21 @@ impl Environment {
             lib: lib.into(),
             vars: BTreeMap::new(),
             lock: None,
+            location: None,
+        }
+    }
+
+    /// Checks that the bundle directory is still the one [`Bundle::ready`](crate::Bundle::ready)
+    /// made ready, on a path that still passes its trust checks (no directory on the way
+    /// owned or writable by another user); [`Error::Moved`] otherwise. Call it right before
+    /// starting a process from the environment: the process is started by path, and this
+    /// makes sure the path still leads where it did. About as costly as one warm `ready()`
+    /// (a few µs; see the README), nothing next to starting an interpreter. An environment
+    /// from [`Environment::from_parts`] has nothing to check.
+    pub fn check_location(&self) -> Result<()> {
+        match &self.location {
+            None => Ok(()),
+            Some(l) => crate::cache::check_location(&l.root, &l.dir_name, l.dev, l.ino),
         }
     }
 
@@ -86,14 +116,17 @@ impl Environment {
         &self.vars
     }
 
-    /// The path of `scripts/<name>.py`.
-    pub fn script_path(&self, name: &str) -> PathBuf {
+    /// The path of `scripts/<name>.py`. `name` must be one relative path inside the scripts
+    /// folder (`report`, `tools/report.py`): an absolute path, a `..` or `.` component, an
+    /// empty component or a NUL byte is [`Error::ScriptName`].
+    pub fn script_path(&self, name: &str) -> Result<PathBuf> {
+        check_script_name(name)?;
         let file = if name.ends_with(".py") {
             name.to_owned()
         } else {
             format!("{name}.py")
         };
-        self.scripts.join(file)
+        Ok(self.scripts.join(file))
     }
 
     /// A [`Command`] for the bundled interpreter, isolated (`-I`), with `PATH`,
@@ -111,11 +144,14 @@ impl Environment {
     }
 
     /// A [`Command`] that runs `scripts/<name>.py` directly (no protocol), for callers who
-    /// want raw control over the child.
-    pub fn command(&self, script: &str) -> Command {
+    /// want raw control over the child; `name` as for [`Environment::script_path`]. The
+    /// bundle's location is checked first ([`Environment::check_location`]).
+    pub fn command(&self, script: &str) -> Result<Command> {
+        let path = self.script_path(script)?;
+        self.check_location()?;
         let mut cmd = self.python();
-        cmd.arg(self.script_path(script));
-        cmd
+        cmd.arg(path);
+        Ok(cmd)
     }
 
     fn search_path(&self) -> OsString {
@@ -134,6 +170,35 @@ impl Environment {
         }
         std::env::join_paths(paths).unwrap_or_default()
     }
+}
+
+/// One relative path inside the scripts folder, or why not.
+fn check_script_name(name: &str) -> Result<()> {
+    let bad = |reason: &'static str| {
+        Err(Error::ScriptName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.contains('\0') {
+        return bad("it holds a NUL byte");
+    }
+    if name.starts_with('/') || name.starts_with('\\') || Path::new(name).is_absolute() {
+        return bad("it is an absolute path");
+    }
+    // Both separators: on Windows either one separates, and `a\..` must not slip through.
+    for part in name.split(['/', '\\']) {
+        match part {
+            "" => return bad("it has an empty path component"),
+            "." | ".." => return bad("it has a `.` or `..` component"),
+            p if p.contains(':') && cfg!(windows) => return bad("it names a drive or stream"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Fills `${NAME}` in the value of variable `NAME` with this machine's `current` value (how
@@ -158,7 +223,29 @@ pub(crate) fn compose(name: &str, value: &str, current: Option<&str>) -> String 
 
 #[cfg(test)]
 mod tests {
-    use super::compose;
+    use super::{check_script_name, compose};
+
+    #[test]
+    fn script_names_stay_inside_the_scripts_folder() {
+        for ok in ["hello", "hello.py", "tools/report", "a/b/c.py", "x..y"] {
+            assert!(check_script_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../../x",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a/",
+            "..",
+            "a\\..\\b",
+            "a\0b",
+        ] {
+            let err = check_script_name(bad).unwrap_err();
+            assert!(err.to_string().contains("not allowed"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn self_references_take_this_machines_value() {

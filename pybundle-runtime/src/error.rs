@@ -104,6 +104,52 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The archive goes past one of the limits that bound what a hostile archive can cost
+    /// (path length or depth, entry count, unpacked size, zstd window, relocation growth).
+    #[error("the bundle archive exceeds a limit at `{entry}`: {limit}")]
+    ArchiveLimit {
+        /// The entry (or relocated file) involved, as written in the archive.
+        entry: String,
+        /// Which limit, with the numbers.
+        limit: String,
+    },
+
+    /// A lock on the cache could not be had in time: another process holds it.
+    #[error(
+        "gave up after {waited:?} waiting for the lock `{}`, held by {}; if that process is \
+         stuck, end it, or set PYBUNDLE_CACHE_DIR to another directory",
+        lock.display(),
+        holder.map_or_else(|| "another process".to_owned(), |pid| format!("process {pid}"))
+    )]
+    LockTimeout {
+        /// The lock file.
+        lock: PathBuf,
+        /// How long this process waited.
+        waited: std::time::Duration,
+        /// The process holding it, when `/proc/locks` tells.
+        holder: Option<u32>,
+    },
+
+    /// The directory an [`Environment`](crate::Environment) was made ready in is no longer
+    /// the one checked by [`Bundle::ready`](crate::Bundle::ready) (replaced, moved or made
+    /// writable by others since): nothing is started from it.
+    #[error("the bundle directory `{}` changed after it was made ready: {reason}; run the program again", path.display())]
+    Moved {
+        /// The bundle directory.
+        path: PathBuf,
+        /// What changed.
+        reason: String,
+    },
+
+    /// A script name that is not one relative path inside the scripts folder.
+    #[error("script name `{name}` is not allowed: {reason}; name a file inside the bundle's scripts folder, e.g. `report` or `tools/report`")]
+    ScriptName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     // --- protocol / script / worker ---
     /// The script to run does not exist.
     #[error("no script `{}`; scripts live in the bundle's scripts directory", path.display())]

@@ -8,7 +8,15 @@
 //! - symlink targets must be relative, with `..` only as leading components, and stay inside
 //!   the root (so no chain of links can climb out);
 //! - hard links may only point at a regular file extracted earlier;
-//! - devices, fifos and other special files are never created.
+//! - devices, fifos and other special files are never created;
+//! - no file or directory is group- or world-writable, and no setuid, setgid or sticky bit
+//!   is kept.
+//!
+//! And the limits of [`limits`], each [`Error::ArchiveLimit`] naming the entry: path length
+//! and depth (checked by [`entries`] as each entry is read, long names included), entry
+//! count against the manifest's `file_count`, bytes against its `unpacked_size` (both checked
+//! before an entry is written), the zstd window. The body's sha256 is computed while it
+//! streams and must equal the manifest's id, or nothing extracted is kept.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -17,6 +25,8 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::{Error, Result};
 
+pub(crate) mod entries;
+pub(crate) mod limits;
 pub(crate) mod stream;
 
 /// How far the first-run extraction has come, given to the callback set with
@@ -47,10 +57,11 @@ pub(crate) struct Extracted {
 pub(crate) struct Options<'a> {
     /// Totals for progress reports.
     pub bytes_total: u64,
-    /// Entries expected (the manifest's file count); a different count is an error.
+    /// Entries expected (the manifest's file count); a different count is an error, and
+    /// one entry more is refused before it is written.
     pub entries_total: u64,
-    /// If set, the sha256 (lower-case hex) the decompressed body must have.
-    pub verify_id: Option<&'a str>,
+    /// The sha256 (lower-case hex) the decompressed body must have: the manifest's id.
+    pub id: &'a str,
     /// Progress callback.
     pub progress: Option<&'a (dyn Fn(Progress) + Send + Sync)>,
     /// `body` is a read-only file-backed mapping (the embedded archive): pages already
@@ -62,47 +73,35 @@ pub(crate) struct Options<'a> {
 /// Extracts the tar stream compressed in `body` (the archive after its manifest frame) into
 /// the existing, empty directory `dest`.
 pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Extracted> {
-    let (result, digest) = stream::decoded(
-        body,
-        opts.verify_id.is_some(),
-        opts.release_read_pages,
-        |reader| {
-            let mut state = State {
-                dest,
-                dirs: HashSet::new(),
-                out: Extracted::default(),
-                bytes: 0,
-            };
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut archive = tar::Archive::new(&mut *reader);
-            let entries = archive.entries().map_err(archive_err)?;
-            for entry in entries {
-                let mut entry = entry.map_err(archive_err)?;
-                state.entry(&mut entry, &mut buf)?;
-                if let Some(progress) = opts.progress {
-                    progress(Progress {
-                        bytes_done: state.bytes,
-                        bytes_total: opts.bytes_total,
-                        entries_done: state.out.entries,
-                        entries_total: opts.entries_total,
-                    });
-                }
+    let (result, digest) = stream::decoded(body, true, opts.release_read_pages, |reader| {
+        let mut state = State {
+            dest,
+            opts,
+            dirs: HashSet::new(),
+            out: Extracted::default(),
+            bytes: 0,
+            declared: 0,
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut archive = tar::Archive::new(&mut *reader);
+        let mut entries = entries::Entries::new(&mut archive)?;
+        while let Some(mut item) = entries.next_item()? {
+            state.entry(&mut item, &mut buf)?;
+            if let Some(progress) = opts.progress {
+                progress(Progress {
+                    bytes_done: state.bytes,
+                    bytes_total: opts.bytes_total,
+                    entries_done: state.out.entries,
+                    entries_total: opts.entries_total,
+                });
             }
-            // Drain the end-of-archive blocks (and detect a truncated or corrupt stream past them).
-            io::copy(reader, &mut io::sink()).map_err(archive_err)?;
-            Ok(state.out)
-        },
-    );
-    let out = result?;
-    if let Some(want) = opts.verify_id {
-        let got = digest.map(|d| hex_lower(&d)).unwrap_or_default();
-        if got != want {
-            return Err(Error::Archive {
-                detail: format!("content hash {got} does not match the manifest id {want}"),
-                source: None,
-            });
         }
-    }
+        drop(entries);
+        // Drain the end-of-archive blocks (and detect a truncated or corrupt stream past them).
+        io::copy(reader, &mut io::sink()).map_err(archive_err)?;
+        Ok((state.out, state.bytes))
+    });
+    let (out, bytes) = result?;
     if out.entries != opts.entries_total {
         return Err(Error::Archive {
             detail: format!(
@@ -112,39 +111,76 @@ pub(crate) fn extract(body: &[u8], dest: &Path, opts: &Options<'_>) -> Result<Ex
             source: None,
         });
     }
+    if bytes != opts.bytes_total {
+        return Err(Error::Archive {
+            detail: format!(
+                "its files hold {bytes} bytes but its manifest says {} (truncated or corrupt \
+                 archive)",
+                opts.bytes_total
+            ),
+            source: None,
+        });
+    }
+    let got = digest.map(|d| hex_lower(&d)).unwrap_or_default();
+    if got != opts.id {
+        return Err(Error::Archive {
+            detail: format!(
+                "content hash {got} does not match the manifest id {} (a damaged archive, or \
+                 one whose manifest was forged)",
+                opts.id
+            ),
+            source: None,
+        });
+    }
     Ok(out)
+}
+
+/// The mode an entry is written with: permission bits only (no setuid, setgid or sticky),
+/// never writable by group or others.
+pub(crate) fn sanitized_mode(header_mode: Option<u32>) -> u32 {
+    header_mode.unwrap_or(0o644) & 0o755
 }
 
 struct State<'a> {
     dest: &'a Path,
+    opts: &'a Options<'a>,
     /// Relative directories known to be real directories made by this extraction.
     dirs: HashSet<PathBuf>,
     out: Extracted,
+    /// Bytes of regular files written so far.
     bytes: u64,
+    /// Bytes of regular files announced by the headers seen so far.
+    declared: u64,
 }
 
 impl State<'_> {
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, buf: &mut [u8]) -> Result<()> {
+    fn entry<R: Read>(&mut self, item: &mut entries::Item<'_, R>, buf: &mut [u8]) -> Result<()> {
         use tar::EntryType as T;
-        let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw).into_owned();
+        let name = item.name();
         let unsafe_entry = |reason: &'static str| Error::UnsafeEntry {
             entry: name.clone(),
             reason,
         };
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
-        ) {
-            return Ok(());
-        }
-        let rel =
-            safe_relative(&raw).ok_or_else(|| unsafe_entry("absolute path or `..` component"))?;
+        let rel = safe_relative(&item.path)
+            .ok_or_else(|| unsafe_entry("absolute path or `..` component"))?;
         if rel.starts_with(".pybundle") {
             return Err(unsafe_entry("`.pybundle/` is reserved for the runtime"));
         }
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        if self.out.entries >= self.opts.entries_total {
+            return Err(Error::ArchiveLimit {
+                entry: name,
+                limit: format!(
+                    "the manifest lists {} entries (file_count) and this is one more",
+                    self.opts.entries_total
+                ),
+            });
+        }
+        let size = item.entry.size();
+        let kind = item.kind;
+        if size > 0 && !matches!(kind, T::Regular | T::Continuous) {
+            return Err(unsafe_entry("an entry of this kind carries no data"));
+        }
+        let mode = sanitized_mode(item.entry.header().mode().ok());
         let path = self.dest.join(&rel);
         match kind {
             T::Directory => {
@@ -156,10 +192,23 @@ impl State<'_> {
                 }
             }
             T::Regular | T::Continuous => {
+                let declared = self.declared.saturating_add(size);
+                if declared > self.opts.bytes_total {
+                    return Err(Error::ArchiveLimit {
+                        entry: name,
+                        limit: format!(
+                            "its {size} bytes would take the files past the {} bytes the \
+                             manifest declares (unpacked_size)",
+                            self.opts.bytes_total
+                        ),
+                    });
+                }
+                self.declared = declared;
                 self.parent(&rel, &name)?;
                 let mut file = create_new(&path, mode, &name)?;
+                let mut written = 0u64;
                 loop {
-                    let n = match entry.read(buf) {
+                    let n = match item.entry.read(buf) {
                         Ok(0) => break,
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -167,28 +216,39 @@ impl State<'_> {
                     };
                     file.write_all(&buf[..n])
                         .map_err(|e| Error::io("cannot write", &path, e))?;
-                    self.bytes += n as u64;
+                    written += n as u64;
                 }
+                if written != size {
+                    return Err(Error::Archive {
+                        detail: format!(
+                            "entry `{name}` ends after {written} of its {size} bytes (truncated \
+                             archive)"
+                        ),
+                        source: None,
+                    });
+                }
+                self.bytes += written;
                 set_file_mode(&file, &path, mode)?;
                 self.out.files.insert(rel);
             }
             T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| unsafe_entry("symlink without a target"))?
-                    .into_owned();
-                if !symlink_stays_inside(&rel, &target) {
+                let target = item
+                    .link
+                    .as_deref()
+                    .ok_or_else(|| unsafe_entry("symlink without a target"))?;
+                if !symlink_stays_inside(&rel, target) {
                     return Err(unsafe_entry(
                         "symlink target is absolute or leaves the bundle",
                     ));
                 }
                 self.parent(&rel, &name)?;
-                make_symlink(&target, &path, &name)?;
+                make_symlink(target, &path, &name)?;
             }
             T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .and_then(|t| safe_relative(&t))
+                let target = item
+                    .link
+                    .as_deref()
+                    .and_then(safe_relative)
                     .filter(|t| self.out.files.contains(t))
                     .ok_or_else(|| {
                         unsafe_entry("hard link to something that is not an earlier file")
@@ -216,25 +276,29 @@ impl State<'_> {
         }
     }
 
+    /// Makes `rel` and its missing ancestors, top down (a loop, not recursion: the depth is
+    /// the archive's to choose, within [`limits::MAX_DEPTH`]).
     fn dir(&mut self, rel: &Path, name: &str) -> Result<()> {
-        if self.dirs.contains(rel) {
-            return Ok(());
-        }
-        self.parent(rel, name)?;
-        let path = self.dest.join(rel);
-        match std::fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Only this extraction writes here, so an existing non-directory is an
-                // earlier entry (a file or a symlink) that this path would go through.
-                return Err(Error::UnsafeEntry {
-                    entry: name.to_owned(),
-                    reason: "its path goes through a symlink or file written earlier",
-                });
+        let missing: Vec<&Path> = rel
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !self.dirs.contains(*p))
+            .collect();
+        for rel in missing.into_iter().rev() {
+            let path = self.dest.join(rel);
+            match std::fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Only this extraction writes here, so an existing non-directory is an
+                    // earlier entry (a file or a symlink) that this path would go through.
+                    return Err(Error::UnsafeEntry {
+                        entry: name.to_owned(),
+                        reason: "its path goes through a symlink or file written earlier",
+                    });
+                }
+                Err(e) => return Err(Error::io("cannot create directory", &path, e)),
             }
-            Err(e) => return Err(Error::io("cannot create directory", &path, e)),
+            self.dirs.insert(rel.to_path_buf());
         }
-        self.dirs.insert(rel.to_path_buf());
         Ok(())
     }
 }
@@ -349,6 +413,15 @@ fn make_symlink(target: &[u8], path: &Path, entry: &str) -> Result<()> {
 }
 
 pub(crate) fn archive_err(e: io::Error) -> Error {
+    if let Some(limit) = e
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<stream::WindowTooLarge>())
+    {
+        return Error::ArchiveLimit {
+            entry: "the compressed body".into(),
+            limit: limit.to_string(),
+        };
+    }
     Error::Archive {
         detail: "truncated or corrupt compressed data".into(),
         source: Some(e),

@@ -3,9 +3,11 @@
 //! Thin wrappers over the crate's own code, so the fuzzers exercise exactly what runs in a
 //! program: the frame decoder the worker and script readers use ([`protocol::read_frame`],
 //! the [`protocol::Incoming`] message parse and the error descriptions), the manifest reader
-//! ([`crate::manifest_of`]: first zstd frame, tar entry, JSON, validation) and binary
-//! relocation ([`relocate::relocate_bytes`], the one definition extraction and `verify` use).
-//! No logic lives here beyond looping and collecting results for the targets to check.
+//! ([`crate::manifest_of`]: first zstd frame, tar entries with their long-name and PAX
+//! records, JSON, validation), relocation ([`relocate::relocate_bytes`], the one definition
+//! extraction and `verify` use, and its windowed binary form), and a whole first run
+//! ([`crate::Bundle::ready`]: the archive limits, extraction, relocation). No logic lives
+//! here beyond looping and collecting results for the targets to check.
 
 use crate::format::{FileMode, Manifest};
 use crate::protocol::{self, Incoming};
@@ -100,6 +102,53 @@ pub fn relocate_binary(data: &mut Vec<u8>, placeholder: &[u8], new: &[u8]) -> Re
     relocate::relocate_bytes(data, placeholder, new, FileMode::Binary)
 }
 
+/// Relocates a text file's content as extraction does: `Ok(None)` when nothing changes. The
+/// error text is what the runtime reports for the file.
+pub fn relocate_text(
+    data: &[u8],
+    placeholder: &[u8],
+    new: &[u8],
+) -> Result<Option<Vec<u8>>, String> {
+    let mut out = data.to_vec();
+    relocate::relocate_bytes(&mut out, placeholder, new, FileMode::Text)
+        .map(|changed| changed.then_some(out))
+}
+
+/// The largest size the runtime lets a relocated text file of `len` bytes reach (before a
+/// shebang trampoline, which adds a few dozen bytes).
+pub fn max_relocated_text(len: u64) -> u64 {
+    crate::extract::limits::max_relocated_text(len)
+}
+
+/// Relocates binary content window by window, as extraction does for files of any size,
+/// with a window of `window` bytes (the runtime uses 8 MiB).
+pub fn relocate_binary_windowed(
+    data: &[u8],
+    placeholder: &[u8],
+    new: &[u8],
+    window: usize,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(data.len());
+    relocate::window::relocate_binary_windows(data, placeholder, new, window, |region, _| {
+        out.extend_from_slice(region);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        relocate::window::WindowError::Refused(reason) => reason,
+        relocate::window::WindowError::Io(e) => e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// A first run of `archive` with `cache` as the cache root: the bundle directory on success,
+/// the error message otherwise.
+pub fn ready(archive: &[u8], cache: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    crate::Bundle::from_bytes(archive.to_vec())
+        .and_then(|b| b.cache_dir(cache).remove_old_versions(false).ready())
+        .map(|env| env.root().to_path_buf())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +188,25 @@ mod tests {
         assert!(relocate_binary(&mut vec![0, 0], b"\0", b"").is_err());
         let mut long = placeholder.to_vec();
         assert!(relocate_binary(&mut long, placeholder, &[b'x'; 64]).is_err());
+
+        let text = b"#!/opt/p/bin/python\nprint('/opt/p')\n";
+        let out = relocate_text(text, b"/opt/p", b"/c/env").unwrap().unwrap();
+        assert_eq!(out, b"#!/c/env/bin/python\nprint('/c/env')\n");
+        assert!(relocate_text(&[b'/'; 4096], b"/", &[b'x'; 600]).is_err());
+        assert_eq!(max_relocated_text(10), 20 + (1 << 20));
+        let bin = [&b"a\0"[..], placeholder, b"/lib\0tail"].concat();
+        let whole = {
+            let mut d = bin.clone();
+            relocate_binary(&mut d, placeholder, b"/n").unwrap();
+            d
+        };
+        assert_eq!(
+            relocate_binary_windowed(&bin, placeholder, b"/n", 48).unwrap(),
+            whole
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let err = ready(b"not an archive", &tmp.path().join("cache")).unwrap_err();
+        assert!(err.contains("zstd"), "{err}");
     }
 }

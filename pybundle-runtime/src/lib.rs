@@ -11,7 +11,7 @@
 //!
 //! // Fails with Error::NotBundled (saying to use `cargo pybundle build`) in a plain build.
 //! let env = Bundle::embedded()?.ready()?;
-//! let status = env.command("hello").status().expect("the bundled python starts");
+//! let status = env.command("hello")?.status().expect("the bundled python starts");
 //! assert!(status.success());
 //! # Ok(()) }
 //! ```
@@ -23,17 +23,24 @@
 //!
 //! 1. **Cache root**: `PYBUNDLE_CACHE_DIR`, else the application's choice
 //!    ([`Bundle::cache_dir`]), else the platform cache directory + `pybundle`
-//!    (`~/.cache/pybundle` on Linux). Directories we create are `0700`; a root or bundle
-//!    directory owned by another user is refused ([`Error::Cache`]).
-//! 2. **Fast path**: take a *shared* lock on `<root>/<name>-<id16>.lock` and read
-//!    `<root>/<name>-<id16>/.pybundle/complete`; if it holds the bundle's full id (a sha256
-//!    of the archive content), the bundle is ready.
+//!    (`~/.cache/pybundle` on Linux). It and every directory above it must be owned by root or
+//!    the current user and not writable by other users (sticky directories such as `/tmp`
+//!    excepted when the next directory is ours), else [`Error::Cache`] names the directory.
+//!    Directories we create are `0700`; the root is opened once and everything below is done
+//!    relative to it, never through a symlink.
+//! 2. **Fast path**: take a *shared* lock on `<root>/<name>-<id16>.lock` (a `0600` file of
+//!    ours; waits are bounded by [`Bundle::lock_timeout`]) and read
+//!    `<root>/<name>-<id16>/.pybundle/complete`; if it holds the bundle's id (the sha256 of the
+//!    archive's content) and the hash of its manifest, the bundle is ready.
 //! 3. **Slow path**: take the lock *exclusively* (so of many processes starting together
 //!    exactly one extracts and the others wait), check the marker again, remove temporary
 //!    directories left by killed extractions, then stream zstd → tar straight from the
 //!    embedded bytes into a fresh private `.tmp-*` directory beside the target. Every entry
 //!    is written by this crate: absolute paths, `..`, writes through symlinks, symlinks or
-//!    hard links leading outside, and devices or fifos are refused ([`Error::UnsafeEntry`]).
+//!    hard links leading outside, and devices or fifos are refused ([`Error::UnsafeEntry`]);
+//!    path lengths and depth, entry count, sizes and the zstd window are limited
+//!    ([`Error::ArchiveLimit`]); no mode keeps group or other write; the content must hash to
+//!    the id.
 //! 4. **Relocate**: the conda prefix holds its build-time path inside files; each file the
 //!    manifest lists is rewritten for the new prefix (text: every occurrence, shebangs that
 //!    grow past the kernel limit become a `/bin/sh` trampoline; binary: inside each C string,
@@ -42,16 +49,18 @@
 //!    directory into place, downgrade to a shared lock. A process killed at any point leaves
 //!    only a `.tmp-*` directory, which is never trusted and is removed by the next extraction.
 //! 6. **Clean up**: other versions of the same application that no running process uses (no
-//!    shared lock held) are removed — renamed to a trash name first, so a half-deleted
-//!    directory never looks complete. Turn this off with [`Bundle::remove_old_versions`].
+//!    shared lock held) and that the same program extracted are removed — renamed to a trash
+//!    name first, so a half-deleted directory never looks complete. Turn this off with
+//!    [`Bundle::remove_old_versions`].
 //!
 //! With [`Bundle::verify`] every start also compares the extracted files with the archive
-//! (decompressed again; relocated files compared after relocating in memory) and repairs what
-//! differs: the marker is removed first, then the bundle is extracted again once no other
+//! (decompressed again; relocated files compared after relocating them the same way), looks
+//! for added files that change what Python runs, and repairs what differs: the marker is removed first, then the bundle is extracted again once no other
 //! process uses it (waiting at most [`Bundle::repair_wait`], else [`Error::Damaged`]).
 //!
 //! The returned [`Environment`] holds the shared lock for its lifetime, so another version's
-//! cleanup never removes a bundle that is in use. Progress of the first run is reported
+//! cleanup never removes a bundle that is in use; [`Environment::check_location`] checks,
+//! right before a process starts, that the bundle is still where it was made ready. Progress of the first run is reported
 //! through [`Bundle::on_progress`]; the library itself never prints.
 //!
 //! Environment variables read by the first run:

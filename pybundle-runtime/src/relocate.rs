@@ -12,8 +12,13 @@ use std::path::{Path, PathBuf};
 
 use memchr::memmem;
 
+use crate::extract::limits::{max_relocated_text, MAX_TEXT_RELOCATION};
 use crate::format::{FileMode, Relocation};
 use crate::{Error, Result};
+
+pub(crate) mod window;
+
+use window::{relocate_binary_windows, window_for, WindowError};
 
 /// Linux reads at most this many bytes of a `#!` line (`BINPRM_BUF_SIZE` was 128 with the
 /// terminating NUL before 5.1; older kernels and other systems still truncate there).
@@ -41,33 +46,97 @@ pub(crate) fn apply(
             Some(rel) if files.contains(&rel) => rel,
             _ => return Err(fail("not a regular file extracted from the bundle".into())),
         };
-        relocate_file(
-            &root.join(rel),
-            reloc.placeholder.as_bytes(),
-            new,
-            reloc.mode,
-        )?;
+        let path = root.join(rel);
+        let placeholder = reloc.placeholder.as_bytes();
+        match reloc.mode {
+            FileMode::Text => relocate_text_file(&path, &reloc.path, placeholder, new)?,
+            FileMode::Binary => relocate_binary_file(&path, placeholder, new)?,
+        }
     }
     Ok(())
 }
 
-/// Rewrites one file in place (its permissions and inode are kept, so hard links share the
-/// result).
-fn relocate_file(path: &Path, placeholder: &[u8], new: &[u8], mode: FileMode) -> Result<()> {
-    let mut file = open_nofollow(path, false)?;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
+/// Rewrites a text file in place (its permissions and inode are kept, so hard links share
+/// the result). Read whole, so its size is limited first.
+fn relocate_text_file(path: &Path, entry: &str, placeholder: &[u8], new: &[u8]) -> Result<()> {
+    let file = open_nofollow(path, false)?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("cannot read metadata of", path, e))?
+        .len();
+    check_text_size(entry, size)?;
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(size)
+        .read_to_end(&mut data)
         .map_err(|e| Error::io("cannot read", path, e))?;
-    drop(file);
     let changed =
-        relocate_bytes(&mut data, placeholder, new, mode).map_err(|reason| Error::Relocate {
-            path: path.to_path_buf(),
-            reason,
+        relocate_bytes(&mut data, placeholder, new, FileMode::Text).map_err(|reason| {
+            Error::Relocate {
+                path: path.to_path_buf(),
+                reason,
+            }
         })?;
     if changed {
         write_in_place(path, &data)?;
     }
     Ok(())
+}
+
+/// Refuses a text relocation of more than [`MAX_TEXT_RELOCATION`] bytes.
+pub(crate) fn check_text_size(entry: &str, size: u64) -> Result<()> {
+    if size > MAX_TEXT_RELOCATION {
+        return Err(Error::ArchiveLimit {
+            entry: entry.to_owned(),
+            limit: format!(
+                "it is listed for text relocation and is {size} bytes long (limit {} for text \
+                 relocation)",
+                MAX_TEXT_RELOCATION
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Rewrites a binary file in place, window by window (see [`window`]): only the regions
+/// that change are written back, and memory stays at one window whatever the file's size.
+fn relocate_binary_file(path: &Path, placeholder: &[u8], new: &[u8]) -> Result<()> {
+    with_writable(path, |file| {
+        let file: &File = file;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot read metadata of", path, e))?
+            .len();
+        let window = window_for(len, placeholder);
+        let mut offset = 0u64;
+        let result = relocate_binary_windows(file, placeholder, new, window, |region, changed| {
+            if changed {
+                write_at(file, region, offset)?;
+            }
+            offset += region.len() as u64;
+            Ok(())
+        });
+        match result {
+            Ok(_) => Ok(()),
+            Err(WindowError::Io(e)) => Err(Error::io("cannot relocate", path, e)),
+            Err(WindowError::Refused(reason)) => Err(Error::Relocate {
+                path: path.to_path_buf(),
+                reason,
+            }),
+        }
+    })
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+#[cfg(not(unix))]
+fn write_at(mut file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let pos = file.stream_position()?;
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(data)?;
+    file.seek(SeekFrom::Start(pos)).map(drop)
 }
 
 /// Rewrites `data` (a file's content) for the new prefix; `false` when nothing changes. The
@@ -112,6 +181,22 @@ pub(crate) fn relocate_text(
     if finder.find(data).is_none() {
         return Ok(None);
     }
+    if new.len() > placeholder.len() {
+        // Counted before anything is allocated: a short placeholder in a long file (`/`, say)
+        // would otherwise multiply the file by the length of the new prefix.
+        let count = finder.find_iter(data).count() as u64;
+        let grown = (data.len() as u64)
+            .saturating_add(count.saturating_mul((new.len() - placeholder.len()) as u64));
+        let limit = max_relocated_text(data.len() as u64);
+        if grown > limit {
+            return Err(format!(
+                "relocating its {count} occurrences of the placeholder `{}` would grow it from \
+                 {} to {grown} bytes (limit {limit}: twice its size plus 1 MiB)",
+                String::from_utf8_lossy(&placeholder[..placeholder.len().min(80)]),
+                data.len()
+            ));
+        }
+    }
     if data.starts_with(b"#!") {
         let line_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
         let first = &data[..line_end];
@@ -124,10 +209,12 @@ pub(crate) fn relocate_text(
                 .position(|b| *b == b' ' || *b == b'\t')
                 .unwrap_or(body.len());
             let interp = replace_all(&finder, &body[..split], new);
-            let args = trim_end(trim_start(&body[split..]));
+            // Found by fuzzing: the arguments may name the prefix too, and the trampoline
+            // used to keep them as they were.
+            let args = replace_all(&finder, trim_end(trim_start(&body[split..])), new);
             let mut out = Vec::with_capacity(data.len());
             if new_first.len() > MAX_SHEBANG || interp.iter().any(u8::is_ascii_whitespace) {
-                out.extend_from_slice(&trampoline(&interp, args)?);
+                out.extend_from_slice(&trampoline(&interp, &args)?);
             } else {
                 out.extend_from_slice(&new_first);
             }
@@ -227,18 +314,25 @@ fn trim_end(s: &[u8]) -> &[u8] {
     &s[..s.len() - n]
 }
 
-/// Writes `data` over the file, making it writable for the duration if its mode is
-/// read-only (conda ships some 0444 files).
+/// Writes `data` over the file (see [`with_writable`]).
 fn write_in_place(path: &Path, data: &[u8]) -> Result<()> {
-    let write = |file: &mut File| -> std::io::Result<()> {
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(data)?;
-        file.set_len(data.len() as u64)
-    };
+    with_writable(path, |file| {
+        let mut write = || -> std::io::Result<()> {
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(data)?;
+            file.set_len(data.len() as u64)
+        };
+        write().map_err(|e| Error::io("cannot write", path, e))
+    })
+}
+
+/// Runs `f` on the file opened for reading and writing, making it writable for the duration
+/// if its mode is read-only (conda ships some 0444 files).
+fn with_writable<T>(path: &Path, f: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
     match open_nofollow(path, true) {
-        Ok(mut file) => write(&mut file).map_err(|e| Error::io("cannot write", path, e)),
+        Ok(mut file) => f(&mut file),
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
-            let perms = std::fs::metadata(path)
+            let perms = std::fs::symlink_metadata(path)
                 .map_err(|e| Error::io("cannot read metadata of", path, e))?
                 .permissions();
             let mut writable = perms.clone();
@@ -247,9 +341,10 @@ fn write_in_place(path: &Path, data: &[u8]) -> Result<()> {
             std::fs::set_permissions(path, writable)
                 .map_err(|e| Error::io("cannot make writable", path, e))?;
             let mut file = open_nofollow(path, true)?;
-            write(&mut file).map_err(|e| Error::io("cannot write", path, e))?;
+            let out = f(&mut file)?;
             std::fs::set_permissions(path, perms)
-                .map_err(|e| Error::io("cannot restore permissions of", path, e))
+                .map_err(|e| Error::io("cannot restore permissions of", path, e))?;
+            Ok(out)
         }
         Err(e) => Err(e),
     }
@@ -257,7 +352,7 @@ fn write_in_place(path: &Path, data: &[u8]) -> Result<()> {
 
 fn open_nofollow(path: &Path, write: bool) -> Result<File> {
     let mut opts = OpenOptions::new();
-    opts.read(!write).write(write);
+    opts.read(true).write(write);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -414,6 +509,28 @@ mod tests {
         assert!(out.starts_with(&format!(
             "#!/bin/sh\n'''exec' \"{new}/bin/python3.11\" '-E' \"$0\" \"$@\" #'''\nprint(1)"
         )));
+    }
+
+    #[test]
+    fn long_shebang_arguments_are_relocated_too() {
+        let data = [
+            b"#!".as_slice(),
+            PH,
+            b"/bin/python3.11 -X pycache_prefix=",
+            PH,
+            b"/c\n",
+        ]
+        .concat();
+        let new = "/n".repeat(70);
+        let out =
+            String::from_utf8(relocate_text(&data, PH, new.as_bytes()).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "#!/bin/sh\n'''exec' \"{new}/bin/python3.11\" '-X pycache_prefix={new}/c' \
+                 \"$0\" \"$@\" #'''\n"
+            )
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl<'a> Script<'a> {
     pub fn run<R: DeserializeOwned>(mut self) -> Result<ScriptOutput<R>> {
         let what = self.what();
         let input = std::mem::replace(&mut self.input, Ok(None))?;
-        let path = self.env.script_path(&self.name);
+        let path = self.env.script_path(&self.name)?;
         if !path.is_file() {
             return Err(Error::ScriptNotFound { path });
         }

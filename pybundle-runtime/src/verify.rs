@@ -1,22 +1,34 @@
 //! Checks that an extracted bundle still matches its archive ([`Bundle::verify`]).
 //!
 //! The archive body is decompressed again and every entry compared with the file on disk:
-//! its kind, a file's mode and bytes (after applying its relocation in memory, with the same
-//! code extraction used), a symlink's target, a hard link's inode. Nothing beside the archive
-//! is trusted (no hash list written at extraction that damage could reach too), and the first
-//! run pays nothing for it. Files the archive does not name (Python's `__pycache__`) are
-//! allowed, and bytecode (`.pyc`) the archive does ship is not compared: Python rewrites it.
+//! its kind, a file's mode and bytes (after applying its relocation, with the same code
+//! extraction used), a symlink's target, a hard link's inode. Nothing beside the archive is
+//! trusted (no hash list written at extraction that damage could reach too), and the first
+//! run pays nothing for it. Bytecode (`.pyc`) the archive does ship is not compared: Python
+//! rewrites it. Files the archive does not name are then looked for ([`extra`]): those that
+//! change what Python runs (`.pth` files, `sitecustomize`, modules and libraries, bytecode
+//! Python would not check against its source) are damage; the rest (Python's own
+//! `__pycache__`, data files programs write) is allowed.
+//!
+//! Reads of the disk are bounded by what the archive says the file must be: a file of the
+//! wrong size is reported without being read, and binary relocations are compared window by
+//! window.
 //!
 //! [`Bundle::verify`]: crate::Bundle::verify
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::extract::{archive_err, safe_relative, stream};
-use crate::format::Relocation;
+use crate::extract::entries::{Entries, Item};
+use crate::extract::limits::{max_relocated_text, MAX_TEXT_RELOCATION};
+use crate::extract::{archive_err, safe_relative, sanitized_mode, stream};
+use crate::format::{FileMode, Relocation};
+use crate::relocate::window::{relocate_binary_windows, window_for, WindowError};
 use crate::{Error, Result};
+
+mod extra;
 
 /// What is compared against what.
 pub(crate) struct Check<'a> {
@@ -51,15 +63,17 @@ pub(crate) fn damaged(check: &Check<'_>) -> Result<Vec<String>> {
             relocations: &relocations,
             damaged: Vec::new(),
             pending: BTreeMap::new(),
+            named: HashSet::new(),
             buf: vec![0; 256 * 1024],
             disk: vec![0; 256 * 1024],
         };
         let mut archive = tar::Archive::new(&mut *reader);
-        for entry in archive.entries().map_err(archive_err)? {
-            let mut entry = entry.map_err(archive_err)?;
-            walk.entry(&mut entry)?;
+        let mut entries = Entries::new(&mut archive)?;
+        while let Some(mut item) = entries.next_item()? {
+            walk.entry(&mut item)?;
         }
         walk.finish();
+        extra::unnamed(check.dir, &walk.named, &mut walk.damaged);
         Ok(walk.damaged)
     });
     result
@@ -74,35 +88,32 @@ struct Walk<'a> {
     /// may relocate them through a link that comes later in the archive (extraction rewrote
     /// the shared inode then). Their expected content, until such a link settles it.
     pending: BTreeMap<PathBuf, Vec<u8>>,
+    /// Every path the archive names.
+    named: HashSet<PathBuf>,
     buf: Vec<u8>,
     disk: Vec<u8>,
 }
 
 impl Walk<'_> {
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+    fn entry<R: Read>(&mut self, item: &mut Item<'_, R>) -> Result<()> {
         use tar::EntryType as T;
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
-        ) {
-            return Ok(());
-        }
-        let raw = entry.path_bytes().into_owned();
+        let kind = item.kind;
         // Extraction refused such an entry, so no tree of this archive exists to compare.
-        let rel = safe_relative(&raw).ok_or_else(|| Error::UnsafeEntry {
-            entry: String::from_utf8_lossy(&raw).into_owned(),
+        let rel = safe_relative(&item.path).ok_or_else(|| Error::UnsafeEntry {
+            entry: item.name(),
             reason: "absolute path or `..` component",
         })?;
         if rel.as_os_str().is_empty() {
             return Ok(());
         }
+        self.named.insert(rel.clone());
         if matches!(kind, T::Regular | T::Continuous) && rel.extension().is_some_and(|e| e == "pyc")
         {
             // Bytecode is Python's own cache: it rewrites a packed `.pyc` whose source times
             // do not match (they never do after extraction) and recompiles a broken one.
             return Ok(());
         }
+        let entry = &mut item.entry;
         let path = self.dir.join(&rel);
         let meta = std::fs::symlink_metadata(&path);
         let problem = match kind {
@@ -115,21 +126,22 @@ impl Walk<'_> {
                 _ => Some(wrong_kind(&meta, "a file")),
             },
             T::Symlink => {
-                let want = entry.link_name_bytes().unwrap_or_default().into_owned();
+                let want = item.link.as_deref().unwrap_or_default();
                 match std::fs::read_link(&path) {
-                    Ok(got) if crate::relocate::path_bytes(&got)? == want.as_slice() => None,
+                    Ok(got) if crate::relocate::path_bytes(&got)? == want => None,
                     Ok(got) => Some(format!(
                         "points to `{}`, not `{}`",
                         got.display(),
-                        String::from_utf8_lossy(&want)
+                        String::from_utf8_lossy(want)
                     )),
                     Err(_) => Some(wrong_kind(&meta, "a symlink")),
                 }
             }
             T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .and_then(|t| safe_relative(&t))
+                let target = item
+                    .link
+                    .as_deref()
+                    .and_then(safe_relative)
                     .unwrap_or_default();
                 match (&meta, std::fs::symlink_metadata(self.dir.join(&target))) {
                     (Ok(a), Ok(b)) if a.is_file() && same_inode(a, &b) => {
@@ -170,11 +182,8 @@ impl Walk<'_> {
         let mut want = want.clone();
         self.relocate(&mut want, reloc, path)?;
         if open_regular(path)
-            .and_then(|mut f| {
-                let mut got = Vec::new();
-                f.read_to_end(&mut got).map(|_| got)
-            })
-            .is_ok_and(|got| got == want)
+            .and_then(|f| read_at_most(f, want.len() as u64))
+            .is_ok_and(|got| got.as_deref() == Some(&want[..]))
         {
             self.pending.remove(target);
         }
@@ -190,8 +199,8 @@ impl Walk<'_> {
         }
     }
 
-    /// Compares a regular file: mode, then content (relocated in memory when the manifest
-    /// lists it or another hard link may, else streamed side by side with the archive).
+    /// Compares a regular file: mode, then content (relocated when the manifest lists it or
+    /// another hard link may, else streamed side by side with the archive).
     fn file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -199,26 +208,45 @@ impl Walk<'_> {
         path: &Path,
         meta: &Metadata,
     ) -> Result<Option<String>> {
-        let want_mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let want_mode = sanitized_mode(entry.header().mode().ok());
         let got_mode = file_mode(meta);
         if got_mode != want_mode {
             return Ok(Some(format!("mode {got_mode:o}, not {want_mode:o}")));
         }
-        let mut file = match open_regular(path) {
+        let file = match open_regular(path) {
             Ok(f) => f,
             Err(e) => return Ok(Some(format!("cannot be read: {e}"))),
         };
         let reloc = self.relocations.get(rel).copied();
-        if reloc.is_some() || links(meta) > 1 {
+        let linked = links(meta) > 1;
+        match reloc {
+            Some(r) if r.mode == FileMode::Binary && !linked => {
+                return self.binary(entry, r, path, meta, file)
+            }
+            Some(r) if r.mode == FileMode::Text => {
+                crate::relocate::check_text_size(&rel.display().to_string(), entry.size())?;
+            }
+            _ => {}
+        }
+        // In memory: relocated text, and hard-linked files that a later link may relocate.
+        if reloc.is_some() || (linked && entry.size() <= MAX_TEXT_RELOCATION) {
             let mut want = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
             entry.read_to_end(&mut want).map_err(archive_err)?;
             if let Some(reloc) = reloc {
                 self.relocate(&mut want, reloc, path)?;
             }
-            let mut got = Vec::with_capacity(want.len());
-            if let Err(e) = file.read_to_end(&mut got) {
-                return Ok(Some(format!("cannot be read: {e}")));
-            }
+            // A file relocated through a later link may differ from the archive, within the
+            // growth relocation allows; anything larger is damage, found without reading it.
+            let most = if reloc.is_some() {
+                want.len() as u64
+            } else {
+                max_relocated_text(want.len() as u64)
+            };
+            let got = match read_at_most(file, most) {
+                Ok(Some(got)) => got,
+                Ok(None) => return Ok(Some(differs(meta.len(), want.len() as u64))),
+                Err(e) => return Ok(Some(format!("cannot be read: {e}"))),
+            };
             if got == want {
                 return Ok(None);
             }
@@ -228,6 +256,16 @@ impl Walk<'_> {
             }
             return Ok(Some(differs(got.len() as u64, want.len() as u64)));
         }
+        self.plain(entry, meta, file)
+    }
+
+    /// A file compared byte for byte with its archive entry, both streamed.
+    fn plain<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        meta: &Metadata,
+        mut file: File,
+    ) -> Result<Option<String>> {
         if meta.len() != entry.size() {
             return Ok(Some(size_differs(meta.len(), entry.size())));
         }
@@ -251,6 +289,67 @@ impl Walk<'_> {
             _ => Some("content differs".into()),
         })
     }
+
+    /// A binary relocation, compared window by window: the archive's bytes relocated as
+    /// extraction did, against the same bytes of the file (binary relocation keeps the size).
+    fn binary<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        reloc: &Relocation,
+        path: &Path,
+        meta: &Metadata,
+        mut file: File,
+    ) -> Result<Option<String>> {
+        if meta.len() != entry.size() {
+            return Ok(Some(size_differs(meta.len(), entry.size())));
+        }
+        let mut problem = None;
+        let disk = &mut self.disk;
+        let window = window_for(entry.size(), reloc.placeholder.as_bytes());
+        let result = relocate_binary_windows(
+            &mut *entry,
+            reloc.placeholder.as_bytes(),
+            self.new,
+            window,
+            |region, _| {
+                let mut at = 0;
+                while at < region.len() {
+                    let n = (region.len() - at).min(disk.len());
+                    if let Err(e) = file.read_exact(&mut disk[..n]) {
+                        problem = Some(format!("cannot be read: {e}"));
+                    } else if disk[..n] != region[at..at + n] {
+                        problem = Some("content differs".to_owned());
+                    }
+                    if problem.is_some() {
+                        // Stops the comparison; told apart from a read error of the archive.
+                        return Err(io::Error::other("differs"));
+                    }
+                    at += n;
+                }
+                Ok(())
+            },
+        );
+        match result {
+            Ok(_) if problem.is_none() => Ok(match file.read(&mut self.disk[..1]) {
+                Ok(0) => None,
+                _ => Some("content differs".into()),
+            }),
+            Ok(_) => Ok(problem),
+            Err(WindowError::Io(_)) if problem.is_some() => Ok(problem),
+            Err(WindowError::Io(e)) => Err(archive_err(e)),
+            Err(WindowError::Refused(reason)) => Err(Error::Relocate {
+                path: path.to_path_buf(),
+                reason,
+            }),
+        }
+    }
+}
+
+/// The whole file if it holds at most `most` bytes, `None` if it holds more (not read past).
+fn read_at_most(file: File, most: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut got = Vec::new();
+    file.take(most.saturating_add(1)).read_to_end(&mut got)?;
+    Ok((got.len() as u64 <= most).then_some(got))
 }
 
 /// What a path that is not the expected kind is instead.

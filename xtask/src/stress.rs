@@ -2,10 +2,13 @@
 //! in `fuzz/` runs for a while from seeds made of real inputs, then the worker soak test runs;
 //! a table sums up, and any crash or failure makes the command fail.
 //!
-//! Seeds: `cargo pybundle pack` of examples/hello (a real archive: its manifest and the
-//! binary files it relocates) and the frames the real Python runner writes, both turned into
-//! corpus files by `fuzz/src/seeds.rs`. They are added to `fuzz/corpus/<target>/` (ignored by
-//! git), which keeps what earlier runs found.
+//! Seeds: `cargo pybundle pack` of examples/hello (a real archive: its manifest, the files it
+//! relocates, a small real body) and the frames the real Python runner writes, both turned
+//! into corpus files by `fuzz/src/seeds.rs`, plus the hostile archive shapes of issue 20
+//! (`fuzz/src/hostile_seeds.rs`). They are added to `fuzz/corpus/<target>/` (ignored by
+//! git), which keeps what earlier runs found. Every target runs with a cap on any single
+//! allocation ([`MALLOC_LIMIT_MB`]), so a record that makes the runtime allocate what it
+//! claims fails.
 //!
 //! cargo-fuzz needs nightly-only rustc flags (`-Zsanitizer=address`); on a stable toolchain it
 //! runs with `RUSTC_BOOTSTRAP=1`, which lets stable rustc accept them.
@@ -19,7 +22,17 @@ use anyhow::{bail, Context, Result};
 use crate::{channel, pixi, tools};
 
 /// The cargo-fuzz targets, as named in fuzz/Cargo.toml.
-const TARGETS: &[&str] = &["frame_decoder", "manifest", "binary_relocation"];
+const TARGETS: &[&str] = &[
+    "frame_decoder",
+    "manifest",
+    "binary_relocation",
+    "text_relocation",
+    "archive",
+];
+
+/// Any single allocation over this many MB is a failure (libFuzzer's `-malloc_limit_mb`):
+/// hostile input must meet a limit, not an allocation of what it claims.
+const MALLOC_LIMIT_MB: u32 = 300;
 
 /// The ignored soak test in pybundle-runtime's integration tests.
 const SOAK_TEST: &str = "soak::a_million_calls_with_random_payloads";
@@ -215,6 +228,7 @@ fn fuzz(
         .arg(format!("-max_total_time={secs}"))
         // A single input taking 10 s is a hang worth reporting, not a slow machine.
         .arg("-timeout=10")
+        .arg(format!("-malloc_limit_mb={MALLOC_LIMIT_MB}"))
         .arg("-print_final_stats=1")
         .current_dir(root.join("fuzz"))
         .env("RUSTC_BOOTSTRAP", "1")

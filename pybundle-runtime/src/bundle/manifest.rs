@@ -1,12 +1,9 @@
 //! Reading a bundle's manifest: only the archive's first zstd frame is decompressed, and what
 //! the runtime relies on (format version, id, name, paths) is validated before anything else.
 
-use crate::extract;
+use crate::extract::{self, entries, limits};
 use crate::format::{self, Manifest};
 use crate::{Error, Result};
-
-/// Largest manifest accepted (the relocation table of a big environment is a few MB).
-const MAX_MANIFEST: u64 = 256 << 20;
 
 /// The first bytes of every zstd frame.
 pub(super) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -28,35 +25,33 @@ pub(super) fn read_manifest(archive: &[u8]) -> Result<(Manifest, Vec<u8>, usize)
     }
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(archive)
         .map_err(|_| not_bundle("its first zstd frame is truncated or corrupt", None))?;
-    let decoder = zstd::stream::read::Decoder::with_buffer(&archive[..frame_len])
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(&archive[..frame_len])
         .map_err(|e| not_bundle("cannot start decompressing", Some(e)))?
         .single_frame();
-    let mut tar = tar::Archive::new(decoder);
-    let mut entries = tar
-        .entries()
-        .map_err(|e| not_bundle("cannot read its tar stream", Some(e)))?;
-    let mut entry = match entries.next() {
-        Some(Ok(entry)) => entry,
-        Some(Err(e)) => return Err(not_bundle("cannot read its first tar entry", Some(e))),
-        None => return Err(Error::Manifest("the archive is empty".into())),
+    decoder
+        .window_log_max(limits::MAX_WINDOW_LOG)
+        .map_err(|e| not_bundle("cannot start decompressing", Some(e)))?;
+    let mut tar = tar::Archive::new(Named(decoder));
+    let mut entries = entries::Entries::new(&mut tar)?;
+    let Some(mut item) = entries.next_item()? else {
+        return Err(Error::Manifest("the archive is empty".into()));
     };
-    let path = entry.path_bytes().into_owned();
-    if path != format::MANIFEST_PATH.as_bytes() {
+    if item.path != format::MANIFEST_PATH.as_bytes() {
         return Err(Error::Manifest(format!(
             "the first entry is `{}`, not `{}`",
-            String::from_utf8_lossy(&path),
+            entries::shown(&item.path),
             format::MANIFEST_PATH
         )));
     }
-    if entry.size() > MAX_MANIFEST {
-        return Err(Error::Manifest(format!(
-            "it is {} bytes, too large",
-            entry.size()
-        )));
+    let size = item.entry.size();
+    if size > limits::MAX_MANIFEST {
+        return Err(Error::ArchiveLimit {
+            entry: format::MANIFEST_PATH.into(),
+            limit: format!("it is {size} bytes long (limit {})", limits::MAX_MANIFEST),
+        });
     }
-    let mut json = Vec::new();
-    std::io::Read::read_to_end(&mut entry, &mut json)
-        .map_err(|e| not_bundle("cannot decompress the manifest", Some(e)))?;
+    let mut json = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    std::io::Read::read_to_end(&mut item.entry, &mut json).map_err(extract::archive_err)?;
     let manifest: Manifest =
         serde_json::from_slice(&json).map_err(|e| Error::Manifest(e.to_string()))?;
     validate(&manifest)?;
@@ -91,8 +86,62 @@ fn validate(m: &Manifest) -> Result<()> {
                 "{what} `{p}` is not a relative path inside the bundle"
             ));
         }
+        entries::check_path(p.as_bytes())?;
+    }
+    let over = |limit: String| {
+        Err(Error::ArchiveLimit {
+            entry: format::MANIFEST_PATH.into(),
+            limit,
+        })
+    };
+    if m.file_count > limits::MAX_ENTRIES {
+        return over(format!(
+            "it lists {} entries (limit {})",
+            m.file_count,
+            limits::MAX_ENTRIES
+        ));
+    }
+    let mut relocated = std::collections::HashSet::with_capacity(m.relocations.len());
+    for r in &m.relocations {
+        entries::check_path(r.path.as_bytes())?;
+        if !relocated.insert(r.path.as_str()) {
+            // Each relocation rewrites the file the previous one wrote: a prefix holding the
+            // placeholder would grow it exponentially.
+            return bad(format!("it lists `{}` for relocation twice", r.path));
+        }
+        if r.placeholder.len() > limits::MAX_PLACEHOLDER {
+            return over(format!(
+                "the placeholder for `{}` is {} bytes long (limit {})",
+                r.path,
+                r.placeholder.len(),
+                limits::MAX_PLACEHOLDER
+            ));
+        }
+    }
+    if m.relocations.len() as u64 > m.file_count {
+        return over(format!(
+            "it lists {} relocations for {} entries",
+            m.relocations.len(),
+            m.file_count
+        ));
+    }
+    let activation: usize = m.activation.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if activation > limits::MAX_ACTIVATION {
+        return over(format!(
+            "its activation variables take {activation} bytes (limit {})",
+            limits::MAX_ACTIVATION
+        ));
     }
     Ok(())
+}
+
+/// The decoder, with zstd's "window too large" named as the limit it is.
+struct Named<R>(R);
+
+impl<R: std::io::Read> std::io::Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(extract::stream::name_window_error)
+    }
 }
 
 pub(super) fn valid_name(name: &str) -> bool {

@@ -2,14 +2,18 @@
 //! extractions, other versions nobody holds a lock on, and trash. Everything goes through a
 //! rename to a trash name first, so a half-deleted directory never looks like a bundle.
 
+use std::ffi::OsStr;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use super::{lock, set_private, LockKind};
+use super::dir::Dir;
+use super::lock::{lock, LockKind};
+use super::marker;
 
 /// Removes leftovers of killed extractions of `dir_name` (`.tmp-<dir_name>-*`). Only call
 /// with the exclusive lock of `dir_name` held: then none of them is in use.
-pub(crate) fn remove_stale_temps(root: &Path, dir_name: &str) {
+pub(crate) fn remove_stale_temps(root: &Dir, dir_name: &str) {
     let prefix = format!(".tmp-{dir_name}-");
     for name in list(root) {
         if name.starts_with(&prefix) {
@@ -18,67 +22,39 @@ pub(crate) fn remove_stale_temps(root: &Path, dir_name: &str) {
     }
 }
 
-/// Renames `<root>/<name>` to a trash name, then deletes it. A directory half-deleted by a
-/// crash is therefore never mistaken for a bundle. Errors are logged, not returned: leftover
-/// trash costs disk space, never correctness.
-pub(crate) fn discard(root: &Path, name: &str) {
-    let from = root.join(name);
-    let trash = root.join(format!(
-        ".trash-{}-{}",
-        name.trim_start_matches('.'),
-        unique()
-    ));
-    let target = match std::fs::rename(&from, &trash) {
-        Ok(()) => trash,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+/// Renames `<root>/<name>` to a trash name, then deletes it, all relative to the held root.
+/// A directory half-deleted by a crash is therefore never mistaken for a bundle. Errors are
+/// logged, not returned: leftover trash costs disk space, never correctness.
+pub(crate) fn discard(root: &Dir, name: &str) {
+    let trash = format!(".trash-{}-{}", name.trim_start_matches('.'), unique());
+    match root.rename(OsStr::new(name), OsStr::new(&trash)) {
+        Ok(()) => remove_tree(root, &trash),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => {
-            tracing::debug!(dir = %from.display(), error = %e, "cannot move to trash");
-            return;
+            tracing::debug!(dir = %root.join(name).display(), error = %e, "cannot move to trash");
         }
-    };
-    remove_tree(&target);
+    }
 }
 
-/// Deletes a tree, making read-only directories writable on the way (`remove_dir_all` alone
-/// cannot empty a 0555 directory as a normal user).
-fn remove_tree(path: &Path) {
-    if std::fs::remove_dir_all(path).is_ok() {
-        return;
-    }
-    #[cfg(unix)]
-    for entry in walk_dirs(path) {
-        let _ = set_private(&entry);
-    }
-    if let Err(e) = std::fs::remove_dir_all(path) {
+fn remove_tree(root: &Dir, name: &str) {
+    if let Err(e) = root.remove_tree(OsStr::new(name)) {
         if e.kind() != io::ErrorKind::NotFound {
-            tracing::debug!(dir = %path.display(), error = %e, "cannot delete");
+            tracing::debug!(dir = %root.join(name).display(), error = %e, "cannot delete");
         }
     }
-}
-
-#[cfg(unix)]
-fn walk_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        let _ = set_private(&out[i]);
-        if let Ok(rd) = std::fs::read_dir(&out[i]) {
-            let subdirs: Vec<PathBuf> = rd
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect();
-            out.extend(subdirs);
-        }
-        i += 1;
-    }
-    out
 }
 
 /// Removes the other versions of application `name` that nobody uses: `<name>-<16 hex>`
-/// directories (and their lock files, temps) whose lock can be taken exclusively at once.
-/// Returns the directories removed.
-pub(crate) fn remove_other_versions(root: &Path, name: &str, keep: &str) -> Vec<PathBuf> {
+/// directories (and their lock files, temps) whose lock can be taken exclusively at once and
+/// that the same program extracted (their `.pybundle/app` is `app`; a version without one,
+/// from an older runtime, counts as the same program's). Another program that shares the
+/// name keeps its cache. Returns the directories removed.
+pub(crate) fn remove_other_versions(
+    root: &Dir,
+    name: &str,
+    keep: &str,
+    app: &[u8],
+) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for entry in list(root) {
@@ -87,11 +63,11 @@ pub(crate) fn remove_other_versions(root: &Path, name: &str, keep: &str) -> Vec<
             seen.insert(base.to_owned());
         } else if is_trash_of(&entry, name) {
             // A crash in the middle of a delete; nobody ever uses a trash directory.
-            remove_tree(&root.join(&entry));
+            remove_tree(root, &entry);
         }
     }
     for other in seen {
-        let lock = match lock(root, &other, LockKind::TryExclusive) {
+        let lock = match lock(root, &other, LockKind::TryExclusive, Duration::ZERO) {
             Ok(Some(lock)) => lock,
             Ok(None) => {
                 tracing::debug!(bundle = %other, "in use; not removed");
@@ -102,14 +78,26 @@ pub(crate) fn remove_other_versions(root: &Path, name: &str, keep: &str) -> Vec<
                 continue;
             }
         };
-        if root.join(&other).exists() {
-            discard(root, &other);
-            removed.push(root.join(&other));
+        match marker::open_bundle(root, &other) {
+            Err(e) => {
+                tracing::debug!(bundle = %other, error = %e, "not ours; not removed");
+                continue;
+            }
+            Ok(Some(_)) => {
+                if marker::app_of(root, &other).is_some_and(|a| a != app) {
+                    tracing::debug!(bundle = %other, "another program's; not removed");
+                    continue;
+                }
+                discard(root, &other);
+                removed.push(root.join(&other));
+            }
+            // Nothing or something that is not a directory: cleaned up with the lock file.
+            Ok(None) => discard(root, &other),
         }
         remove_stale_temps(root, &other);
         // Deleted while held: a process that opened it before sees the inode change and
         // retries on a fresh file (see `lock`).
-        let _ = std::fs::remove_file(root.join(format!("{other}.lock")));
+        let _ = root.remove_file(OsStr::new(&format!("{other}.lock")));
         drop(lock);
     }
     removed
@@ -140,18 +128,18 @@ pub(super) fn is_trash_of(entry: &str, name: &str) -> bool {
             .is_some_and(|(b, _)| is_version_of(b, name))
 }
 
-fn list(root: &Path) -> Vec<String> {
-    match std::fs::read_dir(root) {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
+fn list(root: &Dir) -> Vec<String> {
+    match root.list() {
+        Ok(names) => names
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
             .collect(),
         Err(_) => Vec::new(),
     }
 }
 
-/// A name part unique to this process and moment (for trash names).
-fn unique() -> String {
+/// A name part unique to this process and moment (for trash and temporary names).
+pub(crate) fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

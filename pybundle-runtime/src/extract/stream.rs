@@ -6,6 +6,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
+use super::limits::MAX_WINDOW_LOG;
+
 /// Size of the decompressed chunks handed over.
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the threads (bounds memory at about `DEPTH` MiB).
@@ -139,8 +141,7 @@ fn produce(
     recycled: &Receiver<Vec<u8>>,
 ) -> Option<[u8; 32]> {
     let decoder = zstd::stream::read::Decoder::with_buffer(body).and_then(|mut d| {
-        // The packer may use a long window at high levels; the archive is our program's data.
-        d.window_log_max(31)?;
+        d.window_log_max(MAX_WINDOW_LOG)?;
         Ok(d)
     });
     let mut decoder = match decoder {
@@ -157,7 +158,7 @@ fn produce(
         let n = match fill(&mut decoder, &mut chunk) {
             Ok(n) => n,
             Err(e) => {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Err(name_window_error(e)));
                 return None;
             }
         };
@@ -171,6 +172,37 @@ fn produce(
         if tx.send(Ok(chunk)).is_err() {
             return None;
         }
+    }
+}
+
+/// A frame asks for a larger window than [`MAX_WINDOW_LOG`] allows (carried inside an
+/// [`io::Error`] through the tar reader, then turned into [`crate::Error::ArchiveLimit`]).
+#[derive(Debug)]
+pub(crate) struct WindowTooLarge;
+
+impl std::fmt::Display for WindowTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "it needs a zstd window over {} MiB (limit: window log {MAX_WINDOW_LOG}, what the \
+             highest compression level uses)",
+            1u64 << (MAX_WINDOW_LOG - 20)
+        )
+    }
+}
+
+impl std::error::Error for WindowTooLarge {}
+
+/// zstd reports a window over the limit as a plain message; say which limit it was.
+pub(crate) fn name_window_error(e: io::Error) -> io::Error {
+    let code = zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_frameParameter_windowTooLarge;
+    let too_large = zstd::zstd_safe::get_error_name(0usize.wrapping_sub(code as usize));
+    if e.get_ref()
+        .is_some_and(|inner| inner.to_string() == too_large)
+    {
+        io::Error::other(WindowTooLarge)
+    } else {
+        e
     }
 }
 

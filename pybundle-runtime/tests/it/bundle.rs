@@ -6,7 +6,7 @@
 mod damage;
 mod first_run;
 mod processes;
-mod real;
+pub mod real;
 mod storm;
 
 use std::collections::BTreeSet;
@@ -57,7 +57,7 @@ impl Spec {
     }
 }
 
-fn header(path: &[u8], kind: tar::EntryType, size: u64, mode: u32, link: &[u8]) -> [u8; 512] {
+pub fn header(path: &[u8], kind: tar::EntryType, size: u64, mode: u32, link: &[u8]) -> [u8; 512] {
     let mut h = tar::Header::new_gnu();
     {
         let g = h.as_gnu_mut().expect("gnu header");
@@ -258,6 +258,6 @@ fn counter() -> (
     })
 }
 
-fn mode(p: &Path) -> u32 {
+pub fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }

@@ -2,7 +2,9 @@
 
 mod bundle;
 mod hostile;
+mod limits;
 mod misbehave;
 mod script;
 mod soak;
+mod users;
 mod worker;

@@ -73,11 +73,11 @@ fn first_run_extracts_relocates_and_marks() {
         String::from_utf8_lossy(&out.stdout),
         format!("interp-ran {}/bin/tool x\n", prefix)
     );
-    // Marker and manifest.
-    assert_eq!(
-        std::fs::read_to_string(dir.join(".pybundle/complete")).unwrap(),
-        m.id
-    );
+    // Marker (the id, then the manifest frame's hash) and manifest.
+    let marker = std::fs::read_to_string(dir.join(".pybundle/complete")).unwrap();
+    let lines: Vec<&str> = marker.lines().collect();
+    assert_eq!(lines[0], m.id);
+    assert!(lines[1].len() == 64 && lines[1].bytes().all(|b| b.is_ascii_hexdigit()));
     let written: Manifest =
         serde_json::from_slice(&std::fs::read(dir.join(".pybundle/manifest.json")).unwrap())
             .unwrap();
