@@ -78,6 +78,17 @@ impl<'de> Deserialize<'de> for Buffer {
     }
 }
 
+/// A binary frame to send.
+pub(crate) type Frame = Vec<u8>;
+
+/// Decodes a message's value into `T`, its [`Buffer`]s taken from the binary frames.
+pub(crate) fn from_payload<T: serde::de::DeserializeOwned>(
+    mut payload: crate::protocol::Payload,
+) -> serde_json::Result<T> {
+    let frames = std::mem::take(&mut payload.frames);
+    from_json_with_buffers(payload.json(), frames)
+}
+
 /// Serializes `value` to JSON, collecting its [`Buffer`]s as separate frames.
 pub(crate) fn to_json_with_buffers<T: Serialize + ?Sized>(
     value: &T,

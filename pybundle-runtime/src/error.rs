@@ -182,6 +182,18 @@ pub enum Error {
         max: usize,
     },
 
+    /// A message from a Python child, with its binary frames, is larger than the message cap
+    /// (the child is killed).
+    #[error("{what}: a message of at least {len} bytes (with its binary frames) exceeds the message limit of {max} bytes; raise it with `max_message`")]
+    MessageTooLarge {
+        /// The script or worker.
+        what: String,
+        /// The size reached when it was refused.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+
     /// A value could not be converted to or from JSON.
     #[error("{what}: {action}")]
     Json {

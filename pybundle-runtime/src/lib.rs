@@ -76,7 +76,6 @@ mod extract;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-mod pool;
 pub mod protocol;
 mod relocate;
 mod script;
@@ -89,10 +88,9 @@ pub use embed::{find_in_executable, trailer, TRAILER_LEN};
 pub use environment::Environment;
 pub use error::{Error, Result};
 pub use extract::Progress;
-pub use pool::WorkerPool;
 pub use protocol::PythonError;
 pub use script::{Script, ScriptOutput};
-pub use worker::{CallHandle, Request, Worker, WorkerBuilder, WorkerEvent};
+pub use worker::{CallHandle, Request, Worker, WorkerBuilder, WorkerEvent, WorkerPool};
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
 /// under [`format::PYTHON_PKG_DIR`].

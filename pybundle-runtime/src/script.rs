@@ -2,8 +2,7 @@
 //! progress messages and its reply, reap it.
 
 use std::ffi::OsString;
-use std::io::BufReader;
-use std::process::{ExitStatus, Stdio};
+use std::process::{ChildStdout, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -11,8 +10,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::child::{self, ChildGuard, StderrSink};
-use crate::protocol::{self, Incoming, Kind, PythonError, Violation};
+use crate::buffer;
+use crate::child::{self, ChildGuard, Drain, StderrSink};
+use crate::protocol::{
+    self, table, Kind, Limits, Message, Outgoing, Payload, PythonError, Reader, Violation,
+};
 use crate::{Environment, Error, Result};
 
 /// What a script produced: its reply, how it exited and (if asked) its output.
@@ -50,7 +52,8 @@ pub struct Script<'a> {
     env: &'a Environment,
     name: String,
     args: Vec<OsString>,
-    input: Result<Option<Vec<u8>>>,
+    /// The input's JSON and its byte buffers.
+    input: Result<Option<(Vec<u8>, Vec<buffer::Frame>)>>,
     timeout: Option<Duration>,
     capture: bool,
     max_frame: usize,
@@ -105,10 +108,11 @@ impl<'a> Script<'a> {
         self
     }
 
-    /// The JSON value `pybundle.input()` returns in the script.
+    /// The value `pybundle.input()` returns in the script. [`Buffer`](crate::Buffer)s inside
+    /// travel as binary frames and arrive as `bytes`.
     pub fn input<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
         let what = self.what();
-        self.input = serde_json::to_vec(value)
+        self.input = buffer::to_json_with_buffers(value)
             .map(Some)
             .map_err(|source| Error::Json {
                 what,
@@ -150,148 +154,29 @@ impl<'a> Script<'a> {
     /// Fails with [`Error::Python`] on an uncaught exception, [`Error::ScriptExit`] when it
     /// exits unsuccessfully without replying (killed by a signal such as SIGSEGV included),
     /// [`Error::NoReply`] when it ends successfully without replying, [`Error::Timeout`], and
-    /// [`Error::Protocol`] or [`Error::FrameTooLarge`] when it breaks the protocol (the child
-    /// is killed).
+    /// [`Error::Protocol`], [`Error::FrameTooLarge`] or [`Error::MessageTooLarge`] when it
+    /// breaks the protocol (the child is killed).
     pub fn run<R: DeserializeOwned>(mut self) -> Result<ScriptOutput<R>> {
         let what = self.what();
-        let input = std::mem::replace(&mut self.input, Ok(None))?;
-        let path = self.env.script_path(&self.name);
-        if !path.is_file() {
-            return Err(Error::ScriptNotFound { path });
-        }
-        let mut frame = b"{\"type\":\"start\",\"input\":".to_vec();
-        frame.extend_from_slice(input.as_deref().unwrap_or(b"null"));
-        frame.push(b'}');
-        drop(input);
-        if frame.len() > self.max_frame {
-            return Err(Error::FrameTooLarge {
-                what,
-                len: frame.len(),
-                max: self.max_frame,
-            });
-        }
-        let channel_err = |action, source| Error::Channel {
-            what: what.clone(),
-            action,
-            source,
-        };
-
-        let mut cmd = self.env.python();
-        for (name, value) in &self.envs {
-            match value {
-                Some(v) => cmd.env(name, v),
-                None => cmd.env_remove(name),
-            };
-        }
-        cmd.arg("-c")
-            .arg(child::bootstrap("_script"))
-            .arg(self.env.lib_dir())
-            .arg(self.max_frame.to_string())
-            .arg(&path)
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(if self.capture {
-                Stdio::piped()
-            } else {
-                Stdio::inherit()
-            });
-        let spawned = cmd.spawn().map_err(|source| Error::Spawn {
-            interpreter: self.env.interpreter().to_path_buf(),
-            source,
-        })?;
-        let mut guard = ChildGuard::new(spawned);
-        let pid = guard.pid();
-        tracing::debug!(script = %self.name, pid, "started script");
-
-        let sink = Arc::new(Mutex::new(StderrSink::All(Vec::new())));
-        let stderr_thread = match guard.child().stderr.take() {
-            Some(stderr) => Some(
-                child::drain_stderr(stderr, sink.clone())
-                    .map_err(|e| channel_err("cannot start the stderr thread", e))?,
-            ),
-            None => None,
-        };
-        let watchdog = match self.timeout {
-            Some(after) => Some(
-                Watchdog::start(pid, after)
-                    .map_err(|e| channel_err("cannot start the timeout thread", e))?,
-            ),
-            None => None,
-        };
-
-        // The runner reads the start frame before any user code runs, so this cannot block
-        // on a child that is busy writing. A broken pipe means the child died; its exit
-        // status tells why, below.
-        if let Some(mut stdin) = guard.child().stdin.take() {
-            if let Err(e) = protocol::write_frame(&mut stdin, &frame, self.max_frame) {
-                tracing::debug!(script = %self.name, "writing the input failed: {e}");
-            }
-        }
-
-        let mut reply: Option<Vec<u8>> = None;
-        let mut python_error: Option<PythonError> = None;
-        let mut broken: Option<Violation> = None;
-        if let Some(stdout) = guard.child().stdout.take() {
-            let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
-            let mut buf = Vec::new();
-            loop {
-                match protocol::read_frame(&mut stdout, self.max_frame, &mut buf) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        broken = Some(protocol::violation(e, stdout.buffer(), true));
-                        break;
-                    }
-                }
-                match self.handle(&buf, &mut reply, &mut python_error) {
-                    Ok(()) => {}
-                    Err(violation) => {
-                        broken = Some(violation);
-                        break;
-                    }
-                }
-            }
-        }
-        if broken.is_some() {
-            guard.kill();
-        }
-
-        // Wait for the exit without reaping, so the watchdog can still kill by pid; then stop
-        // the watchdog and reap.
-        child::wait_exited(pid).map_err(|e| channel_err("cannot wait for the script", e))?;
-        let timed_out = watchdog.map(Watchdog::stop).unwrap_or(false);
-        let status = guard
-            .wait()
-            .map_err(|e| channel_err("cannot wait for the script", e))?;
-        if let Some(drain) = stderr_thread {
-            // Not a plain join: a grandchild that inherited the pipe may keep it open.
-            drain.finish(Duration::from_millis(500));
-        }
-        let output = self
-            .capture
-            .then(|| sink.lock().map(|s| s.text()).unwrap_or_default());
+        let mut running = self.start()?;
+        let outcome = running.read(&mut self.on_message);
+        let (status, output) = running.finish(outcome.broken.is_some())?;
         tracing::debug!(script = %self.name, %status, "script ended");
-
-        if timed_out {
+        if running.timed_out {
             return Err(Error::Timeout {
                 what,
                 after: self.timeout.unwrap_or_default(),
             });
         }
-        match broken {
-            Some(Violation::TooLarge { len, max }) => {
-                return Err(Error::FrameTooLarge { what, len, max })
-            }
-            Some(Violation::Malformed(detail)) => return Err(Error::Protocol { what, detail }),
-            None => {}
+        if let Some(violation) = outcome.broken {
+            return Err(violation.into_error(what));
         }
-        if let Some(error) = python_error {
+        if let Some(error) = outcome.python_error {
             return Err(Error::Python { what, error });
         }
-        match reply {
-            Some(bytes) => {
-                let reply = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        match outcome.reply {
+            Some(payload) => {
+                let reply = buffer::from_payload(payload).map_err(|source| Error::Json {
                     what,
                     action: "cannot decode the reply into the requested type",
                     source,
@@ -311,44 +196,218 @@ impl<'a> Script<'a> {
         }
     }
 
-    /// Handles one frame; `Err` describes a protocol violation.
-    fn handle(
-        &mut self,
-        frame: &[u8],
-        reply: &mut Option<Vec<u8>>,
-        python_error: &mut Option<PythonError>,
-    ) -> std::result::Result<(), Violation> {
-        let msg: Incoming<'_> =
-            serde_json::from_slice(frame).map_err(|e| protocol::malformed(frame, &e))?;
-        let malformed = |text: String| Violation::Malformed(text);
-        if msg.buffers != 0 {
-            return Err(malformed("scripts cannot send binary buffers".into()));
+    /// Spawns the child, starts its threads and sends the start message.
+    fn start(&mut self) -> Result<Running> {
+        let what = self.what();
+        let (input, frames) = match std::mem::replace(&mut self.input, Ok(None))? {
+            Some((json, frames)) => (Some(json), frames),
+            None => (None, Vec::new()),
+        };
+        let path = self.env.script_path(&self.name);
+        if !path.is_file() {
+            return Err(Error::ScriptNotFound { path });
         }
-        match msg.kind {
-            Kind::Message => {
-                if let Some(callback) = self.on_message.as_mut() {
-                    let data = msg.data.map(|raw| serde_json::from_str(raw.get()));
-                    let value = data
-                        .transpose()
-                        .map_err(|e| malformed(format!("malformed message: {e}")))?
-                        .unwrap_or(serde_json::Value::Null);
-                    callback(value);
+        let start = Outgoing::Start {
+            input: input.as_deref(),
+            buffers: frames.len(),
+        }
+        .encode();
+        for len in std::iter::once(start.len()).chain(frames.iter().map(|f| f.len())) {
+            if len > self.max_frame {
+                return Err(Error::FrameTooLarge {
+                    what,
+                    len,
+                    max: self.max_frame,
+                });
+            }
+        }
+        let channel_err = |action, source| Error::Channel {
+            what: what.clone(),
+            action,
+            source,
+        };
+        let mut cmd = self.env.python();
+        for (name, value) in &self.envs {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
+        let args = protocol::argv(&table::SCRIPT_ARGV, |name| match name {
+            "lib" => vec![self.env.lib_dir().into()],
+            "max_frame" => vec![self.max_frame.to_string().into()],
+            "script" => vec![path.clone().into()],
+            _ => self.args.clone(),
+        });
+        let mut guard = child::spawn_runner(
+            cmd,
+            self.env.interpreter(),
+            &table::SCRIPT_ARGV,
+            args,
+            self.capture,
+        )?;
+        let pid = guard.pid();
+        tracing::debug!(script = %self.name, pid, "started script");
+        let sink = Arc::new(Mutex::new(StderrSink::All(Vec::new())));
+        let drain = match guard.child().stderr.take() {
+            Some(stderr) => Some(
+                child::drain_stderr(stderr, sink.clone())
+                    .map_err(|e| channel_err("cannot start the stderr thread", e))?,
+            ),
+            None => None,
+        };
+        let watchdog = match self.timeout {
+            Some(after) => Some(
+                Watchdog::start(pid, after)
+                    .map_err(|e| channel_err("cannot start the timeout thread", e))?,
+            ),
+            None => None,
+        };
+        // The runner reads the start message before any user code runs, so this cannot block
+        // on a child that is busy writing. A broken pipe means the child died; its exit
+        // status tells why.
+        if let Some(mut stdin) = guard.child().stdin.take() {
+            let written =
+                protocol::write_frame(&mut stdin, &start, self.max_frame).and_then(|()| {
+                    frames
+                        .iter()
+                        .try_for_each(|f| protocol::write_frame(&mut stdin, f, self.max_frame))
+                });
+            if let Err(e) = written {
+                tracing::debug!(script = %self.name, "writing the input failed: {e}");
+            }
+        }
+        let stdout = guard.child().stdout.take();
+        Ok(Running {
+            guard,
+            pid,
+            stdout,
+            limits: Limits {
+                max_frame: self.max_frame,
+                max_message: protocol::message_cap(protocol::DEFAULT_MAX_MESSAGE, self.max_frame),
+            },
+            sink,
+            drain,
+            watchdog,
+            capture: self.capture,
+            timed_out: false,
+            what,
+        })
+    }
+}
+
+/// What the script sent.
+#[derive(Default)]
+struct Outcome {
+    reply: Option<Payload>,
+    python_error: Option<PythonError>,
+    broken: Option<Violation>,
+}
+
+/// A started script.
+struct Running {
+    guard: ChildGuard,
+    pid: u32,
+    stdout: Option<ChildStdout>,
+    limits: Limits,
+    sink: Arc<Mutex<StderrSink>>,
+    drain: Option<Drain>,
+    watchdog: Option<Watchdog>,
+    capture: bool,
+    timed_out: bool,
+    what: String,
+}
+
+impl Running {
+    /// Reads messages until the output ends or the child breaks the protocol.
+    fn read(&mut self, on_message: &mut Option<Callback<'_>>) -> Outcome {
+        let mut outcome = Outcome::default();
+        let Some(stdout) = self.stdout.take() else {
+            return outcome;
+        };
+        let mut reader = Reader::new(self.limits);
+        loop {
+            loop {
+                match reader.next() {
+                    Ok(Some(msg)) => {
+                        if let Err(violation) = handle(msg, &mut outcome, on_message) {
+                            outcome.broken = Some(violation);
+                            return outcome;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(violation) => {
+                        outcome.broken = Some(violation);
+                        return outcome;
+                    }
                 }
             }
-            Kind::Reply if reply.is_none() => {
-                let data = msg.data.map_or("null", |raw| raw.get());
-                *reply = Some(data.as_bytes().to_vec());
+            match reader.read_from(&stdout) {
+                Ok(0) => {
+                    outcome.broken = reader.at_end();
+                    return outcome;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(what = %self.what, "reading the script's output failed: {e}");
+                    outcome.broken = reader.at_end();
+                    return outcome;
+                }
             }
-            Kind::Error => {
-                let error = msg
-                    .error
-                    .ok_or_else(|| malformed("an error message without `error`".into()))?;
-                *python_error = Some(error);
-            }
-            kind => return Err(malformed(format!("unexpected message of type {kind:?}"))),
         }
-        Ok(())
     }
+
+    /// Kills the child if it broke the protocol, waits for it and reaps it; its status and
+    /// the captured output.
+    fn finish(&mut self, broken: bool) -> Result<(ExitStatus, Option<String>)> {
+        let channel_err = |source| Error::Channel {
+            what: self.what.clone(),
+            action: "cannot wait for the script",
+            source,
+        };
+        if broken {
+            self.guard.kill();
+        }
+        // Wait for the exit without reaping, so the watchdog can still kill by pid; then stop
+        // the watchdog and reap.
+        child::wait_exited(self.pid).map_err(channel_err)?;
+        self.timed_out = self.watchdog.take().is_some_and(Watchdog::stop);
+        let status = self.guard.wait().map_err(channel_err)?;
+        if let Some(drain) = self.drain.take() {
+            // Not a plain join: a grandchild that inherited the pipe may keep it open.
+            drain.finish(Duration::from_millis(500));
+        }
+        let output = self
+            .capture
+            .then(|| self.sink.lock().map(|s| s.text()).unwrap_or_default());
+        Ok((status, output))
+    }
+}
+
+/// Handles one message; `Err` describes a protocol violation.
+fn handle(
+    msg: Message,
+    outcome: &mut Outcome,
+    on_message: &mut Option<Callback<'_>>,
+) -> std::result::Result<(), Violation> {
+    match msg.kind {
+        Kind::Message => {
+            if let Some(callback) = on_message.as_mut() {
+                let value = buffer::from_payload(msg.into_payload())
+                    .map_err(|e| Violation::Malformed(format!("malformed message: {e}")))?;
+                callback(value);
+            }
+        }
+        Kind::Reply if outcome.reply.is_none() => outcome.reply = Some(msg.into_payload()),
+        Kind::Error => outcome.python_error = msg.error,
+        kind => {
+            return Err(Violation::Malformed(format!(
+                "unexpected message `{}` from a script",
+                kind.name()
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// Kills a child by pid when a timeout passes, unless stopped first.

@@ -10,10 +10,12 @@
 //! within a bounded time.
 
 mod call;
+mod pool;
 mod process;
 
 use self::call::Target;
 pub use self::call::{CallHandle, Request};
+pub use self::pool::WorkerPool;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::process::{lock, Link, Proc, Slot};
-use crate::protocol::{self, DEFAULT_MAX_FRAME};
+use crate::protocol::{self, Outgoing, DEFAULT_MAX_FRAME};
 use crate::{Environment, Error, Result};
 
 /// A change in a worker's process, reported to [`WorkerBuilder::on_event`].
@@ -73,7 +75,7 @@ impl Config {
     }
 }
 
-/// Configures a [`Worker`] or [`WorkerPool`](crate::WorkerPool); made by [`Environment::worker`].
+/// Configures a [`Worker`] or [`WorkerPool`]; made by [`Environment::worker`].
 #[must_use = "a builder does nothing until `start` or `pool` is called"]
 pub struct WorkerBuilder {
     cfg: Config,
@@ -174,11 +176,11 @@ impl WorkerBuilder {
     }
 
     /// Starts `n` processes with this configuration (see [`WorkerPool`](crate::WorkerPool)).
-    pub fn pool(self, n: usize) -> Result<crate::WorkerPool> {
-        crate::pool::start(self.cfg, n)
+    pub fn pool(self, n: usize) -> Result<WorkerPool> {
+        pool::start(self, n)
     }
 
-    pub(crate) fn config_clone(&self) -> Self {
+    fn config_clone(&self) -> Self {
         let c = &self.cfg;
         WorkerBuilder {
             cfg: Config {
@@ -194,10 +196,6 @@ impl WorkerBuilder {
                 crashes: AtomicU32::new(0),
             },
         }
-    }
-
-    pub(crate) fn from_config(cfg: Config) -> Self {
-        WorkerBuilder { cfg }
     }
 }
 
@@ -249,8 +247,7 @@ impl Worker {
         if !link.register(id, slot.clone()) {
             return Err(self.dead("ping"));
         }
-        let frame = format!(r#"{{"type":"ping","id":{id}}}"#);
-        let _ = link.write(&[frame.as_bytes()]);
+        let _ = link.write(&[&Outgoing::Ping { id }.encode()]);
         match slot.take(Some(start + timeout)) {
             Some(outcome) => outcome.map(|_| start.elapsed()),
             None => {
@@ -282,6 +279,20 @@ impl Worker {
     /// Calls sent and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The running process (started again if it died) and a fresh call id.
+    fn connect(&self) -> Result<(Arc<Link>, u64)> {
+        let link = self.link()?;
+        Ok((link, self.inner.next_id.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    fn max_frame(&self) -> usize {
+        self.inner.cfg.max_frame
+    }
+
+    fn in_flight_counter(&self) -> Arc<AtomicUsize> {
+        self.inner.in_flight.clone()
     }
 
     fn dead(&self, what: &str) -> Error {

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import _thread
 
+from . import _protocol
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
@@ -56,7 +58,7 @@ def reply(value: Any) -> None:
         sys.stdout.flush()
         _replied = True
         return
-    _active.send({"type": "reply"}, value, True)
+    _active.send(_protocol.reply(), value, True)
     _replied = True
 
 
@@ -64,11 +66,7 @@ def send(value: Any) -> None:
     """Sends a progress message; the Rust side receives it while the code still runs."""
     if _active is None:
         return
-    head: dict = {"type": "message"}
-    call = getattr(_local, "call", None)
-    if call is not None:
-        head["id"] = call
-    _active.send(head, value, True)
+    _active.send(_protocol.message(id=getattr(_local, "call", None)), value, True)
 
 
 def cancelled() -> bool:

@@ -119,9 +119,10 @@ class Channel:
             written = os.write(self._write_fd, view)
             view = view[written:]
 
-    def send_error(self, head: dict, info: dict) -> None:
-        """Sends an error report, cutting the traceback's start to fit the frame limit."""
-        head["error"] = info
+    def send_error(self, head: dict) -> None:
+        """Sends an error report (``head["error"]`` holds the info), cutting the traceback's
+        start to fit the frame limit."""
+        info = head["error"]
         frame = encode(head, [])
         excess = len(frame) - self.max_frame
         if excess > 0:

@@ -1,8 +1,9 @@
-"""Runner of long-lived workers: ``python -I -c <bootstrap> LIB MAX_FRAME THREADS SCRIPTS MODULE...``.
+"""Runner of long-lived workers (argv: ``_protocol.WORKER_ARGV``).
 
-Imports each MODULE once (from SCRIPTS), says ``ready``, then serves ``call`` messages on a
-pool of THREADS threads (see ``_Server``); ``cancel`` and ``ping`` are answered even when every
-thread is busy. Ends at ``shutdown`` or at the end of its input.
+Reads the start message, imports each module once (from the scripts directory), says
+``ready``, then serves ``call`` messages on a pool of threads (see ``_Server``); ``cancel`` and
+``ping`` are answered even when every thread is busy. Ends at ``shutdown`` or at the end of its
+input.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 import pybundle
 
+from . import _protocol
 from ._channel import Channel, ProtocolError, decode_buffers, error_info
 
 TYPE_CHECKING = False
@@ -31,12 +33,13 @@ _QUICK = 0.0005
 class _Call:
     """One call in flight; ``cancelled`` is set by the reader thread."""
 
-    __slots__ = ("id", "func", "args", "buffers", "cancelled")
+    __slots__ = ("id", "func", "args", "kwargs", "buffers", "cancelled")
 
     def __init__(self, msg: dict, buffers: List[bytes]) -> None:
         self.id = msg["id"]
         self.func = msg["func"]
-        self.args = msg.get("args")
+        self.args = msg["args"]
+        self.kwargs = msg.get("kwargs")
         self.buffers = buffers
         self.cancelled = False
 
@@ -104,7 +107,7 @@ class _Server:
                     return None
                 msg, buffers = message
                 kind = msg.get("type")
-                if kind == "call":
+                if kind == _protocol.CALL:
                     call = _Call(msg, buffers)
                     self.running[call.id] = call
                     with self.state:
@@ -116,13 +119,13 @@ class _Server:
                         return call
                     # Quick last time: run it on this thread, keeping the read token.
                     self._run(call)
-                elif kind == "cancel":
+                elif kind == _protocol.CANCEL:
                     call = self.running.get(msg["id"])
                     if call is not None:
                         call.cancelled = True
-                elif kind == "ping":
-                    self.channel.send({"type": "pong", "id": msg["id"]})
-                elif kind == "shutdown":
+                elif kind == _protocol.PING:
+                    self.channel.send(_protocol.pong(msg["id"]))
+                elif kind == _protocol.SHUTDOWN:
                     self.done.set()
         return None
 
@@ -150,21 +153,17 @@ def _serve_one(channel: Channel, call: _Call) -> None:
     local.cancel = call
     try:
         func = _resolve(call.func)
-        args = decode_buffers(call.args, call.buffers) if call.buffers else call.args
-        if isinstance(args, list):
-            result = func(*args)
-        elif isinstance(args, dict):
-            result = func(**args)
-        elif args is None:
-            result = func()
-        else:
-            result = func(args)
+        args, kwargs = call.args, call.kwargs
+        if call.buffers:
+            args = decode_buffers(args, call.buffers)
+            kwargs = decode_buffers(kwargs, call.buffers)
+        result = func(*args, **kwargs) if kwargs else func(*args)
         if not call.cancelled:
-            channel.send({"type": "result", "id": call.id}, result, True)
+            channel.send(_protocol.result(call.id), result, True)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
         if not call.cancelled:
             try:
-                channel.send_error({"type": "error", "id": call.id}, error_info(exc, _OWN_DIR))
+                channel.send_error(_protocol.error(error_info(exc, _OWN_DIR), id=call.id))
             except (OSError, ValueError):
                 pass
     finally:
@@ -173,30 +172,32 @@ def _serve_one(channel: Channel, call: _Call) -> None:
 
 
 def main() -> None:
-    max_frame = int(sys.argv[2])
-    threads = max(1, int(sys.argv[3]))
-    scripts = sys.argv[4]
-    modules = sys.argv[5:]
-    channel = Channel.from_stdio(max_frame)
+    argv = _protocol.parse_argv(_protocol.WORKER_ARGV, sys.argv[1:])
+    threads = max(1, int(argv["threads"]))
+    channel = Channel.from_stdio(int(argv["max_frame"]))
     # A crash in C code (a segfault) then leaves the Python stack of every thread on stderr,
     # which the runtime's error message ends with.
     faulthandler.enable()
     pybundle._install(channel, None)
-    sys.path.insert(0, scripts)
+    start = channel.read_message()
+    if start is None or start[0].get("type") != _protocol.START:
+        sys.stderr.write("pybundle: no start message on stdin; run this through the runtime\n")
+        sys.exit(2)
+    sys.path.insert(0, argv["scripts"])
     sys.argv = [""]
     try:
-        for name in modules:
+        for name in argv["modules"]:
             importlib.import_module(name)
     except BaseException as exc:  # noqa: BLE001 - reported to Rust as a failed start
         info = error_info(exc, _OWN_DIR)
         sys.stderr.write(info["traceback"])
-        channel.send_error({"type": "fatal"}, info)
+        channel.send_error(_protocol.fatal(info))
         sys.exit(1)
 
     server = _Server(channel, threads)
     for i in range(threads + 1):
         threading.Thread(target=server.serve, name="pybundle-%d" % i, daemon=True).start()
-    channel.send({"type": "ready", "pid": os.getpid()})
+    channel.send(_protocol.ready(os.getpid()))
     server.done.wait()
     sys.stdout.flush()
     sys.stderr.flush()

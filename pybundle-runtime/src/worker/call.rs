@@ -2,22 +2,23 @@
 //! ([`CallHandle`]).
 
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::process::{self, Link, MessageFn, Slot};
+use super::pool::WorkerPool;
+use super::process::{Link, MessageFn, Slot};
 use super::Worker;
 use crate::buffer;
+use crate::protocol::{Outgoing, Payload};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy)]
 pub(super) enum Target<'a> {
     Worker(&'a Worker),
-    Pool(&'a crate::WorkerPool),
+    Pool(&'a WorkerPool),
 }
 
 /// A call being configured: [`args`](Request::args), [`timeout`](Request::timeout),
@@ -43,7 +44,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    pub(crate) fn for_pool(pool: &'a crate::WorkerPool, func: &str) -> Self {
+    pub(crate) fn for_pool(pool: &'a WorkerPool, func: &str) -> Self {
         Self::new(Target::Pool(pool), func)
     }
 
@@ -91,32 +92,34 @@ impl<'a> Request<'a> {
             Target::Worker(w) => w,
             Target::Pool(p) => p.least_busy(),
         };
-        let inner = &worker.inner;
-        let link = worker.link()?;
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut head = format!(
-            r#"{{"type":"call","id":{id},"buffers":{},"func":"#,
-            frames.len()
-        )
-        .into_bytes();
-        serde_json::to_writer(&mut head, &self.func).map_err(|source| Error::Json {
-            what: what.clone(),
-            action: "cannot encode the name",
-            source,
-        })?;
-        head.extend_from_slice(br#","args":"#);
-        head.extend_from_slice(&args);
-        head.push(b'}');
+        // The value's shape says which arguments it is: an object gives keywords, an array
+        // the positional arguments, `()` none, anything else one positional argument.
+        let (args, kwargs): (std::borrow::Cow<'_, [u8]>, Option<&[u8]>) = match args.first() {
+            Some(b'{') => (b"[]"[..].into(), Some(&args)),
+            Some(b'[') => (args[..].into(), None),
+            _ if args == b"null" => (b"[]"[..].into(), None),
+            _ => ([&b"["[..], &args, b"]"].concat().into(), None),
+        };
+        let (link, id) = worker.connect()?;
+        let head = Outgoing::Call {
+            id,
+            func: &self.func,
+            args: &args,
+            kwargs,
+            buffers: frames.len(),
+        }
+        .encode();
+        let max = worker.max_frame();
         for len in std::iter::once(head.len()).chain(frames.iter().map(Vec::len)) {
-            if len > inner.cfg.max_frame {
-                return Err(Error::FrameTooLarge {
-                    what,
-                    len,
-                    max: inner.cfg.max_frame,
-                });
+            if len > max {
+                return Err(Error::FrameTooLarge { what, len, max });
             }
         }
-        let slot = Slot::new(what.clone(), self.on_message, Some(inner.in_flight.clone()));
+        let slot = Slot::new(
+            what.clone(),
+            self.on_message,
+            Some(worker.in_flight_counter()),
+        );
         if !link.register(id, slot.clone()) {
             slot.complete(Err(worker.dead(&what)));
         } else {
@@ -188,8 +191,9 @@ impl<R: DeserializeOwned> CallHandle<R> {
             self.slot.complete(Err(Error::Cancelled {
                 what: self.slot.what.clone(),
             }));
-            let frame = format!(r#"{{"type":"cancel","id":{}}}"#, self.id);
-            let _ = self.link.write(&[frame.as_bytes()]);
+            let _ = self
+                .link
+                .write(&[&Outgoing::Cancel { id: self.id }.encode()]);
         }
     }
 
@@ -201,9 +205,8 @@ impl<R: DeserializeOwned> CallHandle<R> {
         }
     }
 
-    fn decode(&self, outcome: Result<process::Reply>) -> Result<R> {
-        let reply = outcome?;
-        buffer::from_json_with_buffers(&reply.data, reply.frames).map_err(|source| Error::Json {
+    fn decode(&self, outcome: Result<Payload>) -> Result<R> {
+        buffer::from_payload(outcome?).map_err(|source| Error::Json {
             what: self.slot.what.clone(),
             action: "cannot decode the result into the requested type",
             source,

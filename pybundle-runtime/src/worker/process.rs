@@ -2,31 +2,23 @@
 //! replies by call id, crash detection, and shutdown.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::BufReader;
-use std::process::{ChildStdin, ChildStdout, Stdio};
+use std::process::{ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::child::{self, ChildGuard, Drain, StderrSink};
-use crate::protocol::{self, Incoming, Kind, Violation};
+use crate::protocol::{self, table, Kind, Limits, Outgoing, Payload, Reader, Violation};
 use crate::worker::{Config, WorkerEvent};
 use crate::{Error, Result};
-
-/// A decoded-later reply: raw JSON plus the binary frames that followed it.
-#[derive(Debug, Default)]
-pub(crate) struct Reply {
-    pub data: Vec<u8>,
-    pub frames: Vec<Vec<u8>>,
-}
 
 pub(crate) type MessageFn = Box<dyn FnMut(serde_json::Value) + Send>;
 
 /// Where the outcome of one call (or ping, or the startup handshake) lands.
 pub(crate) struct Slot {
     pub what: String,
-    done: Mutex<Option<Result<Reply>>>,
+    done: Mutex<Option<Result<Payload>>>,
     /// Set with `done`, read without the lock by a waiter that spins (see [`SPIN`]).
     completed: AtomicBool,
     cond: Condvar,
@@ -57,7 +49,7 @@ impl Slot {
     }
 
     /// Records the outcome (the first one wins) and wakes waiters.
-    pub(crate) fn complete(&self, outcome: Result<Reply>) {
+    pub(crate) fn complete(&self, outcome: Result<Payload>) {
         let mut done = lock(&self.done);
         if done.is_none() {
             *done = Some(outcome);
@@ -74,7 +66,7 @@ impl Slot {
     }
 
     /// For `Future::poll`: the outcome if there is one, else registers the waker.
-    pub(crate) fn poll_take(&self, cx: &mut std::task::Context<'_>) -> Option<Result<Reply>> {
+    pub(crate) fn poll_take(&self, cx: &mut std::task::Context<'_>) -> Option<Result<Payload>> {
         // The waker is stored before checking, so a completion in between still wakes it.
         *lock(&self.waker) = Some(cx.waker().clone());
         let mut done = lock(&self.done);
@@ -86,7 +78,7 @@ impl Slot {
     }
 
     /// Waits until completed or `deadline`; takes the outcome if there is one.
-    pub(crate) fn take(&self, deadline: Option<Instant>) -> Option<Result<Reply>> {
+    pub(crate) fn take(&self, deadline: Option<Instant>) -> Option<Result<Payload>> {
         self.spin(deadline);
         let mut done = lock(&self.done);
         loop {
@@ -203,22 +195,20 @@ impl Proc {
     /// Starts the interpreter, waits for `ready` (or the import error).
     pub(crate) fn spawn(cfg: &Arc<Config>) -> Result<Proc> {
         let env = &cfg.env;
-        let mut cmd = env.python();
-        cmd.arg("-c")
-            .arg(child::bootstrap("_worker"))
-            .arg(env.lib_dir())
-            .arg(cfg.max_frame.to_string())
-            .arg(cfg.threads.to_string())
-            .arg(env.scripts_dir())
-            .args(&cfg.modules)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawned = cmd.spawn().map_err(|source| Error::Spawn {
-            interpreter: env.interpreter().to_path_buf(),
-            source,
-        })?;
-        let mut guard = ChildGuard::new(spawned);
+        let args = protocol::argv(&table::WORKER_ARGV, |name| match name {
+            "lib" => vec![env.lib_dir().into()],
+            "max_frame" => vec![cfg.max_frame.to_string().into()],
+            "threads" => vec![cfg.threads.to_string().into()],
+            "scripts" => vec![env.scripts_dir().into()],
+            _ => cfg.modules.iter().map(Into::into).collect(),
+        });
+        let mut guard = child::spawn_runner(
+            env.python(),
+            env.interpreter(),
+            &table::WORKER_ARGV,
+            args,
+            true,
+        )?;
         let pid = guard.pid();
         let what = format!("worker for {:?}", cfg.modules);
         let channel_err = |action, source| Error::Channel {
@@ -267,6 +257,12 @@ impl Proc {
             link,
             reader: Some(reader),
         };
+        // Nothing of the worker's runs before it has read this.
+        let _ = proc.link.write(&[&Outgoing::Start {
+            input: None,
+            buffers: 0,
+        }
+        .encode()]);
         match startup.take(Some(Instant::now() + cfg.start_timeout)) {
             Some(Ok(_)) => {
                 tracing::debug!(pid, modules = ?cfg.modules, "worker ready");
@@ -314,7 +310,7 @@ impl Proc {
     pub(crate) fn shutdown(mut self, timeout: Duration) {
         let link = &self.link;
         link.shutting_down.store(true, Ordering::SeqCst);
-        let _ = link.write(&[br#"{"type":"shutdown"}"#]);
+        let _ = link.write(&[&Outgoing::Shutdown.encode()]);
         lock(&link.stdin).take();
         let deadline = Instant::now() + timeout;
         while self.reader.as_ref().is_some_and(|r| !r.is_finished()) && Instant::now() < deadline {
@@ -345,79 +341,91 @@ impl Drop for Proc {
 /// The reader thread: delivers replies by id until the process's output ends, then reaps it
 /// and fails whatever was still in flight.
 fn read_loop(link: &Arc<Link>, cfg: &Config, stdout: ChildStdout, stderr_thread: Drain) {
-    let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
-    let mut buf = Vec::new();
-    let broken = loop {
-        match protocol::read_frame(&mut stdout, link.max_frame, &mut buf) {
-            Ok(true) => {}
-            Ok(false) => break None,
-            Err(e) => break Some(protocol::violation(e, stdout.buffer(), true)),
-        }
-        let msg: Incoming<'_> = match serde_json::from_slice(&buf) {
-            Ok(msg) => msg,
-            Err(e) => break Some(protocol::malformed(&buf, &e)),
-        };
-        let (kind, id, error, count) = (msg.kind, msg.id.unwrap_or(0), msg.error, msg.buffers);
-        // `"data": null` deserializes as `None`.
-        let data = msg
-            .data
-            .map_or(&b"null"[..], |raw| raw.get().as_bytes())
-            .to_vec();
-        let mut frames = Vec::with_capacity(count.min(1024));
-        for _ in 0..count {
-            let mut frame = Vec::new();
-            match protocol::read_frame(&mut stdout, link.max_frame, &mut frame) {
-                Ok(true) => frames.push(frame),
-                Ok(false) => {
-                    let reason = "the output ended before all binary frames of a message";
-                    let broken = Violation::Malformed(reason.into());
-                    return finish(link, cfg, Some(broken), stderr_thread);
-                }
-                Err(e) => {
-                    let broken = protocol::violation(e, stdout.buffer(), false);
-                    return finish(link, cfg, Some(broken), stderr_thread);
-                }
+    let mut reader = Reader::new(Limits {
+        max_frame: link.max_frame,
+        max_message: protocol::message_cap(protocol::DEFAULT_MAX_MESSAGE, link.max_frame),
+    });
+    let broken = 'read: loop {
+        loop {
+            let msg = match reader.next() {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(violation) => break 'read Some(violation),
+            };
+            if let Err(violation) = deliver(link, cfg, msg) {
+                break 'read Some(violation);
             }
         }
-        let take = || lock(&link.pending).slots.remove(&id);
-        match kind {
-            Kind::Result | Kind::Pong | Kind::Ready => {
-                if let Some(slot) = take() {
-                    cfg.crashes.store(0, Ordering::Relaxed);
-                    slot.complete(Ok(Reply { data, frames }));
-                }
+        match reader.read_from(&stdout) {
+            Ok(0) => break reader.at_end(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(pid = link.pid, "reading the worker's output failed: {e}");
+                break reader.at_end();
             }
-            Kind::Error | Kind::Fatal => {
-                let Some(error) = error else {
-                    break Some(Violation::Malformed(
-                        "an error message without `error`".into(),
-                    ));
-                };
-                if let Some(slot) = take() {
-                    slot.complete(Err(if kind == Kind::Fatal {
-                        Error::WorkerStart {
-                            modules: cfg.modules.clone(),
-                            detail: error.traceback,
-                        }
-                    } else {
-                        Error::Python {
-                            what: slot.what.clone(),
-                            error,
-                        }
-                    }));
-                }
-            }
-            Kind::Message => {
-                let slot = lock(&link.pending).slots.get(&id).cloned();
-                if let Some(on_message) = slot.as_ref().and_then(|s| s.on_message.as_ref()) {
-                    let value = serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null);
-                    (lock(on_message))(value);
-                }
-            }
-            Kind::Reply => break Some(Violation::Malformed("a worker sent a script reply".into())),
         }
     };
     finish(link, cfg, broken, stderr_thread);
+}
+
+/// Hands one message to the call (or ping, or startup) it belongs to.
+fn deliver(
+    link: &Link,
+    cfg: &Config,
+    msg: protocol::Message,
+) -> std::result::Result<(), Violation> {
+    let id = msg.id.unwrap_or(0);
+    let take = || lock(&link.pending).slots.remove(&id);
+    match msg.kind {
+        Kind::Ready if msg.pid != Some(link.pid) => {
+            // A launcher that starts Python as its own child, not by exec: fine, but worth a note.
+            tracing::debug!(pid = link.pid, reported = ?msg.pid, "the worker reports another pid");
+            if let Some(slot) = take() {
+                slot.complete(Ok(msg.into_payload()));
+            }
+        }
+        Kind::Result | Kind::Pong | Kind::Ready => {
+            if let Some(slot) = take() {
+                cfg.crashes.store(0, Ordering::Relaxed);
+                slot.complete(Ok(msg.into_payload()));
+            }
+        }
+        Kind::Error | Kind::Fatal => {
+            let kind = msg.kind;
+            let Some(error) = msg.error else {
+                return Err(Violation::Malformed(
+                    "an error message without `error`".into(),
+                ));
+            };
+            if let Some(slot) = take() {
+                slot.complete(Err(if kind == Kind::Fatal {
+                    Error::WorkerStart {
+                        modules: cfg.modules.clone(),
+                        detail: error.traceback,
+                    }
+                } else {
+                    Error::Python {
+                        what: slot.what.clone(),
+                        error,
+                    }
+                }));
+            }
+        }
+        Kind::Message => {
+            let slot = lock(&link.pending).slots.get(&id).cloned();
+            if let Some(on_message) = slot.as_ref().and_then(|s| s.on_message.as_ref()) {
+                let value = crate::buffer::from_payload(msg.into_payload())
+                    .unwrap_or(serde_json::Value::Null);
+                (lock(on_message))(value);
+            }
+        }
+        Kind::Reply => {
+            return Err(Violation::Malformed(
+                "a worker sent a script's `reply`".into(),
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn finish(link: &Arc<Link>, cfg: &Config, broken: Option<Violation>, stderr_thread: Drain) {
@@ -459,15 +467,11 @@ fn finish(link: &Arc<Link>, cfg: &Config, broken: Option<Violation>, stderr_thre
     };
     let stderr = link.stderr_tail();
     let failure = |what: &str| match (&broken, &status) {
-        (Some(Violation::TooLarge { len, max }), _) => Error::FrameTooLarge {
-            what: what.to_owned(),
-            len: *len,
-            max: *max,
-        },
         (Some(Violation::Malformed(detail)), _) => Error::Protocol {
             what: what.to_owned(),
             detail: format!("{detail} (the worker was killed)"),
         },
+        (Some(violation), _) => violation.clone().into_error(what.to_owned()),
         (None, Ok(status)) if status.code().is_some() => Error::WorkerExited {
             what: what.to_owned(),
             code: status.code().unwrap_or_default(),

@@ -76,7 +76,7 @@ def garbage(kind):
         _raw(_frame(b'{"type":"surprise","id":1}'))
     elif kind == "cut-binary":
         # A message announcing a binary frame, then the end of the output.
-        os.write(pybundle._active._write_fd, _frame(b'{"type":"result","id":0,"buffers":1}'))
+        os.write(pybundle._active._write_fd, _frame(b'{"type":"result","id":0,"data":null,"buffers":1}'))
         os._exit(0)
     raise ValueError(kind)
 

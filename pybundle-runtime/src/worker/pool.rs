@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::worker::{CallHandle, Config, Request, Worker, WorkerBuilder};
+use super::{CallHandle, Request, Worker, WorkerBuilder};
 use crate::Result;
 
 /// `n` [`Worker`]s with one configuration, used like one worker. Made by
@@ -15,8 +15,7 @@ pub struct WorkerPool {
     workers: Vec<Worker>,
 }
 
-pub(crate) fn start(cfg: Config, n: usize) -> Result<WorkerPool> {
-    let builder = WorkerBuilder::from_config(cfg);
+pub(super) fn start(builder: WorkerBuilder, n: usize) -> Result<WorkerPool> {
     // Start the processes side by side: importing modules is most of a start.
     let started: Vec<Result<Worker>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n.max(1))
@@ -76,7 +75,7 @@ impl WorkerPool {
     }
 
     /// The worker with the fewest calls in flight (the first of equals).
-    pub(crate) fn least_busy(&self) -> &Worker {
+    pub(super) fn least_busy(&self) -> &Worker {
         let mut best = &self.workers[0];
         for worker in &self.workers[1..] {
             if worker.in_flight() < best.in_flight() {
