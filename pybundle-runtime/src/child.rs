@@ -208,6 +208,17 @@ pub(crate) struct Drain {
 }
 
 impl Drain {
+    /// Whether the pipe has closed and the thread ended (every byte was read).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Stops reading now and joins the thread.
+    pub(crate) fn stop(mut self) {
+        drop(self.stop.take());
+        let _ = self.thread.join();
+    }
+
     /// Waits up to `grace` for the pipe to close (every byte read), then stops reading and
     /// joins the thread. A grandchild that inherited the pipe may hold it open for hours; the
     /// output it writes after that is lost rather than a thread (or the caller) left waiting.

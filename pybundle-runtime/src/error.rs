@@ -246,6 +246,14 @@ pub enum Error {
         what: String,
     },
 
+    /// The worker was shut down ([`Worker::shutdown`](crate::Worker::shutdown), or its last
+    /// handle dropped) before the call finished, or the call came after.
+    #[error("{what}: the worker was shut down")]
+    WorkerStopped {
+        /// The call.
+        what: String,
+    },
+
     /// A worker could not start: its modules failed to import, or it broke the handshake.
     #[error("worker for modules {modules:?} failed to start: {detail}")]
     WorkerStart {
@@ -267,6 +275,38 @@ fn tail_suffix(stderr: &str) -> String {
 }
 
 impl Error {
+    /// Whether a timeout ended it ([`Error::Timeout`]: a call's, a script's, a start's).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Whether the call was cancelled ([`Error::Cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled { .. })
+    }
+
+    /// Whether the same call may succeed if made again: the process serving it died, was
+    /// replaced or broke the protocol (the next call gets a new one), or it timed out. A
+    /// Python exception, bad arguments, a size limit, a failed start or a stopped worker are
+    /// not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::WorkerCrashed { .. }
+                | Error::WorkerExited { .. }
+                | Error::Protocol { .. }
+                | Error::Timeout { .. }
+        )
+    }
+
+    /// The Python exception, when Python code raised one ([`Error::Python`]).
+    pub fn python_error(&self) -> Option<&crate::protocol::PythonError> {
+        match self {
+            Error::Python { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
     /// Builds [`Error::Io`].
     pub(crate) fn io(
         action: &'static str,

@@ -63,6 +63,7 @@
 
 pub mod format;
 
+mod blocking;
 mod buffer;
 mod bundle;
 mod cache;
@@ -79,6 +80,7 @@ pub mod fuzzing;
 pub mod protocol;
 mod relocate;
 mod script;
+mod sys;
 mod verify;
 mod worker;
 
@@ -90,7 +92,7 @@ pub use error::{Error, Result};
 pub use extract::Progress;
 pub use protocol::PythonError;
 pub use script::{Script, ScriptOutput};
-pub use worker::{CallHandle, Request, Worker, WorkerBuilder, WorkerEvent, WorkerPool};
+pub use worker::{CallHandle, Request, Starting, Worker, WorkerBuilder, WorkerEvent, WorkerPool};
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
 /// under [`format::PYTHON_PKG_DIR`].

@@ -40,7 +40,7 @@ use std::ffi::OsString;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use self::frame::Decoder;
-pub(crate) use self::frame::{clamp_max, write_frame, Limits, Violation};
+pub(crate) use self::frame::{clamp_max, header, write_frame, Limits, Violation};
 pub use self::message::PythonError;
 pub(crate) use self::message::{Kind, Message, Outgoing, Payload};
 pub(crate) use self::reader::Reader;

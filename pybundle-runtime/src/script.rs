@@ -30,7 +30,7 @@ pub struct ScriptOutput<R> {
     pub output: Option<String>,
 }
 
-type Callback<'a> = Box<dyn FnMut(serde_json::Value) + 'a>;
+type Callback<'a> = Box<dyn FnMut(serde_json::Value) + Send + 'a>;
 
 /// A one-shot run of `scripts/<name>.py`, configured with builder methods and started by
 /// [`run`](Script::run). Made by [`Environment::script`].
@@ -49,7 +49,7 @@ type Callback<'a> = Box<dyn FnMut(serde_json::Value) + 'a>;
 /// ```
 #[must_use = "a script does nothing until `run` is called"]
 pub struct Script<'a> {
-    env: &'a Environment,
+    env: Environment,
     name: String,
     args: Vec<OsString>,
     /// The input's JSON and its byte buffers.
@@ -59,12 +59,14 @@ pub struct Script<'a> {
     max_frame: usize,
     on_message: Option<Callback<'a>>,
     envs: Vec<(OsString, Option<OsString>)>,
+    /// Set by [`run_async`](Script::run_async): kills the child when its future is dropped.
+    abort: Option<Arc<AbortSwitch>>,
 }
 
 impl<'a> Script<'a> {
-    pub(crate) fn new(env: &'a Environment, name: &str) -> Self {
+    pub(crate) fn new(env: &Environment, name: &str) -> Self {
         Self {
-            env,
+            env: env.clone(),
             name: name.to_owned(),
             args: Vec::new(),
             input: Ok(None),
@@ -73,6 +75,7 @@ impl<'a> Script<'a> {
             max_frame: protocol::DEFAULT_MAX_FRAME,
             on_message: None,
             envs: Vec::new(),
+            abort: None,
         }
     }
 
@@ -143,8 +146,9 @@ impl<'a> Script<'a> {
     }
 
     /// Receives each `pybundle.send(value)` while the script runs, in order, on the thread
-    /// that called [`run`](Script::run).
-    pub fn on_message(mut self, callback: impl FnMut(serde_json::Value) + 'a) -> Self {
+    /// that called [`run`](Script::run) (with [`run_async`](Script::run_async): the thread
+    /// that runs it).
+    pub fn on_message(mut self, callback: impl FnMut(serde_json::Value) + Send + 'a) -> Self {
         self.on_message = Some(Box::new(callback));
         self
     }
@@ -256,12 +260,15 @@ impl<'a> Script<'a> {
             ),
             None => None,
         };
-        let watchdog = match self.timeout {
-            Some(after) => Some(
-                Watchdog::start(pid, after)
-                    .map_err(|e| channel_err("cannot start the timeout thread", e))?,
-            ),
-            None => None,
+        let watchdog = if self.timeout.is_some() || self.abort.is_some() {
+            let dog = Watchdog::start(pid, self.timeout)
+                .map_err(|e| channel_err("cannot start the timeout thread", e))?;
+            if let Some(abort) = &self.abort {
+                abort.register(dog.signal.clone());
+            }
+            Some(dog)
+        } else {
+            None
         };
         // The runner reads the start message before any user code runs, so this cannot block
         // on a child that is busy writing. A broken pipe means the child died; its exit
@@ -410,44 +417,138 @@ fn handle(
     Ok(())
 }
 
-/// Kills a child by pid when a timeout passes, unless stopped first.
+enum Signal {
+    /// The child exited: stand down.
+    Stop,
+    /// The caller lost interest (its future was dropped): kill the child now.
+    Abort,
+}
+
+/// Kills a child by pid when a timeout passes or the caller aborts, unless stopped first.
 struct Watchdog {
-    stop: mpsc::Sender<()>,
+    signal: mpsc::Sender<Signal>,
     fired: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Watchdog {
-    fn start(pid: u32, after: Duration) -> std::io::Result<Self> {
-        let (stop, stopped) = mpsc::channel::<()>();
+    fn start(pid: u32, after: Option<Duration>) -> std::io::Result<Self> {
+        let (signal, signals) = mpsc::channel::<Signal>();
         let fired = Arc::new(AtomicBool::new(false));
         let flag = fired.clone();
         let thread = std::thread::Builder::new()
             .name("pybundle-timeout".into())
             .spawn(move || {
-                if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(after) {
-                    flag.store(true, Ordering::SeqCst);
-                    child::kill_pid(pid);
+                let got = match after {
+                    Some(after) => signals.recv_timeout(after),
+                    None => signals
+                        .recv()
+                        .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(Signal::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        flag.store(true, Ordering::SeqCst);
+                        child::kill_pid(pid);
+                    }
+                    Ok(Signal::Abort) => child::kill_pid(pid),
                 }
             })?;
         Ok(Self {
-            stop,
+            signal,
             fired,
             thread,
         })
     }
 
-    /// Stops the watchdog; whether it had fired.
+    /// Stops the watchdog; whether the timeout had fired.
     fn stop(self) -> bool {
-        drop(self.stop);
+        let _ = self.signal.send(Signal::Stop);
         let _ = self.thread.join();
         self.fired.load(Ordering::SeqCst)
     }
 }
 
+/// Lets a dropped [`run_async`](Script::run_async) future kill its child.
+#[derive(Default)]
+struct AbortSwitch {
+    /// Whether it was pulled, and the watchdog to tell.
+    state: Mutex<(bool, Option<mpsc::Sender<Signal>>)>,
+}
+
+impl AbortSwitch {
+    fn register(&self, signal: mpsc::Sender<Signal>) {
+        let mut state = crate::worker::lock(&self.state);
+        if state.0 {
+            let _ = signal.send(Signal::Abort);
+        }
+        state.1 = Some(signal);
+    }
+
+    fn pull(&self) {
+        let mut state = crate::worker::lock(&self.state);
+        state.0 = true;
+        if let Some(signal) = &state.1 {
+            let _ = signal.send(Signal::Abort);
+        }
+    }
+}
+
+/// The future of [`Script::run_async`].
+struct ScriptRun<R> {
+    work: crate::blocking::OffThread<Result<ScriptOutput<R>>>,
+    switch: Arc<AbortSwitch>,
+    done: bool,
+}
+
+impl<R> std::future::Future for ScriptRun<R> {
+    type Output = Result<ScriptOutput<R>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let polled = std::pin::Pin::new(&mut self.work).poll(cx);
+        let std::task::Poll::Ready(outcome) = polled else {
+            return std::task::Poll::Pending;
+        };
+        self.done = true;
+        std::task::Poll::Ready(outcome.map_err(|source| Error::Channel {
+            what: "a script".into(),
+            action: "cannot start a thread to run it",
+            source,
+        })?)
+    }
+}
+
+impl<R> Drop for ScriptRun<R> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.switch.pull();
+        }
+    }
+}
+
+impl Script<'static> {
+    /// [`run`](Script::run) without blocking the calling thread: the script is started,
+    /// read and reaped on a thread of its own, and the future resolves with what `run` would
+    /// return. Dropping the future before it resolves kills the script.
+    pub fn run_async<R: DeserializeOwned + Send + 'static>(
+        mut self,
+    ) -> impl std::future::Future<Output = Result<ScriptOutput<R>>> + Send + 'static {
+        let switch = Arc::new(AbortSwitch::default());
+        self.abort = Some(switch.clone());
+        ScriptRun {
+            work: crate::blocking::off_thread("pybundle-script", move || self.run()),
+            switch,
+            done: false,
+        }
+    }
+}
+
 impl Environment {
     /// A one-shot run of `scripts/<name>.py` (see [`Script`]).
-    pub fn script(&self, name: &str) -> Script<'_> {
+    pub fn script(&self, name: &str) -> Script<'static> {
         Script::new(self, name)
     }
 }

@@ -22,6 +22,7 @@ READY = "ready"
 FATAL = "fatal"
 RESULT = "result"
 ERROR = "error"
+FINISHED = "finished"
 PONG = "pong"
 MESSAGE = "message"
 REPLY = "reply"
@@ -37,6 +38,7 @@ MESSAGES: Dict[str, Tuple[str, str, Tuple[str, ...], Tuple[str, ...]]] = {
     FATAL: ("python", "worker", ("error",), ()),
     RESULT: ("python", "worker", ("id", "data"), ("buffers",)),
     ERROR: ("python", "both", ("error",), ("id",)),
+    FINISHED: ("python", "worker", ("id",), ()),
     PONG: ("python", "worker", ("id",), ()),
     MESSAGE: ("python", "both", ("data",), ("id", "buffers")),
     REPLY: ("python", "script", ("data",), ("buffers",)),
@@ -83,6 +85,11 @@ def error(error: dict, id: Optional[int] = None) -> dict:
     if id is not None:
         head["id"] = id
     return head
+
+
+def finished(id: int) -> dict:
+    """The `finished` message: a cancelled call returned or was skipped; its result is not sent."""
+    return {"type": FINISHED, "id": id}
 
 
 def pong(id: int) -> dict:

@@ -148,6 +148,10 @@ class _Server:
 
 
 def _serve_one(channel: Channel, call: _Call) -> None:
+    if call.cancelled:
+        # Cancelled while it waited for a thread: it never runs.
+        channel.send(_protocol.finished(call.id))
+        return
     local = pybundle._local
     local.call = call.id
     local.cancel = call
@@ -158,14 +162,18 @@ def _serve_one(channel: Channel, call: _Call) -> None:
             args = decode_buffers(args, call.buffers)
             kwargs = decode_buffers(kwargs, call.buffers)
         result = func(*args, **kwargs) if kwargs else func(*args)
-        if not call.cancelled:
+        if call.cancelled:
+            channel.send(_protocol.finished(call.id))
+        else:
             channel.send(_protocol.result(call.id), result, True)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-        if not call.cancelled:
-            try:
+        try:
+            if call.cancelled:
+                channel.send(_protocol.finished(call.id))
+            else:
                 channel.send_error(_protocol.error(error_info(exc, _OWN_DIR), id=call.id))
-            except (OSError, ValueError):
-                pass
+        except (OSError, ValueError):
+            pass
     finally:
         local.call = None
         local.cancel = None

@@ -132,6 +132,7 @@ pub(crate) enum Kind {
     Fatal,
     Result,
     Error,
+    Finished,
     Pong,
     Message,
     Reply,
@@ -139,11 +140,12 @@ pub(crate) enum Kind {
 
 impl Kind {
     #[cfg(test)]
-    pub(crate) const ALL: [Kind; 7] = [
+    pub(crate) const ALL: [Kind; 8] = [
         Kind::Ready,
         Kind::Fatal,
         Kind::Result,
         Kind::Error,
+        Kind::Finished,
         Kind::Pong,
         Kind::Message,
         Kind::Reply,
@@ -155,6 +157,7 @@ impl Kind {
             Kind::Fatal => "fatal",
             Kind::Result => "result",
             Kind::Error => "error",
+            Kind::Finished => "finished",
             Kind::Pong => "pong",
             Kind::Message => "message",
             Kind::Reply => "reply",

@@ -137,8 +137,8 @@ pub const MESSAGES: &[Message] = &[
         sender: Sender::Runtime,
         runner: Runner::Worker,
         fields: &[ID],
-        doc: "the caller gave up on a call: `pybundle.cancelled()` turns true, its result is \
-              not sent",
+        doc: "the caller gave up on a call: skip it if still queued, else let \
+              `pybundle.cancelled()` turn true; answered by `finished` instead of a result",
     },
     Message {
         name: "ping",
@@ -184,6 +184,13 @@ pub const MESSAGES: &[Message] = &[
             req("error", Error, "the exception"),
         ],
         doc: "a call (worker) or the script raised an exception nothing caught",
+    },
+    Message {
+        name: "finished",
+        sender: Sender::Python,
+        runner: Runner::Worker,
+        fields: &[ID],
+        doc: "a cancelled call returned or was skipped; its result is not sent",
     },
     Message {
         name: "pong",

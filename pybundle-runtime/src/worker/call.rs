@@ -1,16 +1,21 @@
-//! One call to a worker: building it ([`Request`]) and waiting for, polling or cancelling it
+//! One call to a worker: building it ([`Request`]) and waiting for, awaiting or cancelling it
 //! ([`CallHandle`]).
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::core::Submit;
+use super::link;
 use super::pool::WorkerPool;
-use super::process::{Link, MessageFn, Slot};
-use super::Worker;
+use super::slot::{MessageFn, Slot};
+use super::{Handle, Worker};
 use crate::buffer;
 use crate::protocol::{Outgoing, Payload};
 use crate::{Error, Result};
@@ -22,9 +27,9 @@ pub(super) enum Target<'a> {
 }
 
 /// A call being configured: [`args`](Request::args), [`timeout`](Request::timeout),
-/// [`on_message`](Request::on_message), then [`call`](Request::call) or
-/// [`submit`](Request::submit).
-#[must_use = "a request does nothing until `call` or `submit`"]
+/// [`on_message`](Request::on_message), then [`call`](Request::call),
+/// [`submit`](Request::submit) or [`call_async`](Request::call_async).
+#[must_use = "a request does nothing until `call`, `submit` or `call_async`"]
 pub struct Request<'a> {
     target: Target<'a>,
     func: String,
@@ -44,10 +49,6 @@ impl<'a> Request<'a> {
         }
     }
 
-    pub(crate) fn for_pool(pool: &'a WorkerPool, func: &str) -> Self {
-        Self::new(Target::Pool(pool), func)
-    }
-
     fn what(&self) -> String {
         format!("call `{}`", self.func)
     }
@@ -65,15 +66,16 @@ impl<'a> Request<'a> {
         self
     }
 
-    /// Fails the call with [`Error::Timeout`] (and cancels it) if it has not finished in time.
+    /// Fails the call with [`Error::Timeout`] (and cancels it in the process) if it has not
+    /// finished in time; enforced by the worker's thread, so an awaited call times out too.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// Receives the call's `pybundle.send(value)` messages, in order, on the worker's reader
-    /// thread: keep it short, and do not wait for calls of the same worker from it (their
-    /// replies come through that very thread).
+    /// Receives the call's `pybundle.send(value)` messages, in order, on the thread that reads
+    /// the worker's output (a waiting caller's or the worker's own): keep it short, and do not
+    /// wait for calls of the same worker from it.
     pub fn on_message(mut self, f: impl FnMut(serde_json::Value) + Send + 'static) -> Self {
         self.on_message = Some(Box::new(f));
         self
@@ -84,14 +86,30 @@ impl<'a> Request<'a> {
         self.submit()?.wait()
     }
 
-    /// Sends the call; the handle waits for, polls or cancels it.
+    /// Sends the call; `.await` the handle. A call that cannot be sent resolves to its error.
+    pub fn call_async<R: DeserializeOwned>(self) -> CallHandle<R> {
+        let worker = self.worker();
+        let submitted = self.send(worker);
+        CallHandle::new(worker, submitted)
+    }
+
+    /// Sends the call; the handle waits for, polls, awaits or cancels it.
     pub fn submit<R: DeserializeOwned>(self) -> Result<CallHandle<R>> {
-        let what = self.what();
-        let (args, frames) = self.args?;
-        let worker = match self.target {
+        let worker = self.worker();
+        let submitted = self.send(worker)?;
+        Ok(CallHandle::new(worker, Ok(submitted)))
+    }
+
+    fn worker(&self) -> &'a Worker {
+        match self.target {
             Target::Worker(w) => w,
             Target::Pool(p) => p.least_busy(),
-        };
+        }
+    }
+
+    fn send(self, worker: &Worker) -> Result<(u64, Arc<Slot>)> {
+        let what = self.what();
+        let (args, frames) = self.args?;
         // The value's shape says which arguments it is: an object gives keywords, an array
         // the positional arguments, `()` none, anything else one positional argument.
         let (args, kwargs): (std::borrow::Cow<'_, [u8]>, Option<&[u8]>) = match args.first() {
@@ -100,83 +118,105 @@ impl<'a> Request<'a> {
             _ if args == b"null" => (b"[]"[..].into(), None),
             _ => ([&b"["[..], &args, b"]"].concat().into(), None),
         };
-        let (link, id) = worker.connect()?;
-        let head = Outgoing::Call {
-            id,
-            func: &self.func,
-            args: &args,
-            kwargs,
-            buffers: frames.len(),
-        }
-        .encode();
-        let max = worker.max_frame();
-        for len in std::iter::once(head.len()).chain(frames.iter().map(Vec::len)) {
-            if len > max {
-                return Err(Error::FrameTooLarge { what, len, max });
+        let core = worker.core();
+        let max = core.cfg.max_frame;
+        let func = self.func;
+        let encode = |id| {
+            let head = Outgoing::Call {
+                id,
+                func: &func,
+                args: &args,
+                kwargs,
+                buffers: frames.len(),
             }
-        }
-        let slot = Slot::new(
-            what.clone(),
-            self.on_message,
-            Some(worker.in_flight_counter()),
-        );
-        if !link.register(id, slot.clone()) {
-            slot.complete(Err(worker.dead(&what)));
-        } else {
-            let mut all: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
-            all.push(&head);
-            all.extend(frames.iter().map(Vec::as_slice));
-            // A failed write means the process died; its reader fails the slot.
-            let _ = link.write(&all);
-        }
-        Ok(CallHandle {
-            slot,
-            id,
-            link,
-            deadline: self.timeout.map(|t| (Instant::now() + t, t)),
-            _result: PhantomData,
-        })
+            .encode();
+            for len in std::iter::once(head.len()).chain(frames.iter().map(Vec::len)) {
+                if len > max {
+                    return Err(Error::FrameTooLarge {
+                        what: what.clone(),
+                        len,
+                        max,
+                    });
+                }
+            }
+            link::frames(head, frames, max).map_err(|source| Error::Channel {
+                what: what.clone(),
+                action: "cannot encode the call",
+                source,
+            })
+        };
+        core.submit(
+            encode,
+            Submit {
+                what: format!("call `{func}`"),
+                on_message: self.on_message,
+                timeout: self.timeout,
+                ping: false,
+            },
+        )
     }
 }
 
-/// A call in flight. [`wait`](CallHandle::wait), [`wait_timeout`](CallHandle::wait_timeout)
-/// or [`try_result`](CallHandle::try_result) hand out its result once;
-/// [`cancel`](CallHandle::cancel) discards it.
+/// A call in flight. [`wait`](CallHandle::wait), [`wait_timeout`](CallHandle::wait_timeout),
+/// [`try_result`](CallHandle::try_result) or `.await` hand out its result once.
+///
+/// Dropping a handle whose call has not finished cancels the call: the process is told (the
+/// function sees `pybundle.cancelled()` turn true; one still queued there is skipped) and its
+/// result is discarded. [`detach`](CallHandle::detach) lets a call run on unobserved instead.
+/// A handle keeps its worker running.
 pub struct CallHandle<R> {
+    worker: Option<Arc<Handle>>,
     slot: Arc<Slot>,
     id: u64,
-    link: Arc<Link>,
-    deadline: Option<(Instant, Duration)>,
+    /// The result was handed out, or the handle was detached: dropping it cancels nothing.
+    settled: bool,
     _result: PhantomData<fn() -> R>,
 }
 
 impl<R: DeserializeOwned> CallHandle<R> {
-    /// Waits for the result (or the call's timeout).
-    pub fn wait(self) -> Result<R> {
-        match self.slot.take(self.deadline.map(|d| d.0)) {
-            Some(outcome) => self.decode(outcome),
-            None => Err(self.expire()),
+    pub(super) fn new(worker: &Worker, submitted: Result<(u64, Arc<Slot>)>) -> Self {
+        match submitted {
+            Ok((id, slot)) => CallHandle {
+                worker: Some(worker.handle().clone()),
+                slot,
+                id,
+                settled: false,
+                _result: PhantomData,
+            },
+            Err(error) => {
+                let slot = Arc::new(Slot::new(String::new(), None));
+                slot.complete(Err(error));
+                CallHandle {
+                    worker: None,
+                    slot,
+                    id: 0,
+                    settled: false,
+                    _result: PhantomData,
+                }
+            }
         }
+    }
+
+    /// Waits for the result (or the call's timeout).
+    pub fn wait(mut self) -> Result<R> {
+        if let Some(worker) = &self.worker {
+            worker.core.wait(&self.slot, None);
+        }
+        self.take()
+            .unwrap_or_else(|| unreachable!("waited without a limit"))
     }
 
     /// Waits at most `timeout`; `None` if the call is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        let mut until = Instant::now() + timeout;
-        if let Some((deadline, _)) = self.deadline {
-            until = until.min(deadline);
+        if let Some(worker) = &self.worker {
+            worker.core.wait(&self.slot, Some(Instant::now() + timeout));
         }
-        match self.slot.take(Some(until)) {
-            Some(outcome) => Some(self.decode(outcome)),
-            None if self.deadline.is_some_and(|d| Instant::now() >= d.0) => {
-                Some(Err(self.expire()))
-            }
-            None => None,
-        }
+        self.take()
     }
 
     /// The result if it is there; `None` if the call is still running.
     pub fn try_result(&mut self) -> Option<Result<R>> {
-        self.wait_timeout(Duration::ZERO)
+        self.take()
     }
 
     /// Whether the result has arrived (or the call failed).
@@ -187,22 +227,23 @@ impl<R: DeserializeOwned> CallHandle<R> {
     /// Cancels the call: its result is discarded and Python code can see
     /// `pybundle.cancelled()` turn true. Waiting afterwards gives [`Error::Cancelled`].
     pub fn cancel(&self) {
-        if self.link.forget(self.id) {
-            self.slot.complete(Err(Error::Cancelled {
-                what: self.slot.what.clone(),
-            }));
-            let _ = self
-                .link
-                .write(&[&Outgoing::Cancel { id: self.id }.encode()]);
+        if let Some(worker) = &self.worker {
+            worker.core.abandon(self.id, |what| Error::Cancelled {
+                what: what.to_owned(),
+            });
         }
     }
 
-    fn expire(&self) -> Error {
-        self.cancel();
-        Error::Timeout {
-            what: self.slot.what.clone(),
-            after: self.deadline.map(|d| d.1).unwrap_or_default(),
-        }
+    /// Lets the call run to its end without anyone waiting: dropping this handle then cancels
+    /// nothing, and the result is discarded.
+    pub fn detach(mut self) {
+        self.settled = true;
+    }
+
+    fn take(&mut self) -> Option<Result<R>> {
+        let outcome = self.slot.try_take()?;
+        self.settled = true;
+        Some(self.decode(outcome))
     }
 
     fn decode(&self, outcome: Result<Payload>) -> Result<R> {
@@ -214,19 +255,32 @@ impl<R: DeserializeOwned> CallHandle<R> {
     }
 }
 
-/// Awaiting a handle gives its result, on any async runtime (the worker's reader thread wakes
-/// the task). The call's [`timeout`](Request::timeout) is enforced by the blocking waits only:
-/// with `.await`, use the runtime's own timeout and [`cancel`](CallHandle::cancel).
-impl<R: DeserializeOwned> std::future::Future for CallHandle<R> {
+impl<R> Drop for CallHandle<R> {
+    fn drop(&mut self) {
+        if self.settled || self.slot.is_done() {
+            return;
+        }
+        if let Some(worker) = &self.worker {
+            worker.core.abandon(self.id, |what| Error::Cancelled {
+                what: what.to_owned(),
+            });
+        }
+    }
+}
+
+/// Awaiting a handle gives its result, on any async runtime: the worker's thread wakes the
+/// task. The call's [`timeout`](Request::timeout) applies; dropping the future cancels the
+/// call.
+impl<R: DeserializeOwned> Future for CallHandle<R> {
     type Output = Result<R>;
 
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<R>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
         match self.slot.poll_take(cx) {
-            Some(outcome) => std::task::Poll::Ready(self.decode(outcome)),
-            None => std::task::Poll::Pending,
+            Poll::Ready(outcome) => {
+                self.settled = true;
+                Poll::Ready(self.decode(outcome))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -1,0 +1,159 @@
+//! Configuring a worker: [`WorkerBuilder`] (made by [`Environment::worker`]) and the
+//! configuration a running worker keeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Worker, WorkerEvent, WorkerPool};
+use crate::protocol::{self, DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE};
+use crate::{Environment, Result};
+
+type EventFn = Arc<dyn Fn(&WorkerEvent) + Send + Sync>;
+
+/// What every process of a worker is started with.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub env: Environment,
+    pub modules: Vec<String>,
+    pub threads: usize,
+    pub max_frame: usize,
+    pub max_message: usize,
+    pub start_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub stderr_tail: usize,
+    pub forward_stderr: bool,
+    pub on_event: Option<EventFn>,
+}
+
+impl Config {
+    /// Names the worker in errors: "worker for [\"model\"]".
+    pub(crate) fn what(&self) -> String {
+        format!("worker for {:?}", self.modules)
+    }
+
+    pub(crate) fn emit(&self, event: &WorkerEvent) {
+        if let Some(f) = &self.on_event {
+            f(event);
+        }
+    }
+}
+
+/// Configures a [`Worker`] or [`WorkerPool`]; made by [`Environment::worker`].
+#[must_use = "a builder does nothing until `start` or `pool` is called"]
+#[derive(Clone)]
+pub struct WorkerBuilder {
+    pub(super) cfg: Config,
+}
+
+impl Environment {
+    /// A worker that imports `modules` (from the scripts directory) once and serves calls.
+    ///
+    /// ```no_run
+    /// # fn main() -> pybundle_runtime::Result<()> {
+    /// # let env = pybundle_runtime::Environment::from_parts("env", "env/bin/python3", "scripts", "lib");
+    /// let worker = env.worker(["model"]).threads(4).start()?;
+    /// let total: f64 = worker.call("model.total", &(vec![1.0, 2.5],))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn worker<I, S>(&self, modules: I) -> WorkerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        WorkerBuilder {
+            cfg: Config {
+                env: self.clone(),
+                modules: modules.into_iter().map(Into::into).collect(),
+                threads: 4,
+                max_frame: DEFAULT_MAX_FRAME,
+                max_message: DEFAULT_MAX_MESSAGE,
+                start_timeout: Duration::from_secs(120),
+                shutdown_timeout: Duration::from_secs(5),
+                stderr_tail: 64 * 1024,
+                forward_stderr: true,
+                on_event: None,
+            },
+        }
+    }
+}
+
+impl WorkerBuilder {
+    /// Python threads serving calls in each process (default 4). The GIL lets only one run
+    /// Python code at a time; use a [`WorkerPool`] for CPU-bound work.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.cfg.threads = n.max(1);
+        self
+    }
+
+    /// The largest frame accepted in either direction (default
+    /// [`DEFAULT_MAX_FRAME`](crate::protocol::DEFAULT_MAX_FRAME), 64 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.cfg.max_frame = protocol::clamp_max(bytes);
+        self
+    }
+
+    /// The largest message the process may send, its binary frames included (default
+    /// [`DEFAULT_MAX_MESSAGE`](crate::protocol::DEFAULT_MAX_MESSAGE), 256 MiB; never less than
+    /// the frame limit plus 1 MiB). A process that sends more is killed and its calls fail with
+    /// [`Error::MessageTooLarge`](crate::Error::MessageTooLarge).
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.cfg.max_message = bytes;
+        self
+    }
+
+    /// How long importing the modules may take (default 120 s); past it the process is
+    /// killed and starting fails with [`Error::Timeout`](crate::Error::Timeout).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.start_timeout = timeout;
+        self
+    }
+
+    /// How long a process may take to exit after a shutdown request before it is killed
+    /// (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How many bytes of the process's stderr to keep for error messages (default 64 KiB).
+    pub fn stderr_tail(mut self, bytes: usize) -> Self {
+        self.cfg.stderr_tail = bytes;
+        self
+    }
+
+    /// Whether the process's output (its stdout is redirected to its stderr) is copied to
+    /// this process's stderr (default true). The tail is kept either way.
+    pub fn forward_stderr(mut self, yes: bool) -> Self {
+        self.cfg.forward_stderr = yes;
+        self
+    }
+
+    /// Called when a process starts, crashes or stops, on the worker's own threads: keep it
+    /// short.
+    pub fn on_event(mut self, f: impl Fn(&WorkerEvent) + Send + Sync + 'static) -> Self {
+        self.cfg.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Starts the process and waits until its modules are imported.
+    pub fn start(self) -> Result<Worker> {
+        Worker::launch(self.cfg).wait()
+    }
+
+    /// Starts the process; the future resolves once its modules are imported. Nothing blocks
+    /// the calling thread: the process is started and awaited by the worker's own thread.
+    pub fn start_async(self) -> super::Starting {
+        Worker::launch(self.cfg)
+    }
+
+    /// Starts `n` processes with this configuration side by side and waits for all (see
+    /// [`WorkerPool`]).
+    pub fn pool(self, n: usize) -> Result<WorkerPool> {
+        WorkerPool::start(self, n)
+    }
+
+    /// Starts `n` processes side by side; the future resolves once all are ready.
+    pub async fn pool_async(self, n: usize) -> Result<WorkerPool> {
+        WorkerPool::start_async(self, n).await
+    }
+}

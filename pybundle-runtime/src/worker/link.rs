@@ -1,0 +1,309 @@
+//! One generation of a worker process: spawning it, its input queue (written without ever
+//! blocking: what the pipe does not take now waits here for the supervisor), the read token
+//! over its output, and what is left to do when it dies.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::{ChildStdin, ChildStdout, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::builder::Config;
+use super::slot::lock;
+use crate::child::{self, ChildGuard, Drain, StderrSink};
+use crate::protocol::{self, table, Limits, Outgoing, Reader, Violation};
+use crate::{sys, Error, Result};
+
+/// Bytes to write: a frame header or a payload.
+pub(crate) enum Chunk {
+    Header([u8; 4]),
+    Owned(Vec<u8>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Header(h) => h,
+            Chunk::Owned(v) => v,
+        }
+    }
+}
+
+/// The frames of one message (its JSON, then its binary frames) as chunks to write.
+pub(crate) fn frames(json: Vec<u8>, binary: Vec<Vec<u8>>, max: usize) -> io::Result<Vec<Chunk>> {
+    let mut out = Vec::with_capacity(2 + 2 * binary.len());
+    for payload in std::iter::once(json).chain(binary) {
+        out.push(Chunk::Header(protocol::header(payload.len(), max)?));
+        out.push(Chunk::Owned(payload));
+    }
+    Ok(out)
+}
+
+struct Outbox {
+    stdin: Option<ChildStdin>,
+    queue: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    offset: usize,
+    /// Close the input once everything queued is written (a shutdown).
+    close_when_empty: bool,
+}
+
+/// The output side, held by whichever thread reads it (the read token).
+pub(crate) struct ReadSide {
+    pub reader: Reader,
+    pub stdout: ChildStdout,
+}
+
+/// One process (see the module docs).
+pub(crate) struct Link {
+    pub gen: u64,
+    pub pid: u32,
+    guard: Mutex<ChildGuard>,
+    outbox: Mutex<Outbox>,
+    /// The read token.
+    pub read: Mutex<ReadSide>,
+    pub stdout_fd: RawFd,
+    /// A caller thread holds the read token and reads for itself.
+    pub leading: AtomicBool,
+    /// It said `ready`.
+    pub ready: AtomicBool,
+    /// It was asked to exit: its end is a stop, not a crash.
+    pub expected_exit: AtomicBool,
+    stderr: Arc<Mutex<StderrSink>>,
+    drain: Mutex<Option<Drain>>,
+    dead: AtomicBool,
+    /// Why the output ended, when it broke the protocol.
+    violation: Mutex<Option<Violation>>,
+}
+
+impl Link {
+    /// Starts a process and queues its start message; does not wait for anything.
+    pub(crate) fn spawn(cfg: &Config, gen: u64) -> Result<Link> {
+        let env = &cfg.env;
+        let args = protocol::argv(&table::WORKER_ARGV, |name| match name {
+            "lib" => vec![env.lib_dir().into()],
+            "max_frame" => vec![cfg.max_frame.to_string().into()],
+            "threads" => vec![cfg.threads.to_string().into()],
+            "scripts" => vec![env.scripts_dir().into()],
+            _ => cfg.modules.iter().map(Into::into).collect(),
+        });
+        let mut guard = child::spawn_runner(
+            env.python(),
+            env.interpreter(),
+            &table::WORKER_ARGV,
+            args,
+            true,
+        )?;
+        let pid = guard.pid();
+        let what = cfg.what();
+        let channel_err = |action, source| Error::Channel {
+            what: what.clone(),
+            action,
+            source,
+        };
+        let (stdin, stdout, stderr) = {
+            let child = guard.child();
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        };
+        let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
+            unreachable!("spawn_runner asks for all three pipes")
+        };
+        child::grow_pipe(&stdin);
+        child::grow_pipe(&stdout);
+        sys::set_nonblocking(&stdin)
+            .and_then(|()| sys::set_nonblocking(&stdout))
+            .map_err(|e| channel_err("cannot make its pipes non-blocking", e))?;
+        let sink = Arc::new(Mutex::new(StderrSink::Tail {
+            buf: VecDeque::new(),
+            limit: cfg.stderr_tail,
+            forward: cfg.forward_stderr,
+        }));
+        let drain = child::drain_stderr(stderr, sink.clone())
+            .map_err(|e| channel_err("cannot start the stderr thread", e))?;
+        let stdout_fd = stdout.as_raw_fd();
+        let link = Link {
+            gen,
+            pid,
+            guard: Mutex::new(guard),
+            outbox: Mutex::new(Outbox {
+                stdin: Some(stdin),
+                queue: VecDeque::new(),
+                offset: 0,
+                close_when_empty: false,
+            }),
+            read: Mutex::new(ReadSide {
+                reader: Reader::new(Limits {
+                    max_frame: cfg.max_frame,
+                    max_message: protocol::message_cap(cfg.max_message, cfg.max_frame),
+                }),
+                stdout,
+            }),
+            stdout_fd,
+            leading: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            expected_exit: AtomicBool::new(false),
+            stderr: sink,
+            drain: Mutex::new(Some(drain)),
+            dead: AtomicBool::new(false),
+            violation: Mutex::new(None),
+        };
+        let start = Outgoing::Start {
+            input: None,
+            buffers: 0,
+        }
+        .encode();
+        let chunks = frames(start, Vec::new(), cfg.max_frame)
+            .map_err(|e| channel_err("cannot encode the start message", e))?;
+        // The runner reads this before anything else, so the empty pipe takes it whole.
+        link.send(chunks);
+        tracing::debug!(pid, modules = ?cfg.modules, "worker process started");
+        Ok(link)
+    }
+
+    /// Queues a message, writing what the pipe takes at once; `true` when some of it waits
+    /// for the supervisor (which then must watch the pipe). Never blocks. A closed pipe (the
+    /// process died) drops it: the reader reports the death.
+    pub(crate) fn send(&self, chunks: Vec<Chunk>) -> bool {
+        let mut out = lock(&self.outbox);
+        if out.stdin.is_none() {
+            return false;
+        }
+        out.queue.extend(chunks);
+        flush(&mut out)
+    }
+
+    /// Writes what the pipe takes of the queue; whether some still waits.
+    pub(crate) fn flush(&self) -> bool {
+        flush(&mut lock(&self.outbox))
+    }
+
+    /// The input descriptor, when something waits to be written.
+    pub(crate) fn pending_write_fd(&self) -> Option<RawFd> {
+        let out = lock(&self.outbox);
+        match &out.stdin {
+            Some(stdin) if !out.queue.is_empty() => Some(stdin.as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    /// Closes the input once what is queued has been written.
+    pub(crate) fn close_input(&self) {
+        let mut out = lock(&self.outbox);
+        out.close_when_empty = true;
+        flush(&mut out);
+    }
+
+    /// Records that the output ended (with the violation, if it broke the protocol; the
+    /// process is then killed).
+    pub(crate) fn mark_dead(&self, violation: Option<Violation>) {
+        if let Some(v) = violation {
+            tracing::debug!(pid = self.pid, "worker broke the protocol: {v}");
+            lock(&self.violation).get_or_insert(v);
+            self.kill();
+        }
+        self.dead.store(true, Ordering::Release);
+        let mut out = lock(&self.outbox);
+        out.stdin = None;
+        out.queue.clear();
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn violation(&self) -> Option<Violation> {
+        lock(&self.violation).clone()
+    }
+
+    /// SIGKILL (ignored once reaped).
+    pub(crate) fn kill(&self) {
+        lock(&self.guard).kill();
+    }
+
+    /// Reaps the process if it has exited.
+    pub(crate) fn try_reap(&self) -> io::Result<Option<ExitStatus>> {
+        lock(&self.guard).try_wait()
+    }
+
+    /// Whether the stderr thread has read to the end; `stop` ends it regardless.
+    pub(crate) fn stderr_done(&self, stop: bool) -> bool {
+        let mut drain = lock(&self.drain);
+        match drain.take() {
+            None => true,
+            Some(d) if d.is_finished() || stop => {
+                d.stop();
+                true
+            }
+            Some(d) => {
+                *drain = Some(d);
+                false
+            }
+        }
+    }
+
+    pub(crate) fn stderr_sink(&self) -> Arc<Mutex<StderrSink>> {
+        self.stderr.clone()
+    }
+
+    pub(crate) fn stderr_tail(&self) -> String {
+        lock(&self.stderr).text()
+    }
+}
+
+/// Writes what the pipe takes; whether something is still queued.
+fn flush(out: &mut Outbox) -> bool {
+    while !out.queue.is_empty() {
+        let Some(stdin) = out.stdin.as_ref() else {
+            out.queue.clear();
+            return false;
+        };
+        let mut slices = Vec::with_capacity(out.queue.len().min(64));
+        for (i, chunk) in out.queue.iter().take(64).enumerate() {
+            let bytes = chunk.bytes();
+            slices.push(IoSlice::new(if i == 0 {
+                &bytes[out.offset..]
+            } else {
+                bytes
+            }));
+        }
+        match sys::writev(stdin, &slices) {
+            Ok(mut n) => {
+                while n > 0 {
+                    let Some(front) = out.queue.front() else {
+                        break;
+                    };
+                    let left = front.bytes().len() - out.offset;
+                    if n >= left {
+                        n -= left;
+                        out.queue.pop_front();
+                        out.offset = 0;
+                    } else {
+                        out.offset += n;
+                        n = 0;
+                    }
+                }
+                // Empty chunks (a zero-length binary frame) are done as soon as reached.
+                while out
+                    .queue
+                    .front()
+                    .is_some_and(|c| c.bytes().len() == out.offset)
+                {
+                    out.queue.pop_front();
+                    out.offset = 0;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => {
+                // The process is gone (EPIPE): its reader reports why.
+                out.stdin = None;
+                out.queue.clear();
+                return false;
+            }
+        }
+    }
+    if out.close_when_empty {
+        out.stdin = None;
+    }
+    false
+}

@@ -1,0 +1,173 @@
+//! Where the outcome of one call (or ping, or a process start) lands: waited for by a blocking
+//! caller, polled by a future, completed by whichever thread read the reply, timed out by the
+//! supervisor. The first outcome wins.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::protocol::Payload;
+use crate::{Error, Result};
+
+/// Receives a call's progress messages.
+pub(crate) type MessageFn = Box<dyn FnMut(serde_json::Value) + Send>;
+
+enum State {
+    Pending(Option<Waker>),
+    Done(Result<Payload>),
+    Taken,
+}
+
+/// One outcome, awaited (see the module docs).
+pub(crate) struct Slot {
+    /// The call, for errors: "call `m.f`".
+    pub what: String,
+    /// When the worker's thread times it out: a caller reading for it stops waiting for the
+    /// process then.
+    pub deadline: Option<Instant>,
+    state: Mutex<State>,
+    /// Set with the outcome; read without the lock by a waiter that spins.
+    done: AtomicBool,
+    cond: Condvar,
+    pub on_message: Option<Mutex<MessageFn>>,
+}
+
+impl Slot {
+    pub(crate) fn new(what: String, on_message: Option<MessageFn>) -> Self {
+        Slot {
+            what,
+            deadline: None,
+            state: Mutex::new(State::Pending(None)),
+            done: AtomicBool::new(false),
+            cond: Condvar::new(),
+            on_message: on_message.map(Mutex::new),
+        }
+    }
+
+    /// The slot of a call that times out at `deadline`.
+    pub(crate) fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Records the outcome unless there is one; whether this one was recorded.
+    pub(crate) fn complete(&self, outcome: Result<Payload>) -> bool {
+        let mut state = lock(&self.state);
+        let State::Pending(waker) = &mut *state else {
+            return false;
+        };
+        let waker = waker.take();
+        *state = State::Done(outcome);
+        self.done.store(true, Ordering::Release);
+        drop(state);
+        self.cond.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Whether an outcome is there (or was taken).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Takes the outcome if there is one.
+    pub(crate) fn try_take(&self) -> Option<Result<Payload>> {
+        let mut state = lock(&self.state);
+        match std::mem::replace(&mut *state, State::Taken) {
+            State::Done(outcome) => Some(outcome),
+            State::Taken => Some(Err(Error::Cancelled {
+                what: format!("{} (result already taken)", self.what),
+            })),
+            pending => {
+                *state = pending;
+                None
+            }
+        }
+    }
+
+    /// For `Future::poll`: the outcome, or `Pending` with the task's waker stored.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<Payload>> {
+        let mut state = lock(&self.state);
+        match &mut *state {
+            State::Pending(waker) => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            _ => {
+                drop(state);
+                Poll::Ready(
+                    self.try_take()
+                        .unwrap_or_else(|| unreachable!("done above")),
+                )
+            }
+        }
+    }
+
+    /// Blocks until there is an outcome or `deadline` passes (then `false`).
+    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let mut state = lock(&self.state);
+        loop {
+            if !matches!(*state, State::Pending(_)) {
+                return true;
+            }
+            match deadline {
+                None => state = self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    state = self
+                        .cond
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere (a user callback) must not wedge the worker: the data stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_first_outcome_wins_and_wakes_the_task() {
+        let slot = Slot::new("call `m.f`".into(), None);
+        let count = Arc::new(Count(0.into()));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(slot.poll_take(&mut cx).is_pending());
+        assert!(!slot.wait_until(Some(Instant::now())));
+        assert!(slot.complete(Ok(Payload::default())));
+        assert!(!slot.complete(Err(Error::Cancelled { what: "x".into() })));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(slot.is_done() && slot.wait_until(None));
+        assert!(matches!(slot.poll_take(&mut cx), Poll::Ready(Ok(_))));
+        assert!(matches!(
+            slot.try_take(),
+            Some(Err(Error::Cancelled { .. }))
+        ));
+    }
+}
