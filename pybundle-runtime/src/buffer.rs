@@ -81,6 +81,20 @@ impl<'de> Deserialize<'de> for Buffer {
 /// A binary frame to send.
 pub(crate) type Frame = Vec<u8>;
 
+/// Serializes `value` to JSON; its [`Buffer`]s are appended to `frames` and referred to by
+/// their index there, so several values can share one message's frames.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    frames: &mut Vec<Frame>,
+) -> serde_json::Result<Vec<u8>> {
+    OUTGOING.with(|out| *out.borrow_mut() = Some(std::mem::take(frames)));
+    let json = serde_json::to_vec(value);
+    *frames = OUTGOING
+        .with(|out| out.borrow_mut().take())
+        .unwrap_or_default();
+    json
+}
+
 /// Decodes a message's value into `T`, its [`Buffer`]s taken from the binary frames.
 pub(crate) fn from_payload<T: serde::de::DeserializeOwned>(
     mut payload: crate::protocol::Payload,

@@ -246,6 +246,15 @@ pub enum Error {
         what: String,
     },
 
+    /// A call named a function the worker does not serve ([`Worker::functions`](crate::Worker::functions)).
+    #[error("{what}: the worker has no such function; it serves: {}", if available.is_empty() { "nothing (no public functions in its modules)".to_owned() } else { available.join(", ") })]
+    UnknownFunction {
+        /// The call, e.g. "call `model.fti`".
+        what: String,
+        /// What it serves.
+        available: Vec<String>,
+    },
+
     /// The worker was shut down ([`Worker::shutdown`](crate::Worker::shutdown), or its last
     /// handle dropped) before the call finished, or the call came after.
     #[error("{what}: the worker was shut down")]

@@ -92,7 +92,9 @@ pub use error::{Error, Result};
 pub use extract::Progress;
 pub use protocol::PythonError;
 pub use script::{Script, ScriptOutput};
-pub use worker::{CallHandle, Request, Starting, Worker, WorkerBuilder, WorkerEvent, WorkerPool};
+pub use worker::{
+    CallHandle, Kwargs, Request, Starting, Worker, WorkerBuilder, WorkerEvent, WorkerPool,
+};
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
 /// under [`format::PYTHON_PKG_DIR`].

@@ -13,6 +13,7 @@
 //! protocol is killed and fails them with [`Error::Protocol`], [`Error::FrameTooLarge`] or
 //! [`Error::MessageTooLarge`]. The next call starts a new process.
 
+mod args;
 mod builder;
 mod call;
 mod core;
@@ -21,6 +22,7 @@ mod pool;
 mod slot;
 mod supervisor;
 
+pub use self::args::Kwargs;
 pub use self::builder::WorkerBuilder;
 pub use self::call::{CallHandle, Request};
 pub use self::pool::WorkerPool;
@@ -182,8 +184,11 @@ impl Worker {
         &self.handle
     }
 
-    /// Calls `module.function(*args)` and waits for its result. `args` is a tuple of
-    /// positional arguments (`&(x,)` for one, `&()` for none).
+    /// Calls `module.function` and waits for its result. `args` says the arguments by its
+    /// Rust shape: a tuple is the positional arguments (`&(x, y)`, `&()` for none),
+    /// `&Kwargs(&options)` the keyword arguments, any other value the one positional
+    /// argument (`&vec![1.0, 2.5]` calls `f([1.0, 2.5])`). See [`Request`] for both kinds at
+    /// once.
     pub fn call<R: DeserializeOwned>(
         &self,
         func: &str,
@@ -253,6 +258,13 @@ impl Worker {
             },
         );
         CallHandle::new(self, submitted)
+    }
+
+    /// The functions the worker serves, as `module.function`, sorted: those marked with
+    /// `@pybundle.export` in a module that marks any, else those its `__all__` names, else its
+    /// public functions. A call to another fails with [`Error::UnknownFunction`].
+    pub fn functions(&self) -> Vec<String> {
+        self.core().functions()
     }
 
     /// The current process id, if one is running and ready.

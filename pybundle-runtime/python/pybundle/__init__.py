@@ -23,11 +23,13 @@ from . import _protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional, TypeVar
 
     from ._channel import Channel
 
-__all__ = ["input", "reply", "send", "cancelled"]
+    F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["input", "reply", "send", "cancelled", "export"]
 
 _active: Optional[Channel] = None
 _input: Any = None
@@ -73,6 +75,14 @@ def cancelled() -> bool:
     """Whether the Rust side cancelled the worker call this thread is serving."""
     call = getattr(_local, "cancel", None)
     return call is not None and call.cancelled
+
+
+def export(func: F) -> F:
+    """Marks a function as served by a worker. In a module that marks any function, only the
+    marked ones can be called; a module that marks none serves the names in its ``__all__``,
+    or else all its public functions."""
+    func.__pybundle_export__ = True  # type: ignore[attr-defined]
+    return func
 
 
 def _install(channel: Channel, value: Any) -> None:

@@ -34,7 +34,7 @@ MESSAGES: Dict[str, Tuple[str, str, Tuple[str, ...], Tuple[str, ...]]] = {
     CANCEL: ("runtime", "worker", ("id",), ()),
     PING: ("runtime", "worker", ("id",), ()),
     SHUTDOWN: ("runtime", "worker", (), ()),
-    READY: ("python", "worker", ("pid",), ()),
+    READY: ("python", "worker", ("pid", "functions"), ()),
     FATAL: ("python", "worker", ("error",), ()),
     RESULT: ("python", "worker", ("id", "data"), ("buffers",)),
     ERROR: ("python", "both", ("error",), ("id",)),
@@ -64,9 +64,9 @@ def parse_argv(layout: Tuple[str, ...], argv: List[str]) -> Dict[str, Any]:
     return named
 
 
-def ready(pid: int) -> dict:
+def ready(pid: int, functions: List[str]) -> dict:
     """The `ready` message: the modules are imported: calls may come."""
-    return {"type": READY, "pid": pid}
+    return {"type": READY, "pid": pid, "functions": functions}
 
 
 def fatal(error: dict) -> dict:

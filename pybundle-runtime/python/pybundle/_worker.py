@@ -9,12 +9,13 @@ input.
 from __future__ import annotations
 
 import collections
-import importlib
 import faulthandler
+import importlib
 import os
 import sys
 import threading
 import time
+import types
 
 import pybundle
 
@@ -44,18 +45,43 @@ class _Call:
         self.cancelled = False
 
 
+# The functions served, by `module.function` (filled by `_exports` before `ready`).
 _functions: Dict[str, Callable[..., Any]] = {}
+
+
+def _exports(modules: List[str]) -> Dict[str, Callable[..., Any]]:
+    """What each module serves: the functions marked with ``@pybundle.export`` if it marks
+    any, else the callables its ``__all__`` names, else its public functions (those defined in
+    it whose names do not start with an underscore)."""
+    table: Dict[str, Callable[..., Any]] = {}
+    for name in modules:
+        module = sys.modules[name]
+        members = vars(module)
+        marked = [(k, v) for k, v in members.items() if getattr(v, "__pybundle_export__", False)]
+        if marked:
+            chosen = marked
+        elif isinstance(members.get("__all__"), (list, tuple)):
+            chosen = [(k, members[k]) for k in members["__all__"] if callable(members.get(k))]
+        else:
+            chosen = [
+                (k, v)
+                for k, v in members.items()
+                if not k.startswith("_")
+                and isinstance(v, types.FunctionType)
+                and v.__module__ == name
+            ]
+        for attr, func in chosen:
+            table["%s.%s" % (name, attr)] = func
+    return table
 
 
 def _resolve(name: str) -> Callable[..., Any]:
     func = _functions.get(name)
     if func is None:
-        module_name, _, attr = name.rpartition(".")
-        if not module_name:
-            raise ValueError("pybundle: call %r as module.function" % name)
-        module = sys.modules.get(module_name) or importlib.import_module(module_name)
-        func = getattr(module, attr)
-        _functions[name] = func
+        raise LookupError(
+            "pybundle: this worker has no function %r; it serves: %s"
+            % (name, ", ".join(sorted(_functions)) or "nothing")
+        )
     return func
 
 
@@ -202,10 +228,11 @@ def main() -> None:
         channel.send_error(_protocol.fatal(info))
         sys.exit(1)
 
+    _functions.update(_exports(argv["modules"]))
     server = _Server(channel, threads)
     for i in range(threads + 1):
         threading.Thread(target=server.serve, name="pybundle-%d" % i, daemon=True).start()
-    channel.send(_protocol.ready(os.getpid()))
+    channel.send(_protocol.ready(os.getpid(), sorted(_functions)))
     server.done.wait()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -182,6 +182,8 @@ struct Incoming<'a> {
     buffers: usize,
     #[serde(default)]
     pid: Option<u32>,
+    #[serde(default)]
+    functions: Option<Vec<String>>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -197,6 +199,7 @@ impl Incoming<'_> {
             "error" => self.error.is_some(),
             "buffers" => self.buffers > 0,
             "pid" => self.pid.is_some(),
+            "functions" => self.functions.is_some(),
             _ => false,
         }
     }
@@ -209,6 +212,7 @@ pub(crate) struct Message {
     pub id: Option<u64>,
     pub error: Option<PythonError>,
     pub pid: Option<u32>,
+    pub functions: Vec<String>,
     /// The JSON frame; `data` is a range of it.
     frame: Vec<u8>,
     data: Option<Range<usize>>,
@@ -240,6 +244,7 @@ impl Message {
             id: msg.id,
             error: msg.error,
             pid: msg.pid,
+            functions: msg.functions.unwrap_or_default(),
             data,
             frames: Vec::new(),
             frame: Vec::new(),

@@ -94,7 +94,7 @@ const fn opt(name: &'static str, kind: FieldKind, doc: &'static str) -> Field {
     }
 }
 
-use FieldKind::{Error, Int, Object, Str, Value};
+use FieldKind::{Error, Int, Object, Str, StrList, Value};
 
 const BUFFERS: Field = opt(
     "buffers",
@@ -158,7 +158,14 @@ pub const MESSAGES: &[Message] = &[
         name: "ready",
         sender: Sender::Python,
         runner: Runner::Worker,
-        fields: &[req("pid", Int, "the worker's process id")],
+        fields: &[
+            req("pid", Int, "the worker's process id"),
+            req(
+                "functions",
+                StrList,
+                "the functions it serves, as `module.function`",
+            ),
+        ],
         doc: "the modules are imported: calls may come",
     },
     Message {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::args::Args;
 use super::core::Submit;
 use super::link;
 use super::pool::WorkerPool;
@@ -33,7 +34,7 @@ pub(super) enum Target<'a> {
 pub struct Request<'a> {
     target: Target<'a>,
     func: String,
-    args: Result<(Vec<u8>, Vec<Vec<u8>>)>,
+    args: Result<Args>,
     timeout: Option<Duration>,
     on_message: Option<MessageFn>,
 }
@@ -43,7 +44,7 @@ impl<'a> Request<'a> {
         Request {
             target,
             func: func.to_owned(),
-            args: Ok((b"[]".to_vec(), Vec::new())),
+            args: Ok(Args::default()),
             timeout: None,
             on_message: None,
         }
@@ -53,16 +54,44 @@ impl<'a> Request<'a> {
         format!("call `{}`", self.func)
     }
 
-    /// The arguments: a tuple or array (positional), a struct or map (keywords), or one other
-    /// value (a single positional argument). [`Buffer`](crate::Buffer)s inside travel as binary
-    /// frames.
-    pub fn args(mut self, args: &(impl Serialize + ?Sized)) -> Self {
+    /// Adds arguments by their Rust shape: a tuple (or fixed-size array) gives positional
+    /// arguments, `&()` none, [`Kwargs`](crate::Kwargs) keyword arguments, and any other value
+    /// is **one** positional argument (a `Vec` is one list, a map one dict).
+    /// [`Buffer`](crate::Buffer)s inside travel as binary frames.
+    pub fn args(self, args: &(impl Serialize + ?Sized)) -> Self {
+        self.with(|a| a.add(args), "cannot encode the arguments")
+    }
+
+    /// Adds one positional argument (whatever its shape).
+    pub fn arg(self, value: &(impl Serialize + ?Sized)) -> Self {
+        self.with(|a| a.arg(value), "cannot encode an argument")
+    }
+
+    /// Adds the fields of a struct (or the entries of a map) as keyword arguments.
+    pub fn kwargs(self, value: &(impl Serialize + ?Sized)) -> Self {
+        self.with(|a| a.kwargs(value), "cannot encode the keyword arguments")
+    }
+
+    /// Adds one keyword argument: `.arg(&x).kwarg("scale", &2)` calls `f(x, scale=2)`.
+    pub fn kwarg(self, name: &str, value: &(impl Serialize + ?Sized)) -> Self {
+        self.with(|a| a.kwarg(name, value), "cannot encode a keyword argument")
+    }
+
+    fn with(
+        mut self,
+        add: impl FnOnce(&mut Args) -> serde_json::Result<()>,
+        action: &'static str,
+    ) -> Self {
         let what = self.what();
-        self.args = buffer::to_json_with_buffers(args).map_err(|source| Error::Json {
-            what,
-            action: "cannot encode the arguments",
-            source,
-        });
+        if let Ok(args) = &mut self.args {
+            if let Err(source) = add(args) {
+                self.args = Err(Error::Json {
+                    what,
+                    action,
+                    source,
+                });
+            }
+        }
         self
     }
 
@@ -109,15 +138,9 @@ impl<'a> Request<'a> {
 
     fn send(self, worker: &Worker) -> Result<(u64, Arc<Slot>)> {
         let what = self.what();
-        let (args, frames) = self.args?;
-        // The value's shape says which arguments it is: an object gives keywords, an array
-        // the positional arguments, `()` none, anything else one positional argument.
-        let (args, kwargs): (std::borrow::Cow<'_, [u8]>, Option<&[u8]>) = match args.first() {
-            Some(b'{') => (b"[]"[..].into(), Some(&args)),
-            Some(b'[') => (args[..].into(), None),
-            _ if args == b"null" => (b"[]"[..].into(), None),
-            _ => ([&b"["[..], &args, b"]"].concat().into(), None),
-        };
+        let args = self.args?;
+        worker.core().check_function(&self.func, &what)?;
+        let (positional, kwargs, frames) = (args.positional(), args.keywords(), args.frames);
         let core = worker.core();
         let max = core.cfg.max_frame;
         let func = self.func;
@@ -125,8 +148,8 @@ impl<'a> Request<'a> {
             let head = Outgoing::Call {
                 id,
                 func: &func,
-                args: &args,
-                kwargs,
+                args: &positional,
+                kwargs: kwargs.as_deref(),
                 buffers: frames.len(),
             }
             .encode();

@@ -55,6 +55,8 @@ pub(super) struct State {
     pub stop: Option<super::supervisor::Stop>,
     /// When the supervisor means to wake next; an earlier deadline must wake it.
     pub next_tick: Option<Instant>,
+    /// The functions the last ready process serves, sorted.
+    pub functions: Option<Arc<[String]>>,
 }
 
 /// See the module docs.
@@ -95,6 +97,7 @@ impl Core {
                 last_stderr: None,
                 stop: None,
                 next_tick: None,
+                functions: None,
             }),
             wake: sys::Wake::new()?,
             next_id: AtomicU64::new(1),
@@ -162,6 +165,28 @@ impl Core {
         sink.map(|s| lock(&s).text()).unwrap_or_default()
     }
 
+    pub(crate) fn functions(&self) -> Vec<String> {
+        lock(&self.state)
+            .functions
+            .as_deref()
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Refuses a function the worker does not serve (once a process has said which it does).
+    pub(crate) fn check_function(&self, func: &str, what: &str) -> Result<()> {
+        let functions = lock(&self.state).functions.clone();
+        match functions {
+            Some(known) if known.binary_search_by(|f| f.as_str().cmp(func)).is_err() => {
+                Err(Error::UnknownFunction {
+                    what: what.to_owned(),
+                    available: known.to_vec(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Sends a call (or ping): written to the process now if one is ready, else queued for
     /// the next one. Never blocks on the process.
     pub(crate) fn submit(
@@ -212,6 +237,16 @@ impl Core {
         Ok((id, slot))
     }
 
+    /// Completes a call's (or ping's) slot; a call no longer counts as in flight by the time
+    /// its waiter sees the outcome.
+    fn settle(&self, slot: &Slot, ping: bool, outcome: Result<crate::protocol::Payload>) {
+        slot.complete_then(outcome, || {
+            if !ping {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        });
+    }
+
     /// Gives up on a call: its slot gets `outcome` (unless it has one) and the process is
     /// told to cancel it (or it is dropped from the queue if it was never sent).
     pub(crate) fn abandon(&self, id: u64, outcome: impl FnOnce(&str) -> Error) {
@@ -231,9 +266,7 @@ impl Core {
         let Some(slot) = entry.slot.take() else {
             return;
         };
-        if slot.complete(Err(outcome(&slot.what))) && !entry.ping {
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.settle(&slot, entry.ping, Err(outcome(&slot.what)));
         let live = state
             .link
             .as_ref()
@@ -266,6 +299,9 @@ impl Core {
                     tracing::debug!(pid = link.pid, reported = ?msg.pid, "the worker reports another pid");
                 }
                 let mut state = lock(&self.state);
+                let mut functions = msg.functions;
+                functions.sort();
+                state.functions = Some(functions.into());
                 link.ready.store(true, Ordering::Release);
                 state.start_deadline = None;
                 for waiter in state.start_waiters.drain(..) {
@@ -313,9 +349,7 @@ impl Core {
                     }),
                     _ => Ok(msg.into_payload()),
                 };
-                if slot.complete(outcome) && !entry.ping {
-                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                }
+                self.settle(&slot, entry.ping, outcome);
             }
             Kind::Message => {
                 let id = msg.id.unwrap_or(0);
@@ -370,9 +404,7 @@ impl Core {
         for id in waiting {
             if let Some(entry) = state.calls.remove(&id) {
                 if let Some(slot) = entry.slot {
-                    if slot.complete(Err(error(&slot.what))) && !entry.ping {
-                        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    }
+                    self.settle(&slot, entry.ping, Err(error(&slot.what)));
                 }
             }
         }
@@ -390,9 +422,7 @@ impl Core {
         for id in ids {
             if let Some(entry) = state.calls.remove(&id) {
                 if let Some(slot) = entry.slot {
-                    if slot.complete(Err(error(&slot.what))) && !entry.ping {
-                        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    }
+                    self.settle(&slot, entry.ping, Err(error(&slot.what)));
                 }
             }
         }

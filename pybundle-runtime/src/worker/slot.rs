@@ -53,10 +53,17 @@ impl Slot {
 
     /// Records the outcome unless there is one; whether this one was recorded.
     pub(crate) fn complete(&self, outcome: Result<Payload>) -> bool {
+        self.complete_then(outcome, || {})
+    }
+
+    /// [`complete`](Slot::complete), running `first` (when this outcome is the one recorded)
+    /// before any waiter can see it, so that bookkeeping it does is visible to them.
+    pub(crate) fn complete_then(&self, outcome: Result<Payload>, first: impl FnOnce()) -> bool {
         let mut state = lock(&self.state);
         let State::Pending(waker) = &mut *state else {
             return false;
         };
+        first();
         let waker = waker.take();
         *state = State::Done(outcome);
         self.done.store(true, Ordering::Release);

@@ -133,9 +133,9 @@ async fn an_axum_handler_whose_client_goes_away_cancels_its_call() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(client);
     let worker = pool.workers().iter().find(|w| w.in_flight() == 1).cloned();
     let worker = worker.expect("one worker has the call");
+    drop(client);
     assert!(saw_cancel(|| worker.call_async("wmod.saw_cancel", &("http-gone",))).await);
     assert_eq!(
         pool.workers().iter().map(Worker::in_flight).sum::<usize>(),

@@ -1,5 +1,6 @@
 //! Integration tests of pybundle-runtime (one binary; modules per area).
 
+mod arguments;
 mod asyncs;
 mod bundle;
 mod hostile;

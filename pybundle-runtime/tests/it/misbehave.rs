@@ -96,7 +96,13 @@ fn crash_rounds_capped(
         expect_threads(base + 2, &format!("with a live worker, round {round}"));
         let bystander = w.submit::<f64>("wbad.sleep", &(30,)).unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        let err = w.call::<Value>(func, &args).unwrap_err();
+        // `args` lists the positional arguments (`null`: none).
+        let positional = args.as_array().cloned().unwrap_or_default();
+        let err = positional
+            .iter()
+            .fold(w.request(func), |r, a| r.arg(a))
+            .call::<Value>()
+            .unwrap_err();
         check(&err);
         let other = bystander.wait().unwrap_err();
         assert_eq!(
