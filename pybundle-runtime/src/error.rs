@@ -246,6 +246,17 @@ pub enum Error {
         what: String,
     },
 
+    /// The worker process was killed to start a new one ([`Worker::restart`](crate::Worker::restart),
+    /// or the [`OnTimeout::Restart`](crate::OnTimeout::Restart) policy) while the call was in
+    /// flight; the next call goes to the new process.
+    #[error("{what}: the worker process was restarted ({reason})")]
+    WorkerRestarted {
+        /// The call.
+        what: String,
+        /// Why, e.g. "call `m.f` did not end within 1s of its timeout".
+        reason: String,
+    },
+
     /// A call named a function the worker does not serve ([`Worker::functions`](crate::Worker::functions)).
     #[error("{what}: the worker has no such function; it serves: {}", if available.is_empty() { "nothing (no public functions in its modules)".to_owned() } else { available.join(", ") })]
     UnknownFunction {
@@ -303,6 +314,7 @@ impl Error {
             self,
             Error::WorkerCrashed { .. }
                 | Error::WorkerExited { .. }
+                | Error::WorkerRestarted { .. }
                 | Error::Protocol { .. }
                 | Error::Timeout { .. }
         )

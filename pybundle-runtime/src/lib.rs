@@ -93,7 +93,8 @@ pub use extract::Progress;
 pub use protocol::PythonError;
 pub use script::{Script, ScriptOutput};
 pub use worker::{
-    CallHandle, Kwargs, Request, Starting, Worker, WorkerBuilder, WorkerEvent, WorkerPool,
+    CallHandle, Kwargs, OnTimeout, Request, Starting, Worker, WorkerBuilder, WorkerEvent,
+    WorkerPool,
 };
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle

@@ -212,6 +212,7 @@ impl<'a> Script<'a> {
             return Err(Error::ScriptNotFound { path });
         }
         let start = Outgoing::Start {
+            init: None,
             input: input.as_deref(),
             buffers: frames.len(),
         }

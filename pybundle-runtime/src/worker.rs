@@ -23,7 +23,7 @@ mod slot;
 mod supervisor;
 
 pub use self::args::Kwargs;
-pub use self::builder::WorkerBuilder;
+pub use self::builder::{OnTimeout, WorkerBuilder};
 pub use self::call::{CallHandle, Request};
 pub use self::pool::WorkerPool;
 
@@ -280,6 +280,27 @@ impl Worker {
     /// Calls sent and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.core().in_flight()
+    }
+
+    /// Kills the current process and starts a new one (its init call runs again); returns
+    /// once the new one is ready. Calls in flight fail with [`Error::WorkerRestarted`]; the
+    /// way out of a call stuck in C code.
+    pub fn restart(&self) -> Result<()> {
+        let slot = self.core().restart(link::Restart {
+            reason: "Worker::restart".into(),
+            policy: false,
+        });
+        slot.wait_until(None);
+        slot.try_take().map_or(Ok(()), |r| r.map(drop))
+    }
+
+    /// [`restart`](Worker::restart), awaited.
+    pub async fn restart_async(&self) -> Result<()> {
+        let slot = self.core().restart(link::Restart {
+            reason: "Worker::restart".into(),
+            policy: false,
+        });
+        SlotFuture(slot).await.map(drop)
     }
 
     /// Stops the worker for every clone: new calls fail with [`Error::WorkerStopped`], calls in

@@ -29,7 +29,7 @@ REPLY = "reply"
 
 # Every message type: (sender, runner, required fields, optional fields).
 MESSAGES: Dict[str, Tuple[str, str, Tuple[str, ...], Tuple[str, ...]]] = {
-    START: ("runtime", "both", (), ("input", "buffers")),
+    START: ("runtime", "both", (), ("input", "init", "buffers")),
     CALL: ("runtime", "worker", ("id", "func", "args"), ("kwargs", "buffers")),
     CANCEL: ("runtime", "worker", ("id",), ()),
     PING: ("runtime", "worker", ("id",), ()),
@@ -65,12 +65,12 @@ def parse_argv(layout: Tuple[str, ...], argv: List[str]) -> Dict[str, Any]:
 
 
 def ready(pid: int, functions: List[str]) -> dict:
-    """The `ready` message: the modules are imported: calls may come."""
+    """The `ready` message: the modules are imported and the init call returned: calls may come."""
     return {"type": READY, "pid": pid, "functions": functions}
 
 
 def fatal(error: dict) -> dict:
-    """The `fatal` message: an import raised; the worker exits."""
+    """The `fatal` message: an import or the init call raised; the worker exits."""
     return {"type": FATAL, "error": error}
 
 

@@ -75,6 +75,16 @@ def _exports(modules: List[str]) -> Dict[str, Callable[..., Any]]:
     return table
 
 
+def _init_target(name: str, modules: List[str]) -> Callable[..., Any]:
+    """The init function: any attribute of one of the worker's modules."""
+    module, _, attr = name.rpartition(".")
+    if module not in modules:
+        raise LookupError(
+            "pybundle: the init function %r is not in the worker's modules %r" % (name, modules)
+        )
+    return getattr(sys.modules[module], attr)
+
+
 def _resolve(name: str) -> Callable[..., Any]:
     func = _functions.get(name)
     if func is None:
@@ -217,11 +227,18 @@ def main() -> None:
     if start is None or start[0].get("type") != _protocol.START:
         sys.stderr.write("pybundle: no start message on stdin; run this through the runtime\n")
         sys.exit(2)
+    msg, buffers = start
     sys.path.insert(0, argv["scripts"])
     sys.argv = [""]
     try:
         for name in argv["modules"]:
             importlib.import_module(name)
+        init = msg.get("init")
+        if init is not None:
+            func = _init_target(init["func"], argv["modules"])
+            args = decode_buffers(init.get("args") or [], buffers)
+            kwargs = decode_buffers(init.get("kwargs") or {}, buffers)
+            func(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - reported to Rust as a failed start
         info = error_info(exc, _OWN_DIR)
         sys.stderr.write(info["traceback"])

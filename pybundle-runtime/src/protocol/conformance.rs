@@ -114,9 +114,17 @@ const CONF: &str = r#"
 import time
 import pybundle
 
+_TAG = None
+
+
+def _setup(tag, blob):
+    global _TAG
+    _TAG = tag + blob.decode()
+
+
 def echo(*args, **kwargs):
     pybundle.send({"got": list(args), "blob": args[-1]})
-    return {"args": list(args), "kwargs": kwargs, "blob": args[-1] + b"!"}
+    return {"args": list(args), "kwargs": kwargs, "blob": args[-1] + b"!", "tag": _TAG}
 
 def boom():
     raise ValueError("boom")
@@ -144,14 +152,18 @@ fn both_halves_exchange_every_message_of_the_table() {
     // A worker: start, ready, a call with positional and keyword arguments and a buffer each
     // way (with a progress message), an exception, a ping, a cancel, shutdown.
     let mut w = Peer::start(&env, &table::WORKER_ARGV, worker_args(&env, &["conf"]));
-    w.send(
-        Outgoing::Start {
-            input: None,
-            buffers: 0,
-        },
-        &[],
-        &mut sent,
-    );
+    // The init call, with a buffer, runs before `ready`.
+    let init = super::Init {
+        func: "conf._setup",
+        args: br#"["set:",{"$buffer":0}]"#,
+        kwargs: None,
+    };
+    let start = Outgoing::Start {
+        init: Some(init),
+        input: None,
+        buffers: 1,
+    };
+    w.send(start, &[b"up".to_vec()], &mut sent);
     let ready = w.expect(Kind::Ready, &mut seen);
     assert_eq!(ready.pid, Some(w.guard.pid()));
     let (args, frames) =
@@ -184,12 +196,14 @@ fn both_halves_exchange_every_message_of_the_table() {
         args: (i64, String, Buffer),
         kwargs: serde_json::Value,
         blob: Buffer,
+        tag: String,
     }
     let echoed: Echoed = buffer::from_payload(result.into_payload()).unwrap();
     assert_eq!((echoed.args.0, echoed.args.1.as_str()), (1, "é"));
     assert_eq!(echoed.args.2 .0, b"\x00\xffbytes");
     assert_eq!(echoed.kwargs, serde_json::json!({"scale": 2}));
     assert_eq!(echoed.blob.0, b"\x00\xffbytes!");
+    assert_eq!(echoed.tag, "set:up");
 
     let boom = Outgoing::Call {
         id: 2,
@@ -235,6 +249,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     let mut w = Peer::start(&env, &table::WORKER_ARGV, worker_args(&env, &["broken"]));
     w.send(
         Outgoing::Start {
+            init: None,
             input: None,
             buffers: 0,
         },
@@ -257,6 +272,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     })
     .unwrap();
     let start = Outgoing::Start {
+        init: None,
         input: Some(&input),
         buffers: frames.len(),
     };
@@ -277,6 +293,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     let mut s = Peer::start(&env, &table::SCRIPT_ARGV, script_args(&env, &script));
     s.send(
         Outgoing::Start {
+            init: None,
             input: None,
             buffers: 0,
         },

@@ -22,12 +22,23 @@ pub struct PythonError {
     pub traceback: String,
 }
 
+/// The worker's init call, carried by `start`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Init<'a> {
+    pub func: &'a str,
+    /// A JSON array.
+    pub args: &'a [u8],
+    /// A JSON object, if any.
+    pub kwargs: Option<&'a [u8]>,
+}
+
 /// A message the runtime sends. Every JSON value inside is already encoded (its byte buffers
 /// moved to binary frames, counted by `buffers`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Outgoing<'a> {
     Start {
         input: Option<&'a [u8]>,
+        init: Option<Init<'a>>,
         buffers: usize,
     },
     Call {
@@ -73,7 +84,9 @@ impl Outgoing<'_> {
     /// The JSON frame's payload.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let extra = match self {
-            Outgoing::Start { input, .. } => input.map_or(0, <[u8]>::len),
+            Outgoing::Start { input, init, .. } => {
+                input.map_or(0, <[u8]>::len) + init.map_or(0, |i| i.args.len())
+            }
             Outgoing::Call { args, kwargs, .. } => args.len() + kwargs.map_or(0, <[u8]>::len),
             _ => 0,
         };
@@ -87,10 +100,26 @@ impl Outgoing<'_> {
             }
         };
         match *self {
-            Outgoing::Start { input, buffers: n } => {
+            Outgoing::Start {
+                input,
+                init,
+                buffers: n,
+            } => {
                 if let Some(input) = input {
                     key(&mut out, "input");
                     out.extend_from_slice(input);
+                }
+                if let Some(init) = init {
+                    key(&mut out, "init");
+                    out.extend_from_slice(b"{\"func\":");
+                    string(&mut out, init.func);
+                    key(&mut out, "args");
+                    out.extend_from_slice(init.args);
+                    if let Some(kwargs) = init.kwargs {
+                        key(&mut out, "kwargs");
+                        out.extend_from_slice(kwargs);
+                    }
+                    out.push(b'}');
                 }
                 buffers(&mut out, n);
             }
@@ -300,6 +329,11 @@ mod tests {
         vec![
             Outgoing::Start {
                 input: Some(b"{\"x\":[1,2]}"),
+                init: Some(Init {
+                    func: "m.setup",
+                    args: b"[1]",
+                    kwargs: Some(b"{\"k\":2}"),
+                }),
                 buffers: 2,
             },
             Outgoing::Call {

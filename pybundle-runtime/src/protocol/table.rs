@@ -115,6 +115,12 @@ pub const MESSAGES: &[Message] = &[
                 Value,
                 "a script's input (`pybundle.input()`); null when none",
             ),
+            opt(
+                "init",
+                Object,
+                "a worker's init call {func, args, kwargs}, run after the imports and before \
+                 `ready`; null when none",
+            ),
             BUFFERS,
         ],
         doc: "the first message to every child, read before any user code runs",
@@ -166,14 +172,14 @@ pub const MESSAGES: &[Message] = &[
                 "the functions it serves, as `module.function`",
             ),
         ],
-        doc: "the modules are imported: calls may come",
+        doc: "the modules are imported and the init call returned: calls may come",
     },
     Message {
         name: "fatal",
         sender: Sender::Python,
         runner: Runner::Worker,
         fields: &[req("error", Error, "why the worker could not start")],
-        doc: "an import raised; the worker exits",
+        doc: "an import or the init call raised; the worker exits",
     },
     Message {
         name: "result",

@@ -1,12 +1,17 @@
 //! Configuring a worker: [`WorkerBuilder`] (made by [`Environment::worker`]) and the
 //! configuration a running worker keeps.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+
+use super::args::Args;
 use super::{Worker, WorkerEvent, WorkerPool};
 use crate::protocol::{self, DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE};
-use crate::{Environment, Result};
+use crate::{Environment, Error, Result};
 
 type EventFn = Arc<dyn Fn(&WorkerEvent) + Send + Sync>;
 
@@ -23,6 +28,36 @@ pub(crate) struct Config {
     pub stderr_tail: usize,
     pub forward_stderr: bool,
     pub on_event: Option<EventFn>,
+    /// Variables set (or, `None`, removed) for each process.
+    pub envs: Vec<(OsString, Option<OsString>)>,
+    pub current_dir: Option<PathBuf>,
+    /// Run in each process after the imports, before it says `ready`.
+    pub init: Option<Arc<InitCall>>,
+    pub on_timeout: OnTimeout,
+}
+
+/// The init call, encoded once.
+pub(crate) struct InitCall {
+    pub func: String,
+    pub args: Args,
+}
+
+/// What happens to the process when a call's timeout passes. The call fails with
+/// [`Error::Timeout`](crate::Error::Timeout) either way and the process is told to cancel it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnTimeout {
+    /// Nothing more: the function can see `pybundle.cancelled()` and stop; until it returns
+    /// it keeps one of the process's threads (the default).
+    #[default]
+    Cancel,
+    /// If the function has not ended `grace` after the timeout (stuck in C code, holding the
+    /// GIL, deaf to `cancelled()`), the process is killed and a new one started: calls in
+    /// flight then fail with [`Error::WorkerRestarted`](crate::Error::WorkerRestarted).
+    Restart {
+        /// How long the cancelled function may take to return.
+        grace: Duration,
+    },
 }
 
 impl Config {
@@ -72,6 +107,10 @@ impl Environment {
                 stderr_tail: 64 * 1024,
                 forward_stderr: true,
                 on_event: None,
+                envs: Vec::new(),
+                current_dir: None,
+                init: None,
+                on_timeout: OnTimeout::Cancel,
             },
         }
     }
@@ -132,6 +171,51 @@ impl WorkerBuilder {
     /// short.
     pub fn on_event(mut self, f: impl Fn(&WorkerEvent) + Send + Sync + 'static) -> Self {
         self.cfg.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets a variable for the worker's processes, over the environment's (activation)
+    /// variables.
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.cfg.envs.push((name.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes a variable for the worker's processes (inherited or set by activation).
+    pub fn env_remove(mut self, name: impl Into<OsString>) -> Self {
+        self.cfg.envs.push((name.into(), None));
+        self
+    }
+
+    /// The working directory of the worker's processes (default: this process's). The
+    /// modules are imported from the scripts directory either way.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cfg.current_dir = Some(dir.into());
+        self
+    }
+
+    /// A function each process calls after importing its modules and before it serves: state
+    /// it sets up (a model loaded, a connection opened) is there again after every restart.
+    /// `func` is `module.function` in one of the worker's modules (it need not be one it
+    /// serves); `args` as for [`Worker::call`]. An exception fails the start with
+    /// [`Error::WorkerStart`](crate::Error::WorkerStart) and its traceback.
+    pub fn init(mut self, func: &str, args: &(impl Serialize + ?Sized)) -> Result<Self> {
+        let mut encoded = Args::default();
+        encoded.add(args).map_err(|source| Error::Json {
+            what: format!("init call `{func}`"),
+            action: "cannot encode the arguments",
+            source,
+        })?;
+        self.cfg.init = Some(Arc::new(InitCall {
+            func: func.to_owned(),
+            args: encoded,
+        }));
+        Ok(self)
+    }
+
+    /// What a call's timeout does to the process (default [`OnTimeout::Cancel`]).
+    pub fn on_timeout(mut self, policy: OnTimeout) -> Self {
+        self.cfg.on_timeout = policy;
         self
     }
 

@@ -42,6 +42,9 @@ pub(super) struct State {
     pub waiting: VecDeque<(u64, Vec<Chunk>)>,
     /// Call deadlines: (when, call id, the timeout it came from).
     pub timers: BinaryHeap<Reverse<(Instant, u64, Duration)>>,
+    /// Timed-out calls the restart policy watches: (when the grace ends, call id, process
+    /// generation, the call).
+    pub hung: BinaryHeap<Reverse<(Instant, u64, u64, String)>>,
     /// Waiters for the next process to be ready (a start, a restart).
     pub start_waiters: Vec<Arc<Slot>>,
     /// Start a process even with no call waiting.
@@ -57,6 +60,18 @@ pub(super) struct State {
     pub next_tick: Option<Instant>,
     /// The functions the last ready process serves, sorted.
     pub functions: Option<Arc<[String]>>,
+}
+
+impl State {
+    /// The process generation a call was written to and its name, if it is still waited for.
+    pub(super) fn sent_call(&self, id: u64) -> Option<(u64, String)> {
+        let entry = self.calls.get(&id)?;
+        let slot = entry.slot.as_ref()?;
+        entry
+            .gen
+            .filter(|_| !entry.ping)
+            .map(|gen| (gen, slot.what.clone()))
+    }
 }
 
 /// See the module docs.
@@ -89,6 +104,7 @@ impl Core {
                 calls: HashMap::new(),
                 waiting: VecDeque::new(),
                 timers: BinaryHeap::new(),
+                hung: BinaryHeap::new(),
                 start_waiters: Vec::new(),
                 want_start: false,
                 start_deadline: None,
@@ -128,6 +144,12 @@ impl Core {
     pub(crate) fn request_start(&self) -> Arc<Slot> {
         let slot = Arc::new(Slot::new(format!("starting the {}", self.cfg.what()), None));
         let mut state = lock(&self.state);
+        if state.stop.is_some() {
+            slot.complete(Err(Error::WorkerStopped {
+                what: slot.what.clone(),
+            }));
+            return slot;
+        }
         match &state.link {
             Some(link) if link.ready.load(Ordering::Acquire) && !link.is_dead() => {
                 slot.complete(Ok(Default::default()));
@@ -137,6 +159,32 @@ impl Core {
                 state.start_waiters.push(slot.clone());
             }
         }
+        drop(state);
+        self.wake.wake();
+        slot
+    }
+
+    /// Kills the current process (its calls fail with [`Error::WorkerRestarted`]) and starts
+    /// a new one; the slot completes when that one is ready (or fails to start).
+    pub(crate) fn restart(&self, restart: super::link::Restart) -> Arc<Slot> {
+        let slot = Arc::new(Slot::new(
+            format!("restarting the {}", self.cfg.what()),
+            None,
+        ));
+        let mut state = lock(&self.state);
+        if state.stop.is_some() {
+            slot.complete(Err(Error::WorkerStopped {
+                what: slot.what.clone(),
+            }));
+            return slot;
+        }
+        if let Some(link) = state.link.as_ref().filter(|l| !l.is_dead()) {
+            tracing::info!(pid = link.pid, reason = %restart.reason, "restarting the worker");
+            lock(&link.restarted).get_or_insert(restart);
+            link.kill();
+        }
+        state.want_start = true;
+        state.start_waiters.push(slot.clone());
         drop(state);
         self.wake.wake();
         slot

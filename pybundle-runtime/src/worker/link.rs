@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::builder::Config;
 use super::slot::lock;
 use crate::child::{self, ChildGuard, Drain, StderrSink};
-use crate::protocol::{self, table, Limits, Outgoing, Reader, Violation};
+use crate::protocol::{self, table, Init, Limits, Outgoing, Reader, Violation};
 use crate::{sys, Error, Result};
 
 /// Bytes to write: a frame header or a payload.
@@ -49,6 +49,15 @@ struct Outbox {
     close_when_empty: bool,
 }
 
+/// A process killed on purpose to start a new one.
+#[derive(Clone, Debug)]
+pub(crate) struct Restart {
+    pub reason: String,
+    /// The timeout policy killed it (counts as a crash, for the backoff and the event); else
+    /// [`Worker::restart`](crate::Worker::restart) did.
+    pub policy: bool,
+}
+
 /// The output side, held by whichever thread reads it (the read token).
 pub(crate) struct ReadSide {
     pub reader: Reader,
@@ -70,6 +79,8 @@ pub(crate) struct Link {
     pub ready: AtomicBool,
     /// It was asked to exit: its end is a stop, not a crash.
     pub expected_exit: AtomicBool,
+    /// Why it was killed on purpose (a restart): its calls fail with that.
+    pub restarted: Mutex<Option<Restart>>,
     stderr: Arc<Mutex<StderrSink>>,
     drain: Mutex<Option<Drain>>,
     dead: AtomicBool,
@@ -88,13 +99,18 @@ impl Link {
             "scripts" => vec![env.scripts_dir().into()],
             _ => cfg.modules.iter().map(Into::into).collect(),
         });
-        let mut guard = child::spawn_runner(
-            env.python(),
-            env.interpreter(),
-            &table::WORKER_ARGV,
-            args,
-            true,
-        )?;
+        let mut cmd = env.python();
+        for (name, value) in &cfg.envs {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
+        if let Some(dir) = &cfg.current_dir {
+            cmd.current_dir(dir);
+        }
+        let mut guard =
+            child::spawn_runner(cmd, env.interpreter(), &table::WORKER_ARGV, args, true)?;
         let pid = guard.pid();
         let what = cfg.what();
         let channel_err = |action, source| Error::Channel {
@@ -143,17 +159,31 @@ impl Link {
             leading: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             expected_exit: AtomicBool::new(false),
+            restarted: Mutex::new(None),
             stderr: sink,
             drain: Mutex::new(Some(drain)),
             dead: AtomicBool::new(false),
             violation: Mutex::new(None),
         };
+        let init = cfg.init.as_deref();
+        let (positional, keywords) = match init {
+            Some(call) => (call.args.positional(), call.args.keywords()),
+            None => (Vec::new(), None),
+        };
         let start = Outgoing::Start {
             input: None,
-            buffers: 0,
+            init: init.map(|call| Init {
+                func: &call.func,
+                args: &positional,
+                kwargs: keywords.as_deref(),
+            }),
+            buffers: init.map_or(0, |call| call.args.frames.len()),
         }
         .encode();
-        let chunks = frames(start, Vec::new(), cfg.max_frame)
+        let binary = init
+            .map(|call| call.args.frames.clone())
+            .unwrap_or_default();
+        let chunks = frames(start, binary, cfg.max_frame)
             .map_err(|e| channel_err("cannot encode the start message", e))?;
         // The runner reads this before anything else, so the empty pipe takes it whole.
         link.send(chunks);

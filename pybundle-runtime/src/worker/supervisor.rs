@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::builder::OnTimeout;
 use super::core::Core;
-use super::link::{self, Link};
+use super::link::{self, Link, Restart};
 use super::slot::{lock, Slot};
 use super::WorkerEvent;
 use crate::protocol::{Outgoing, Violation};
@@ -84,7 +85,8 @@ fn tick(core: &Core) -> Option<Plan> {
         state.link = None;
         state.last_stderr = Some(link.stderr_sink());
         state.died_at = Some(now);
-        if !link.expected_exit.load(Ordering::Acquire) {
+        let explicit = lock(&link.restarted).as_ref().is_some_and(|r| !r.policy);
+        if !link.expected_exit.load(Ordering::Acquire) && !explicit {
             core.crashes.fetch_add(1, Ordering::Relaxed);
         }
         state.dying.push((link, now));
@@ -159,17 +161,49 @@ fn tick(core: &Core) -> Option<Plan> {
         }
     }
 
-    // Timeouts.
+    // Timeouts, and the restart policy's watch over the calls they cancelled.
     while let Some(Reverse((deadline, id, after))) = state.timers.peek().copied() {
         if deadline > now {
             soon(deadline);
             break;
         }
         state.timers.pop();
+        if let OnTimeout::Restart { grace } = core.cfg.on_timeout {
+            if let Some((gen, what)) = state.sent_call(id) {
+                state.hung.push(Reverse((now + grace, id, gen, what)));
+            }
+        }
         core.abandon_locked(&mut state, id, |what| Error::Timeout {
             what: what.to_owned(),
             after,
         });
+    }
+    while let Some(Reverse((deadline, id, gen, _))) = state.hung.peek() {
+        if *deadline > now {
+            soon(*deadline);
+            break;
+        }
+        let (id, gen) = (*id, *gen);
+        let Some(Reverse((_, _, _, what))) = state.hung.pop() else {
+            break;
+        };
+        // Still not acknowledged by the process that has it: it is stuck.
+        let stuck = state.calls.contains_key(&id)
+            && state
+                .link
+                .as_ref()
+                .is_some_and(|l| l.gen == gen && !l.is_dead());
+        if stuck {
+            let OnTimeout::Restart { grace } = core.cfg.on_timeout else {
+                continue;
+            };
+            drop(state);
+            core.restart(Restart {
+                reason: format!("{what} did not end within {grace:?} of its timeout"),
+                policy: true,
+            });
+            state = lock(&core.state);
+        }
     }
 
     // Shutdown.
@@ -192,7 +226,12 @@ fn tick(core: &Core) -> Option<Plan> {
                 Some(link) if now >= kill_at => link.kill(),
                 Some(_) => soon(kill_at),
                 None if state.dying.is_empty() => {
-                    let waiters = state.stop.take().map(|s| s.waiters).unwrap_or_default();
+                    // `stop` stays set: every later call and start is refused.
+                    let waiters = state
+                        .stop
+                        .as_mut()
+                        .map(|s| std::mem::take(&mut s.waiters))
+                        .unwrap_or_default();
                     drop(state);
                     for waiter in waiters {
                         waiter.complete(Ok(Default::default()));
@@ -290,22 +329,29 @@ fn finish(core: &Core, link: &Link, status: std::io::Result<ExitStatus>) {
     };
     let stderr = link.stderr_tail();
     let code = status.as_ref().ok().and_then(ExitStatus::code);
-    let failure = |what: &str| match &violation {
-        Some(Violation::Malformed(detail)) => Error::Protocol {
+    let restarted = lock(&link.restarted).clone();
+    let failure = |what: &str| match (&restarted, &violation) {
+        (Some(restart), _) => Error::WorkerRestarted {
             what: what.to_owned(),
-            detail: format!("{detail} (the worker was killed)"),
+            reason: restart.reason.clone(),
         },
-        Some(v) => v.clone().into_error(what.to_owned()),
-        None => match code {
-            Some(code) => Error::WorkerExited {
+        (None, violation) => match violation {
+            Some(Violation::Malformed(detail)) => Error::Protocol {
                 what: what.to_owned(),
-                code,
-                stderr: stderr.clone(),
+                detail: format!("{detail} (the worker was killed)"),
             },
-            None => Error::WorkerCrashed {
-                what: what.to_owned(),
-                status: text.clone(),
-                stderr: stderr.clone(),
+            Some(v) => v.clone().into_error(what.to_owned()),
+            None => match code {
+                Some(code) => Error::WorkerExited {
+                    what: what.to_owned(),
+                    code,
+                    stderr: stderr.clone(),
+                },
+                None => Error::WorkerCrashed {
+                    what: what.to_owned(),
+                    status: text.clone(),
+                    stderr: stderr.clone(),
+                },
             },
         },
     };
@@ -324,9 +370,14 @@ fn finish(core: &Core, link: &Link, status: std::io::Result<ExitStatus>) {
         });
     }
     core.fail_gen(link.gen, failure);
-    if link.expected_exit.load(Ordering::Acquire) {
+    let explicit = restarted.as_ref().is_some_and(|r| !r.policy);
+    if link.expected_exit.load(Ordering::Acquire) || explicit {
         core.push_event(WorkerEvent::Stopped { pid: link.pid });
     } else {
+        let text = match &restarted {
+            Some(restart) => format!("{text}; killed: {}", restart.reason),
+            None => text,
+        };
         tracing::warn!(pid = link.pid, status = %text, "worker process died");
         core.push_event(WorkerEvent::Crashed {
             pid: link.pid,
@@ -342,7 +393,14 @@ impl Core {
         let slot = Arc::new(Slot::new(format!("stopping the {}", self.cfg.what()), None));
         let mut state = lock(&self.state);
         let now = Instant::now();
+        let finished = state
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.sent.is_some() && state.link.is_none() && state.dying.is_empty());
         match state.stop.as_mut() {
+            Some(_) if finished => {
+                slot.complete(Ok(Default::default()));
+            }
             Some(stop) => {
                 stop.grace = stop.grace.min(now + grace);
                 stop.waiters.push(slot.clone());

@@ -4,6 +4,7 @@ mod arguments;
 mod asyncs;
 mod bundle;
 mod hostile;
+mod lifecycle;
 mod misbehave;
 mod script;
 mod soak;
