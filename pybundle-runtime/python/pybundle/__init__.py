@@ -9,7 +9,10 @@ In a one-shot script::
     pybundle.reply({"result": 42})   # the value `run()` returns
 
 In a function served by a worker, ``pybundle.send`` reports progress of the current call and
-``pybundle.cancelled()`` tells whether the Rust side cancelled it.
+``pybundle.cancelled()`` tells whether the Rust side cancelled it; both follow the call into
+asyncio tasks it starts. A thread the function starts has no call of its own: hand it
+``pybundle.current_call()`` and use that object's ``send``/``cancelled`` there. ``reply`` is
+for scripts only (a worker function returns its result).
 
 Run by hand (``python script.py``, no runtime around), ``input()`` returns None, ``send()``
 does nothing and ``reply()`` prints the value as JSON on stdout.
@@ -17,9 +20,7 @@ does nothing and ``reply()`` prints the value as JSON on stdout.
 
 from __future__ import annotations
 
-import _thread
-
-from . import _protocol
+from . import _call, _protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,13 +30,15 @@ if TYPE_CHECKING:
 
     F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["input", "reply", "send", "cancelled", "export"]
+__all__ = ["input", "reply", "send", "cancelled", "current_call", "export", "Call"]
+
+Call = _call.Call
 
 _active: Optional[Channel] = None
 _input: Any = None
 _replied = False
-# Per-thread state of worker calls: the id of the call being served and its cancel event.
-_local = _thread._local()
+# Serving worker calls (not running a script).
+_worker = False
 
 
 def input() -> Any:  # noqa: A001 - the protocol's name for it
@@ -50,6 +53,11 @@ def reply(value: Any) -> None:
     carry (a set, an arbitrary object, NaN).
     """
     global _replied
+    if _worker:
+        raise RuntimeError(
+            "pybundle.reply() is for one-shot scripts; a worker function returns its result "
+            "(return the value instead)"
+        )
     if _replied:
         raise RuntimeError("pybundle.reply() was already called; a script replies once")
     if _active is None:
@@ -65,16 +73,34 @@ def reply(value: Any) -> None:
 
 
 def send(value: Any) -> None:
-    """Sends a progress message; the Rust side receives it while the code still runs."""
+    """Sends a progress message; the Rust side receives it while the code still runs.
+
+    In a worker it belongs to the call being served; from a thread that serves no call it
+    raises ``RuntimeError`` (use ``current_call().send`` there)."""
     if _active is None:
         return
-    _active.send(_protocol.message(id=getattr(_local, "call", None)), value, True)
+    call = _call.current.get()
+    if call is not None:
+        call.send(value)
+    elif _worker:
+        raise RuntimeError(
+            "pybundle.send() was called from a thread that serves no worker call; take "
+            "call = pybundle.current_call() in the function and use call.send() in the thread"
+        )
+    else:
+        _active.send(_protocol.message(), value, True)
 
 
 def cancelled() -> bool:
-    """Whether the Rust side cancelled the worker call this thread is serving."""
-    call = getattr(_local, "cancel", None)
-    return call is not None and call.cancelled
+    """Whether the Rust side cancelled the worker call being served (False outside a call)."""
+    call = _call.current.get()
+    return call is not None and call.cancelled()
+
+
+def current_call() -> Optional[Call]:
+    """The worker call being served by this thread or task, or None (in a script, or in a
+    thread the function started)."""
+    return _call.current.get()
 
 
 def export(func: F) -> F:
@@ -85,8 +111,9 @@ def export(func: F) -> F:
     return func
 
 
-def _install(channel: Channel, value: Any) -> None:
+def _install(channel: Channel, value: Any, worker: bool = False) -> None:
     """Connects the API to the runtime (called by the runners before user code runs)."""
-    global _active, _input
+    global _active, _input, _worker
     _active = channel
     _input = value
+    _worker = worker

@@ -19,7 +19,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO, List, Optional, Tuple
+    from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 _HEADER = 4
 # Frames up to this size are written with one system call (header and payload joined).
@@ -39,6 +39,8 @@ class Channel:
         self._write_fd = write_fd
         self.max_frame = max_frame
         self._write_lock = _thread.allocate_lock()
+        # Checks each outgoing message head before it is sent (a worker checks call ids).
+        self.check: Optional[Callable[[dict], None]] = None
 
     @classmethod
     def from_stdio(cls, max_frame: int) -> Channel:
@@ -122,6 +124,8 @@ class Channel:
     def send_error(self, head: dict) -> None:
         """Sends an error report (``head["error"]`` holds the info), cutting the traceback's
         start to fit the frame limit."""
+        if self.check is not None:
+            self.check(head)
         info = head["error"]
         frame = encode(head, [])
         excess = len(frame) - self.max_frame
@@ -135,6 +139,8 @@ class Channel:
 
     def send(self, head: dict, data: Any = None, has_data: bool = False) -> None:
         """Sends ``head``, plus ``data`` under the key "data" when ``has_data``."""
+        if self.check is not None:
+            self.check(head)
         buffers: List[bytes] = []
         self.write_frames([encode(head, buffers, data, has_data)] + buffers)
 

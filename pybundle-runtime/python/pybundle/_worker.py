@@ -19,7 +19,8 @@ import types
 
 import pybundle
 
-from . import _protocol
+from . import _call, _protocol
+from ._call import Call
 from ._channel import Channel, ProtocolError, decode_buffers, error_info
 
 TYPE_CHECKING = False
@@ -29,20 +30,6 @@ if TYPE_CHECKING:
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 # Calls that took less than this (seconds) last time run without a thread hand-off.
 _QUICK = 0.0005
-
-
-class _Call:
-    """One call in flight; ``cancelled`` is set by the reader thread."""
-
-    __slots__ = ("id", "func", "args", "kwargs", "buffers", "cancelled")
-
-    def __init__(self, msg: dict, buffers: List[bytes]) -> None:
-        self.id = msg["id"]
-        self.func = msg["func"]
-        self.args = msg["args"]
-        self.kwargs = msg.get("kwargs")
-        self.buffers = buffers
-        self.cancelled = False
 
 
 # The functions served, by `module.function` (filled by `_exports` before `ready`).
@@ -118,7 +105,7 @@ class _Server:
         self.state = threading.Lock()
         self.executing = 0
         self.pending: collections.deque = collections.deque()
-        self.running: Dict[int, _Call] = {}
+        self.running: Dict[int, Call] = {}
         self.done = threading.Event()
         # Functions whose last call took under _QUICK seconds.
         self.quick: Set[str] = set()
@@ -129,7 +116,7 @@ class _Server:
             if call is not None:
                 self._run(call)
 
-    def _next_call(self) -> Optional[_Call]:
+    def _next_call(self) -> Optional[Call]:
         """Reads until a call this thread may run arrives; None once the worker is done."""
         with self.read_token:
             while not self.done.is_set():
@@ -144,7 +131,7 @@ class _Server:
                 msg, buffers = message
                 kind = msg.get("type")
                 if kind == _protocol.CALL:
-                    call = _Call(msg, buffers)
+                    call = Call(msg, buffers, self.channel)
                     self.running[call.id] = call
                     with self.state:
                         if self.executing >= self.limit:
@@ -158,14 +145,14 @@ class _Server:
                 elif kind == _protocol.CANCEL:
                     call = self.running.get(msg["id"])
                     if call is not None:
-                        call.cancelled = True
+                        call._cancelled = True
                 elif kind == _protocol.PING:
                     self.channel.send(_protocol.pong(msg["id"]))
                 elif kind == _protocol.SHUTDOWN:
                     self.done.set()
         return None
 
-    def _run(self, call: _Call) -> None:
+    def _run(self, call: Call) -> None:
         while call is not None:
             start = time.perf_counter()
             _serve_one(self.channel, call)
@@ -183,14 +170,25 @@ class _Server:
             # Still counted in `executing`: the pending call runs on this thread.
 
 
-def _serve_one(channel: Channel, call: _Call) -> None:
-    if call.cancelled:
+def _answer(channel: Channel, call: Call, head: dict, result: Any = None, has: bool = False) -> None:
+    """Sends the call's answer, as the call itself (see ``_call.check``)."""
+    _call.sending.call = call
+    try:
+        if "error" in head:
+            channel.send_error(head)
+        else:
+            channel.send(head, result, has)
+    finally:
+        _call.sending.call = None
+
+
+def _serve_one(channel: Channel, call: Call) -> None:
+    if call._cancelled:
         # Cancelled while it waited for a thread: it never runs.
-        channel.send(_protocol.finished(call.id))
+        call._finish()
+        _answer(channel, call, _protocol.finished(call.id))
         return
-    local = pybundle._local
-    local.call = call.id
-    local.cancel = call
+    token = _call.current.set(call)
     try:
         func = _resolve(call.func)
         args, kwargs = call.args, call.kwargs
@@ -198,21 +196,22 @@ def _serve_one(channel: Channel, call: _Call) -> None:
             args = decode_buffers(args, call.buffers)
             kwargs = decode_buffers(kwargs, call.buffers)
         result = func(*args, **kwargs) if kwargs else func(*args)
-        if call.cancelled:
-            channel.send(_protocol.finished(call.id))
+        call._finish()
+        if call._cancelled:
+            _answer(channel, call, _protocol.finished(call.id))
         else:
-            channel.send(_protocol.result(call.id), result, True)
+            _answer(channel, call, _protocol.result(call.id), result, True)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+        call._finish()
         try:
-            if call.cancelled:
-                channel.send(_protocol.finished(call.id))
+            if call._cancelled:
+                _answer(channel, call, _protocol.finished(call.id))
             else:
-                channel.send_error(_protocol.error(error_info(exc, _OWN_DIR), id=call.id))
+                _answer(channel, call, _protocol.error(error_info(exc, _OWN_DIR), id=call.id))
         except (OSError, ValueError):
             pass
     finally:
-        local.call = None
-        local.cancel = None
+        _call.current.reset(token)
 
 
 def main() -> None:
@@ -222,7 +221,8 @@ def main() -> None:
     # A crash in C code (a segfault) then leaves the Python stack of every thread on stderr,
     # which the runtime's error message ends with.
     faulthandler.enable()
-    pybundle._install(channel, None)
+    pybundle._install(channel, None, worker=True)
+    channel.check = _call.check
     start = channel.read_message()
     if start is None or start[0].get("type") != _protocol.START:
         sys.stderr.write("pybundle: no start message on stdin; run this through the runtime\n")
