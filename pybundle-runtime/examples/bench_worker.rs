@@ -153,7 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Byte buffers as binary frames vs the same bytes as a JSON list.
     for mb in [1usize, 256] {
         let bytes: Vec<u8> = (0..mb << 20).map(|i| i as u8).collect();
-        let arg = (Buffer(bytes.clone()),);
+        let arg = (Buffer::new(bytes.clone()),);
         let t = best_of(3, || {
             let n: usize = worker.call("benchmod.length", &arg)?;
             assert_eq!(n, bytes.len());

@@ -206,6 +206,14 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// An [`NdArray`](crate::NdArray) was made or read in a way its dtype, shape or data do
+    /// not allow.
+    #[error("array: {detail}")]
+    Array {
+        /// What was wrong.
+        detail: String,
+    },
+
     /// A script or call ran past its timeout; a script is killed, a call cancelled.
     #[error("{what} timed out after {after:?}")]
     Timeout {

@@ -63,6 +63,7 @@
 
 pub mod format;
 
+mod array;
 mod blocking;
 mod buffer;
 mod bundle;
@@ -84,7 +85,8 @@ mod sys;
 mod verify;
 mod worker;
 
-pub use buffer::Buffer;
+pub use array::{Element, NdArray};
+pub use buffer::{Buffer, BufferRef};
 pub use bundle::{manifest_of, Bundle};
 pub use embed::{find_in_executable, trailer, TRAILER_LEN};
 pub use environment::Environment;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::buffer;
+use crate::buffer::{self, Frame};
 use crate::child::{self, ChildGuard, Drain, StderrSink};
 use crate::protocol::{
     self, table, Kind, Limits, Message, Outgoing, Payload, PythonError, Reader, Violation,
@@ -115,8 +115,9 @@ impl<'a> Script<'a> {
     /// travel as binary frames and arrive as `bytes`.
     pub fn input<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
         let what = self.what();
+        // Written when the script starts: borrowed bytes are copied now.
         self.input = buffer::to_json_with_buffers(value)
-            .map(Some)
+            .map(|(json, frames)| Some((json, frames.into_iter().map(Frame::own).collect())))
             .map_err(|source| Error::Json {
                 what,
                 action: "cannot encode the input",
@@ -277,9 +278,9 @@ impl<'a> Script<'a> {
         if let Some(mut stdin) = guard.child().stdin.take() {
             let written =
                 protocol::write_frame(&mut stdin, &start, self.max_frame).and_then(|()| {
-                    frames
-                        .iter()
-                        .try_for_each(|f| protocol::write_frame(&mut stdin, f, self.max_frame))
+                    frames.iter().try_for_each(|f| {
+                        protocol::write_frame(&mut stdin, f.bytes(), self.max_frame)
+                    })
                 });
             if let Err(e) = written {
                 tracing::debug!(script = %self.name, "writing the input failed: {e}");

@@ -242,7 +242,7 @@ impl Worker {
         let max = self.core().cfg.max_frame;
         let submitted = self.core().submit(
             |id| {
-                link::frames(Outgoing::Ping { id }.encode(), Vec::new(), max).map_err(|source| {
+                link::frames(Outgoing::Ping { id }.encode(), Vec::new(), max, 0).map_err(|source| {
                     Error::Channel {
                         what: "ping".into(),
                         action: "cannot encode the ping",

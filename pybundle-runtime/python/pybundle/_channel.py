@@ -8,7 +8,8 @@ subprocesses never see them.
 
 Byte buffers (``bytes``, ``bytearray``, ``memoryview``) inside a value travel as binary frames
 after the JSON frame: the JSON holds ``{"$buffer": i}`` and its ``"buffers"`` field says how many
-binary frames follow.
+binary frames follow. numpy arrays travel the same way (see ``_arrays``). Frames are written
+from the objects' own memory (``writev``), and read straight into their final object.
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ import _thread
 import os
 import sys
 
+from . import _arrays
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 _HEADER = 4
-# Frames up to this size are written with one system call (header and payload joined).
+# A lone frame up to this size is joined to its header (one small copy, one system call);
+# anything else goes out with writev, from where it is.
 _JOIN_LIMIT = 1 << 16
 _BUFFER_KEY = "$buffer"
+_IOV_MAX = 1024
+_writev = getattr(os, "writev", None)
 
 
 class ProtocolError(Exception):
@@ -64,8 +70,10 @@ class Channel:
 
     # --- reading ---
 
-    def read_frame(self) -> Optional[bytes]:
-        """The next frame's payload, or None at a clean end of input."""
+    def read_frame(self, writable: bool = False) -> Optional[Any]:
+        """The next frame's payload (``bytes``, or a ``bytearray`` when ``writable``), or None
+        at a clean end of input. Either is allocated once at its final size and read into
+        directly."""
         header = self._reader.read(_HEADER)
         if not header:
             return None
@@ -76,21 +84,33 @@ class Channel:
             raise ProtocolError(
                 "incoming frame of %d bytes exceeds the limit of %d bytes" % (size, self.max_frame)
             )
-        payload = self._reader.read(size)
-        if len(payload) < size:
-            raise ProtocolError("input ended inside a frame of %d bytes" % size)
-        return payload
+        if not writable:
+            payload = self._reader.read(size)
+            if len(payload) < size:
+                raise ProtocolError("input ended inside a frame of %d bytes" % size)
+            return payload
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = self._reader.readinto(view[got:])
+            if not n:
+                raise ProtocolError("input ended inside a frame of %d bytes" % size)
+            got += n
+        return buf
 
-    def read_message(self) -> Optional[Tuple[Any, List[bytes]]]:
-        """The next JSON message and the binary frames it announces, or None at end of input."""
+    def read_message(self) -> Optional[Tuple[Any, List[Any]]]:
+        """The next JSON message and the binary frames it announces, or None at end of input.
+        Frames that hold numpy arrays are read into writable memory."""
         payload = self.read_frame()
         if payload is None:
             return None
         msg = loads(payload)
         count = msg.get("buffers", 0) if isinstance(msg, dict) else 0
+        arrays = _arrays.frames_of(msg, set()) if count and b'"$ndarray"' in payload else ()
         buffers = []
-        for _ in range(count):
-            frame = self.read_frame()
+        for i in range(count):
+            frame = self.read_frame(i in arrays)
             if frame is None:
                 raise ProtocolError("input ended before all binary frames of a message")
             buffers.append(frame)
@@ -98,28 +118,39 @@ class Channel:
 
     # --- writing ---
 
-    def write_frames(self, frames: List[bytes]) -> None:
-        """Writes frames atomically with respect to other threads."""
+    def write_frames(self, frames: List[Any]) -> None:
+        """Writes frames (bytes-like, written from where they are) atomically with respect to
+        other threads."""
+        parts: List[Any] = []
         for frame in frames:
-            if len(frame) > self.max_frame:
+            size = len(frame)
+            if size > self.max_frame:
                 raise ValueError(
                     "pybundle: a message of %d bytes exceeds the frame limit of %d bytes; "
-                    "raise max_frame on the Rust side" % (len(frame), self.max_frame)
+                    "raise max_frame on the Rust side" % (size, self.max_frame)
                 )
+            parts.append(size.to_bytes(_HEADER, "big"))
+            parts.append(frame)
+        if len(parts) == 2 and len(parts[1]) <= _JOIN_LIMIT:
+            parts = [parts[0] + parts[1]]
         with self._write_lock:
-            for frame in frames:
-                header = len(frame).to_bytes(_HEADER, "big")
-                if len(frame) <= _JOIN_LIMIT:
-                    self._write_all(header + frame)
-                else:
-                    self._write_all(header)
-                    self._write_all(frame)
+            self._write_all(parts)
 
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._write_fd, view)
-            view = view[written:]
+    def _write_all(self, parts: List[Any]) -> None:
+        if len(parts) == 1 or _writev is None:
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(self._write_fd, view) :]
+            return
+        views = [memoryview(p) for p in parts]
+        while views:
+            written = _writev(self._write_fd, views[:_IOV_MAX])
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if written:
+                views[0] = views[0][written:]
 
     def send_error(self, head: dict) -> None:
         """Sends an error report (``head["error"]`` holds the info), cutting the traceback's
@@ -141,11 +172,11 @@ class Channel:
         """Sends ``head``, plus ``data`` under the key "data" when ``has_data``."""
         if self.check is not None:
             self.check(head)
-        buffers: List[bytes] = []
+        buffers: List[Any] = []
         self.write_frames([encode(head, buffers, data, has_data)] + buffers)
 
 
-def encode(head: dict, buffers: List[bytes], data: Any = None, has_data: bool = False) -> bytes:
+def encode(head: dict, buffers: List[Any], data: Any = None, has_data: bool = False) -> bytes:
     """Encodes ``head`` (and ``data``) as compact UTF-8 JSON, byte buffers moved to ``buffers``.
 
     ``data`` is encoded on its own first, so an unencodable value (a set, NaN, ...) raises a
@@ -153,9 +184,17 @@ def encode(head: dict, buffers: List[bytes], data: Any = None, has_data: bool = 
     """
 
     def default(obj: Any) -> Any:
-        if isinstance(obj, (bytes, bytearray, memoryview)):
-            buffers.append(bytes(obj))
+        if isinstance(obj, (bytes, bytearray)):
+            buffers.append(obj)
             return {_BUFFER_KEY: len(buffers) - 1}
+        if isinstance(obj, memoryview):
+            buffers.append(obj.cast("B") if obj.c_contiguous else obj.tobytes())
+            return {_BUFFER_KEY: len(buffers) - 1}
+        np = _arrays.loaded()
+        if np is not None:
+            stand_in = _arrays.encode(obj, np, buffers)
+            if stand_in is not None:
+                return stand_in
         raise TypeError(
             "pybundle: object of type %s is not JSON serializable" % type(obj).__name__
         )
@@ -244,6 +283,8 @@ def decode_buffers(value: Any, buffers: List[bytes]) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and _BUFFER_KEY in value:
             return buffers[value[_BUFFER_KEY]]
+        if _arrays.ARRAY_KEY in value:
+            return _arrays.decode(value, buffers)
         return {k: decode_buffers(v, buffers) for k, v in value.items()}
     if isinstance(value, list):
         return [decode_buffers(v, buffers) for v in value]

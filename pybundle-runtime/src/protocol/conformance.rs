@@ -16,6 +16,8 @@ use crate::child::{self, ChildGuard};
 use crate::Environment;
 
 const MAX: usize = 1 << 20;
+/// No binary frames.
+const NONE: &[Vec<u8>] = &[];
 
 struct Peer {
     guard: ChildGuard,
@@ -42,11 +44,16 @@ impl Peer {
         }
     }
 
-    fn send(&mut self, msg: Outgoing<'_>, frames: &[Vec<u8>], sent: &mut BTreeSet<&'static str>) {
+    fn send<F: AsRef<[u8]>>(
+        &mut self,
+        msg: Outgoing<'_>,
+        frames: &[F],
+        sent: &mut BTreeSet<&'static str>,
+    ) {
         let stdin = self.stdin.as_mut().unwrap();
         write_frame(stdin, &msg.encode(), MAX).unwrap();
         for frame in frames {
-            write_frame(stdin, frame, MAX).unwrap();
+            write_frame(stdin, frame.as_ref(), MAX).unwrap();
         }
         sent.insert(msg.name());
     }
@@ -167,7 +174,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     let ready = w.expect(Kind::Ready, &mut seen);
     assert_eq!(ready.pid, Some(w.guard.pid()));
     let (args, frames) =
-        buffer::to_json_with_buffers(&(1, "é", Buffer(b"\x00\xffbytes".to_vec()))).unwrap();
+        buffer::to_json_with_buffers(&(1, "é", Buffer::new(b"\x00\xffbytes".to_vec()))).unwrap();
     let call = Outgoing::Call {
         id: 1,
         func: "conf.echo",
@@ -188,7 +195,7 @@ fn both_halves_exchange_every_message_of_the_table() {
         (p.got, p.blob)
     };
     assert_eq!(value.0[1], "é");
-    assert_eq!(value.1 .0, b"\x00\xffbytes");
+    assert_eq!(&value.1[..], b"\x00\xffbytes");
     let result = w.expect(Kind::Result, &mut seen);
     assert_eq!(result.id, Some(1));
     #[derive(serde::Deserialize)]
@@ -200,9 +207,9 @@ fn both_halves_exchange_every_message_of_the_table() {
     }
     let echoed: Echoed = buffer::from_payload(result.into_payload()).unwrap();
     assert_eq!((echoed.args.0, echoed.args.1.as_str()), (1, "é"));
-    assert_eq!(echoed.args.2 .0, b"\x00\xffbytes");
+    assert_eq!(&echoed.args.2[..], b"\x00\xffbytes");
     assert_eq!(echoed.kwargs, serde_json::json!({"scale": 2}));
-    assert_eq!(echoed.blob.0, b"\x00\xffbytes!");
+    assert_eq!(&echoed.blob[..], b"\x00\xffbytes!");
     assert_eq!(echoed.tag, "set:up");
 
     let boom = Outgoing::Call {
@@ -212,7 +219,7 @@ fn both_halves_exchange_every_message_of_the_table() {
         kwargs: None,
         buffers: 0,
     };
-    w.send(boom, &[], &mut sent);
+    w.send(boom, NONE, &mut sent);
     let error = w.expect(Kind::Error, &mut seen);
     assert_eq!(error.id, Some(2));
     let error = error.error.unwrap();
@@ -222,7 +229,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     );
     assert!(error.traceback.contains("conf.py"), "{}", error.traceback);
 
-    w.send(Outgoing::Ping { id: 3 }, &[], &mut sent);
+    w.send(Outgoing::Ping { id: 3 }, NONE, &mut sent);
     assert_eq!(w.expect(Kind::Pong, &mut seen).id, Some(3));
 
     let wait = Outgoing::Call {
@@ -232,16 +239,16 @@ fn both_halves_exchange_every_message_of_the_table() {
         kwargs: None,
         buffers: 0,
     };
-    w.send(wait, &[], &mut sent);
-    w.send(Outgoing::Cancel { id: 4 }, &[], &mut sent);
-    w.send(Outgoing::Ping { id: 5 }, &[], &mut sent);
+    w.send(wait, NONE, &mut sent);
+    w.send(Outgoing::Cancel { id: 4 }, NONE, &mut sent);
+    w.send(Outgoing::Ping { id: 5 }, NONE, &mut sent);
     // A cancelled call is answered by `finished`, not its result; the pong may come first.
     let mut got: Vec<(Kind, Option<u64>)> = (0..2)
         .map(|_| w.recv(&mut seen).map(|m| (m.kind, m.id)).unwrap())
         .collect();
     got.sort_by_key(|(k, _)| k.name());
     assert_eq!(got, [(Kind::Finished, Some(4)), (Kind::Pong, Some(5))]);
-    w.send(Outgoing::Shutdown, &[], &mut sent);
+    w.send(Outgoing::Shutdown, NONE, &mut sent);
     assert!(w.recv(&mut seen).is_none(), "output after shutdown");
     assert_eq!(w.exit_code(), Some(0));
 
@@ -253,7 +260,7 @@ fn both_halves_exchange_every_message_of_the_table() {
             input: None,
             buffers: 0,
         },
-        &[],
+        NONE,
         &mut sent,
     );
     let fatal = w.expect(Kind::Fatal, &mut seen).error.unwrap();
@@ -268,7 +275,7 @@ fn both_halves_exchange_every_message_of_the_table() {
         blob: Buffer,
     }
     let (input, frames) = buffer::to_json_with_buffers(&Input {
-        blob: Buffer(b"abc".to_vec()),
+        blob: Buffer::new(b"abc".to_vec()),
     })
     .unwrap();
     let start = Outgoing::Start {
@@ -279,7 +286,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     s.send(start, &frames, &mut sent);
     let progress: Buffer =
         buffer::from_payload(s.expect(Kind::Message, &mut seen).into_payload()).unwrap();
-    assert_eq!(progress.0, b"ab");
+    assert_eq!(&progress[..], b"ab");
     #[derive(serde::Deserialize)]
     struct Reply {
         blob: Buffer,
@@ -287,7 +294,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     }
     let reply: Reply =
         buffer::from_payload(s.expect(Kind::Reply, &mut seen).into_payload()).unwrap();
-    assert_eq!((reply.blob.0.as_slice(), reply.n), (&b"abc?"[..], 3));
+    assert_eq!((&reply.blob[..], reply.n), (&b"abc?"[..], 3));
     assert_eq!(s.exit_code(), Some(0));
     let script = env.scripts_dir().join("raises.py");
     let mut s = Peer::start(&env, &table::SCRIPT_ARGV, script_args(&env, &script));
@@ -297,7 +304,7 @@ fn both_halves_exchange_every_message_of_the_table() {
             input: None,
             buffers: 0,
         },
-        &[],
+        NONE,
         &mut sent,
     );
     let error = s.expect(Kind::Error, &mut seen);
@@ -356,13 +363,21 @@ fn no_protocol_json_is_built_outside_the_protocol_modules() {
     sources(&root.join("python"), "py", &mut python);
     for path in python {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        // The generated message module, and the channel (framing, the error record).
-        if name == "_protocol.py" || name == "_channel.py" {
+        // The generated message module, the channel (framing, the error record) and the
+        // array format.
+        if ["_protocol.py", "_channel.py", "_arrays.py"].contains(&name.as_str()) {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
         for (i, line) in text.lines().enumerate() {
-            let building = ["\"type\":", "'type':", "type=", "\"buffers\":", "\"id\":"];
+            let building = [
+                "\"type\":",
+                "'type':",
+                "(type=",
+                " type=",
+                "\"buffers\":",
+                "\"id\":",
+            ];
             if building.iter().any(|p| line.contains(p)) {
                 offenders.push(format!("{}:{}: {line}", path.display(), i + 1));
             }

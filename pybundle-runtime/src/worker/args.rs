@@ -250,6 +250,19 @@ impl Args {
         Ok(())
     }
 
+    /// Copies borrowed buffers, so the arguments outlive what they borrowed.
+    pub(crate) fn own_frames(&mut self) {
+        self.frames = std::mem::take(&mut self.frames)
+            .into_iter()
+            .map(buffer::Frame::own)
+            .collect();
+    }
+
+    /// Whether some buffer is borrowed.
+    pub(crate) fn borrows(&self) -> bool {
+        self.frames.iter().any(buffer::Frame::is_borrowed)
+    }
+
     /// The positional arguments as a JSON array.
     pub(crate) fn positional(&self) -> Vec<u8> {
         [&b"["[..], &self.positional, b"]"].concat()
@@ -286,16 +299,16 @@ mod tests {
         assert_eq!(shape(&Kwargs(Options { scale: 2 })), Shape::Keywords);
         assert_eq!(shape(&&Kwargs(&Options { scale: 2 })), Shape::Keywords);
         assert_eq!(shape("text"), Shape::One);
-        assert_eq!(shape(&Buffer(vec![1])), Shape::One);
+        assert_eq!(shape(&Buffer::new(vec![1])), Shape::One);
     }
 
     #[test]
     fn arguments_and_their_buffers_combine() {
         let mut args = Args::default();
-        args.add(&(1, Buffer(b"a".to_vec()))).unwrap();
+        args.add(&(1, Buffer::new(b"a".to_vec()))).unwrap();
         args.arg(&vec![2, 3]).unwrap();
         args.add(&Kwargs(Options { scale: 2 })).unwrap();
-        args.kwarg("blob", &Buffer(b"b".to_vec())).unwrap();
+        args.kwarg("blob", &Buffer::new(b"b".to_vec())).unwrap();
         assert_eq!(args.positional(), br#"[1,{"$buffer":0},[2,3]]"#);
         assert_eq!(
             args.keywords().unwrap(),

@@ -42,6 +42,17 @@ pub(crate) struct InitCall {
     pub args: Args,
 }
 
+impl InitCall {
+    /// Its binary frames, for one more start message.
+    pub(crate) fn frames(&self) -> Vec<crate::buffer::Frame> {
+        self.args
+            .frames
+            .iter()
+            .map(|f| crate::buffer::Frame::Owned(f.bytes().to_vec()))
+            .collect()
+    }
+}
+
 /// What happens to the process when a call's timeout passes. The call fails with
 /// [`Error::Timeout`](crate::Error::Timeout) either way and the process is told to cancel it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -206,6 +217,8 @@ impl WorkerBuilder {
             action: "cannot encode the arguments",
             source,
         })?;
+        // Kept for every start: borrowed bytes are copied now.
+        encoded.own_frames();
         self.cfg.init = Some(Arc::new(InitCall {
             func: func.to_owned(),
             args: encoded,

@@ -17,7 +17,7 @@ use super::link;
 use super::pool::WorkerPool;
 use super::slot::{MessageFn, Slot};
 use super::{Handle, Worker};
-use crate::buffer;
+use crate::buffer::{self, Frame};
 use crate::protocol::{Outgoing, Payload};
 use crate::{Error, Result};
 
@@ -58,22 +58,34 @@ impl<'a> Request<'a> {
     /// arguments, `&()` none, [`Kwargs`](crate::Kwargs) keyword arguments, and any other value
     /// is **one** positional argument (a `Vec` is one list, a map one dict).
     /// [`Buffer`](crate::Buffer)s inside travel as binary frames.
-    pub fn args(self, args: &(impl Serialize + ?Sized)) -> Self {
+    pub fn args<'b>(self, args: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
         self.with(|a| a.add(args), "cannot encode the arguments")
     }
 
     /// Adds one positional argument (whatever its shape).
-    pub fn arg(self, value: &(impl Serialize + ?Sized)) -> Self {
+    pub fn arg<'b>(self, value: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
         self.with(|a| a.arg(value), "cannot encode an argument")
     }
 
     /// Adds the fields of a struct (or the entries of a map) as keyword arguments.
-    pub fn kwargs(self, value: &(impl Serialize + ?Sized)) -> Self {
+    pub fn kwargs<'b>(self, value: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
         self.with(|a| a.kwargs(value), "cannot encode the keyword arguments")
     }
 
     /// Adds one keyword argument: `.arg(&x).kwarg("scale", &2)` calls `f(x, scale=2)`.
-    pub fn kwarg(self, name: &str, value: &(impl Serialize + ?Sized)) -> Self {
+    pub fn kwarg<'b>(self, name: &str, value: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
         self.with(|a| a.kwarg(name, value), "cannot encode a keyword argument")
     }
 
@@ -110,23 +122,51 @@ impl<'a> Request<'a> {
         self
     }
 
-    /// Sends the call and waits for its result.
+    /// Sends the call and waits for its result. [`BufferRef`](crate::BufferRef)s in the
+    /// arguments are written from where they are, without a copy.
     pub fn call<R: DeserializeOwned>(self) -> Result<R> {
-        self.submit()?.wait()
+        let worker = self.worker();
+        let lends = self.args.as_ref().is_ok_and(Args::borrows);
+        if !lends {
+            let submitted = self.send(worker, 0)?;
+            return CallHandle::new(worker, Ok(submitted)).wait();
+        }
+        let ticket = worker.core().ticket();
+        // However this ends (an answer, a timeout, a crash, a panic), nothing may point at the
+        // borrowed bytes once this function returns.
+        struct Lent<'w>(&'w Worker, u64);
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                self.0.core().unborrow(self.1);
+            }
+        }
+        let _lent = Lent(worker, ticket);
+        let submitted = self.send(worker, ticket)?;
+        CallHandle::new(worker, Ok(submitted)).wait()
     }
 
     /// Sends the call; `.await` the handle. A call that cannot be sent resolves to its error.
+    /// Borrowed buffers are copied.
     pub fn call_async<R: DeserializeOwned>(self) -> CallHandle<R> {
         let worker = self.worker();
-        let submitted = self.send(worker);
+        let submitted = self.owned().send(worker, 0);
         CallHandle::new(worker, submitted)
     }
 
-    /// Sends the call; the handle waits for, polls, awaits or cancels it.
+    /// Sends the call; the handle waits for, polls, awaits or cancels it. Borrowed buffers
+    /// are copied.
     pub fn submit<R: DeserializeOwned>(self) -> Result<CallHandle<R>> {
         let worker = self.worker();
-        let submitted = self.send(worker)?;
+        let submitted = self.owned().send(worker, 0)?;
         Ok(CallHandle::new(worker, Ok(submitted)))
+    }
+
+    /// The request with borrowed buffers copied, for a call that outlives the borrow.
+    fn owned(mut self) -> Self {
+        if let Ok(args) = &mut self.args {
+            args.own_frames();
+        }
+        self
     }
 
     fn worker(&self) -> &'a Worker {
@@ -136,7 +176,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn send(self, worker: &Worker) -> Result<(u64, Arc<Slot>)> {
+    fn send(self, worker: &Worker, ticket: u64) -> Result<(u64, Arc<Slot>)> {
         let what = self.what();
         let args = self.args?;
         worker.core().check_function(&self.func, &what)?;
@@ -153,7 +193,7 @@ impl<'a> Request<'a> {
                 buffers: frames.len(),
             }
             .encode();
-            for len in std::iter::once(head.len()).chain(frames.iter().map(Vec::len)) {
+            for len in std::iter::once(head.len()).chain(frames.iter().map(Frame::len)) {
                 if len > max {
                     return Err(Error::FrameTooLarge {
                         what: what.clone(),
@@ -162,7 +202,7 @@ impl<'a> Request<'a> {
                     });
                 }
             }
-            link::frames(head, frames, max).map_err(|source| Error::Channel {
+            link::frames(head, frames, max, ticket).map_err(|source| Error::Channel {
                 what: what.clone(),
                 action: "cannot encode the call",
                 source,

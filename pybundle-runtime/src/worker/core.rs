@@ -80,6 +80,7 @@ pub(crate) struct Core {
     pub(super) state: Mutex<State>,
     pub(super) wake: sys::Wake,
     next_id: AtomicU64,
+    next_ticket: AtomicU64,
     pub(super) in_flight: AtomicUsize,
     /// Consecutive crashes (reset by any answer): drives the restart backoff.
     pub(super) crashes: AtomicU32,
@@ -117,6 +118,7 @@ impl Core {
             }),
             wake: sys::Wake::new()?,
             next_id: AtomicU64::new(1),
+            next_ticket: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
             crashes: AtomicU32::new(0),
             events: Mutex::new(Vec::new()),
@@ -219,6 +221,27 @@ impl Core {
             .as_deref()
             .map(<[String]>::to_vec)
             .unwrap_or_default()
+    }
+
+    /// A fresh ticket for a caller lending borrowed buffers (0 means none).
+    pub(crate) fn ticket(&self) -> u64 {
+        self.next_ticket.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Makes every borrowed payload of `ticket` owned wherever it still waits to be written:
+    /// the queue for the next process, the current process's input, a dying one's. After this
+    /// the lender's memory is no longer referred to.
+    pub(crate) fn unborrow(&self, ticket: u64) {
+        let mut state = lock(&self.state);
+        for (_, chunks) in state.waiting.iter_mut() {
+            let mut chunks_queue: std::collections::VecDeque<Chunk> = std::mem::take(chunks).into();
+            super::link::unborrow(&mut chunks_queue, &mut 0, ticket);
+            *chunks = chunks_queue.into();
+        }
+        let links = state.link.iter().chain(state.dying.iter().map(|(l, _)| l));
+        for link in links {
+            link.unborrow(ticket);
+        }
     }
 
     /// Refuses a function the worker does not serve (once a process has said which it does).
@@ -327,7 +350,7 @@ impl Core {
             }
             (Some(_), Some(link)) if !entry.ping => {
                 let frame = Outgoing::Cancel { id }.encode();
-                if let Ok(chunks) = super::link::frames(frame, Vec::new(), self.cfg.max_frame) {
+                if let Ok(chunks) = super::link::frames(frame, Vec::new(), self.cfg.max_frame, 0) {
                     if link.send(chunks) {
                         self.wake.wake();
                     }

@@ -11,33 +11,54 @@ use std::sync::{Arc, Mutex};
 
 use super::builder::Config;
 use super::slot::lock;
+use crate::buffer::Frame;
 use crate::child::{self, ChildGuard, Drain, StderrSink};
 use crate::protocol::{self, table, Init, Limits, Outgoing, Reader, Violation};
 use crate::{sys, Error, Result};
 
-/// Bytes to write: a frame header or a payload.
+/// Bytes to write: a frame header or a payload. A payload borrowed from a waiting caller
+/// carries that caller's ticket (see [`Link::unborrow`]).
 pub(crate) enum Chunk {
     Header([u8; 4]),
-    Owned(Vec<u8>),
+    Payload(Frame, u64),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Header(h) => h,
-            Chunk::Owned(v) => v,
+            Chunk::Payload(frame, _) => frame.bytes(),
         }
     }
 }
 
-/// The frames of one message (its JSON, then its binary frames) as chunks to write.
-pub(crate) fn frames(json: Vec<u8>, binary: Vec<Vec<u8>>, max: usize) -> io::Result<Vec<Chunk>> {
+/// The frames of one message (its JSON, then its binary frames) as chunks to write; borrowed
+/// binary frames are marked with `ticket`.
+pub(crate) fn frames(
+    json: Vec<u8>,
+    binary: Vec<Frame>,
+    max: usize,
+    ticket: u64,
+) -> io::Result<Vec<Chunk>> {
     let mut out = Vec::with_capacity(2 + 2 * binary.len());
-    for payload in std::iter::once(json).chain(binary) {
+    for payload in std::iter::once(Frame::Owned(json)).chain(binary) {
         out.push(Chunk::Header(protocol::header(payload.len(), max)?));
-        out.push(Chunk::Owned(payload));
+        out.push(Chunk::Payload(payload, ticket));
     }
     Ok(out)
+}
+
+/// Makes every borrowed payload of `ticket` in `chunks` owned (copying what is still to be
+/// written); `offset` is how much of the first chunk was written already.
+pub(crate) fn unborrow(chunks: &mut VecDeque<Chunk>, offset: &mut usize, ticket: u64) {
+    for (i, chunk) in chunks.iter_mut().enumerate() {
+        if let Chunk::Payload(frame, t) = chunk {
+            if *t == ticket && frame.is_borrowed() {
+                let from = if i == 0 { std::mem::take(offset) } else { 0 };
+                *frame = Frame::Owned(frame.bytes()[from..].to_vec());
+            }
+        }
+    }
 }
 
 struct Outbox {
@@ -180,10 +201,8 @@ impl Link {
             buffers: init.map_or(0, |call| call.args.frames.len()),
         }
         .encode();
-        let binary = init
-            .map(|call| call.args.frames.clone())
-            .unwrap_or_default();
-        let chunks = frames(start, binary, cfg.max_frame)
+        let binary = init.map(|call| call.frames()).unwrap_or_default();
+        let chunks = frames(start, binary, cfg.max_frame, 0)
             .map_err(|e| channel_err("cannot encode the start message", e))?;
         // The runner reads this before anything else, so the empty pipe takes it whole.
         link.send(chunks);
@@ -201,6 +220,14 @@ impl Link {
         }
         out.queue.extend(chunks);
         flush(&mut out)
+    }
+
+    /// Makes the borrowed payloads of `ticket` still queued owned (copied), so the caller who
+    /// lent them may go: once this returns, nothing here points at the caller's memory.
+    pub(crate) fn unborrow(&self, ticket: u64) {
+        let mut out = lock(&self.outbox);
+        let out = &mut *out;
+        unborrow(&mut out.queue, &mut out.offset, ticket);
     }
 
     /// Writes what the pipe takes of the queue; whether some still waits.

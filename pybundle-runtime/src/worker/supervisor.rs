@@ -276,9 +276,12 @@ fn stop_now(core: &Core) {
     });
     if let Some(link) = link {
         link.expected_exit.store(true, Ordering::Release);
-        if let Ok(chunks) =
-            link::frames(Outgoing::Shutdown.encode(), Vec::new(), core.cfg.max_frame)
-        {
+        if let Ok(chunks) = link::frames(
+            Outgoing::Shutdown.encode(),
+            Vec::new(),
+            core.cfg.max_frame,
+            0,
+        ) {
             link.send(chunks);
         }
         link.close_input();

@@ -143,8 +143,8 @@ fn positional_and_keyword_arguments_at_once() {
     // Byte buffers in both kinds, numbered across the whole call.
     let got: Value = w
         .request("wargs.blobs")
-        .arg(&Buffer(vec![1; 10]))
-        .kwarg("second", &Buffer(vec![2; 20]))
+        .arg(&Buffer::new(vec![1; 10]))
+        .kwarg("second", &Buffer::new(vec![2; 20]))
         .call()
         .unwrap();
     assert_eq!(got, json!(["bytes", 10, "bytes", 20]));

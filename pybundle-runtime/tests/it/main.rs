@@ -3,6 +3,7 @@
 mod arguments;
 mod asyncs;
 mod bundle;
+mod data;
 mod guardrails;
 mod hostile;
 mod lifecycle;

@@ -348,7 +348,7 @@ fn bytes_in_a_reply_travel_as_binary_frames_both_ways() {
             let out = env
                 .script("bytes_reply")
                 .input(&Input {
-                    blob: pybundle_runtime::Buffer(blob.clone()),
+                    blob: pybundle_runtime::Buffer::new(blob.clone()),
                 })
                 .on_message(|m| heads.push(m))
                 .run::<Reply>()
@@ -358,7 +358,7 @@ fn bytes_in_a_reply_travel_as_binary_frames_both_ways() {
             assert_eq!(reply.blob.len(), blob.len() + 2);
             assert_eq!(&reply.blob[..blob.len()], &blob[..]);
             assert_eq!(&reply.blob[blob.len()..], b"\x00\xff");
-            assert_eq!(reply.made.0, (0..=255u8).collect::<Vec<_>>());
+            assert_eq!(reply.made[..], (0..=255u8).collect::<Vec<_>>());
             assert_eq!(
                 (&reply.view[..], &reply.array[..]),
                 (&b"view"[..], &b"array"[..])

@@ -284,7 +284,7 @@ fn byte_buffers_travel_as_binary_frames() {
         let w = worker(env);
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let info: Value = w
-            .call("wmod.buffer_info", &(Buffer(data.clone()),))
+            .call("wmod.buffer_info", &(Buffer::new(data.clone()),))
             .unwrap();
         assert_eq!(
             info,
