@@ -82,6 +82,7 @@ pub fn decode_frames(stream: &[u8], max: usize) -> Decoded {
 /// The start message the runtime sends a one-shot script, with `input` as its JSON input.
 pub fn script_start(input: &[u8]) -> Vec<u8> {
     protocol::Outgoing::Start {
+        log_level: None,
         init: None,
         input: Some(input),
         buffers: 0,

@@ -74,6 +74,7 @@ mod embed;
 mod environment;
 mod error;
 mod extract;
+mod logs;
 // Entry points for `fuzz/`; compiled in tests too so its unit test keeps them honest.
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

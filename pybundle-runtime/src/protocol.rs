@@ -42,7 +42,7 @@ use std::ffi::OsString;
 pub(crate) use self::frame::Decoder;
 pub(crate) use self::frame::{clamp_max, header, write_frame, Limits, Violation};
 pub use self::message::PythonError;
-pub(crate) use self::message::{Init, Kind, Message, Outgoing, Payload};
+pub(crate) use self::message::{Init, Kind, LogRecord, Message, Outgoing, Payload};
 pub(crate) use self::reader::Reader;
 
 /// The default cap on one frame, in each direction: 64 MiB.

@@ -61,6 +61,7 @@ pub struct Script<'a> {
     envs: Vec<(OsString, Option<OsString>)>,
     /// Set by [`run_async`](Script::run_async): kills the child when its future is dropped.
     abort: Option<Arc<AbortSwitch>>,
+    log_level: Option<u32>,
 }
 
 impl<'a> Script<'a> {
@@ -76,6 +77,7 @@ impl<'a> Script<'a> {
             on_message: None,
             envs: Vec::new(),
             abort: None,
+            log_level: None,
         }
     }
 
@@ -154,6 +156,14 @@ impl<'a> Script<'a> {
         self
     }
 
+    /// Forwards the script's Python `logging` records of `level` and above as `tracing`
+    /// events (target `pybundle::python`, the record's level, a `logger` field) in the span
+    /// current where it runs. Off by default.
+    pub fn forward_logging(mut self, level: tracing::Level) -> Self {
+        self.log_level = Some(crate::logs::python_level(level));
+        self
+    }
+
     /// Runs the script to its end and decodes its reply into `R`.
     ///
     /// Fails with [`Error::Python`] on an uncaught exception, [`Error::ScriptExit`] when it
@@ -213,6 +223,7 @@ impl<'a> Script<'a> {
             return Err(Error::ScriptNotFound { path });
         }
         let start = Outgoing::Start {
+            log_level: self.log_level,
             init: None,
             input: input.as_deref(),
             buffers: frames.len(),
@@ -409,6 +420,11 @@ fn handle(
         }
         Kind::Reply if outcome.reply.is_none() => outcome.reply = Some(msg.into_payload()),
         Kind::Error => outcome.python_error = msg.error,
+        Kind::Log => {
+            if let Some(record) = &msg.log {
+                crate::logs::emit(&tracing::Span::current(), record);
+            }
+        }
         kind => {
             return Err(Violation::Malformed(format!(
                 "unexpected message `{}` from a script",
@@ -540,8 +556,12 @@ impl Script<'static> {
     ) -> impl std::future::Future<Output = Result<ScriptOutput<R>>> + Send + 'static {
         let switch = Arc::new(AbortSwitch::default());
         self.abort = Some(switch.clone());
+        // The run's log records belong where it was started.
+        let span = tracing::Span::current();
         ScriptRun {
-            work: crate::blocking::off_thread("pybundle-script", move || self.run()),
+            work: crate::blocking::off_thread("pybundle-script", move || {
+                span.in_scope(|| self.run())
+            }),
             switch,
             done: false,
         }

@@ -26,10 +26,11 @@ FINISHED = "finished"
 PONG = "pong"
 MESSAGE = "message"
 REPLY = "reply"
+LOG = "log"
 
 # Every message type: (sender, runner, required fields, optional fields).
 MESSAGES: Dict[str, Tuple[str, str, Tuple[str, ...], Tuple[str, ...]]] = {
-    START: ("runtime", "both", (), ("input", "init", "buffers")),
+    START: ("runtime", "both", (), ("input", "init", "log_level", "buffers")),
     CALL: ("runtime", "worker", ("id", "func", "args"), ("kwargs", "buffers")),
     CANCEL: ("runtime", "worker", ("id",), ()),
     PING: ("runtime", "worker", ("id",), ()),
@@ -42,6 +43,7 @@ MESSAGES: Dict[str, Tuple[str, str, Tuple[str, ...], Tuple[str, ...]]] = {
     PONG: ("python", "worker", ("id",), ()),
     MESSAGE: ("python", "both", ("data",), ("id", "buffers")),
     REPLY: ("python", "script", ("data",), ("buffers",)),
+    LOG: ("python", "both", ("level", "logger", "message"), ("id",)),
 }
 
 # python -I -c <bootstrap> ARGV..., run by pybundle._script
@@ -109,3 +111,11 @@ def message(id: Optional[int] = None) -> dict:
 def reply() -> dict:
     """The `reply` message: the script's result (once). The channel adds `data` and `buffers`."""
     return {"type": REPLY}
+
+
+def log(level: int, logger: str, message: str, id: Optional[int] = None) -> dict:
+    """The `log` message: a Python `logging` record (only when `start` asked for them)."""
+    head: dict = {"type": LOG, "level": level, "logger": logger, "message": message}
+    if id is not None:
+        head["id"] = id
+    return head

@@ -32,6 +32,10 @@ def main() -> None:
         sys.exit(2)
     msg, buffers = start
     pybundle._install(channel, decode_buffers(msg.get("input"), buffers))
+    if msg.get("log_level") is not None:
+        from . import _logs
+
+        _logs.install(channel, msg["log_level"])
 
     # Like `python SCRIPT`: its directory first on sys.path, its path as argv[0].
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))

@@ -228,6 +228,10 @@ def main() -> None:
         sys.stderr.write("pybundle: no start message on stdin; run this through the runtime\n")
         sys.exit(2)
     msg, buffers = start
+    if msg.get("log_level") is not None:
+        from . import _logs
+
+        _logs.install(channel, msg["log_level"])
     sys.path.insert(0, argv["scripts"])
     sys.argv = [""]
     try:

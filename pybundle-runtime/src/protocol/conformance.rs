@@ -118,6 +118,7 @@ fn script_args(env: &Environment, script: &Path) -> Vec<OsString> {
 }
 
 const CONF: &str = r#"
+import logging
 import time
 import pybundle
 
@@ -131,6 +132,8 @@ def _setup(tag, blob):
 
 def echo(*args, **kwargs):
     pybundle.send({"got": list(args), "blob": args[-1]})
+    logging.getLogger("conf").info("echo %d", args[0])
+    logging.getLogger("conf").debug("below the level asked for")
     return {"args": list(args), "kwargs": kwargs, "blob": args[-1] + b"!", "tag": _TAG}
 
 def boom():
@@ -166,6 +169,7 @@ fn both_halves_exchange_every_message_of_the_table() {
         kwargs: None,
     };
     let start = Outgoing::Start {
+        log_level: Some(20),
         init: Some(init),
         input: None,
         buffers: 1,
@@ -196,6 +200,13 @@ fn both_halves_exchange_every_message_of_the_table() {
     };
     assert_eq!(value.0[1], "é");
     assert_eq!(&value.1[..], b"\x00\xffbytes");
+    let log = w.expect(Kind::Log, &mut seen);
+    let record = log.log.as_ref().unwrap();
+    assert_eq!((log.id, record.level), (Some(1), 20));
+    assert_eq!(
+        (record.logger.as_str(), record.message.as_str()),
+        ("conf", "echo 1")
+    );
     let result = w.expect(Kind::Result, &mut seen);
     assert_eq!(result.id, Some(1));
     #[derive(serde::Deserialize)]
@@ -256,6 +267,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     let mut w = Peer::start(&env, &table::WORKER_ARGV, worker_args(&env, &["broken"]));
     w.send(
         Outgoing::Start {
+            log_level: None,
             init: None,
             input: None,
             buffers: 0,
@@ -279,6 +291,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     })
     .unwrap();
     let start = Outgoing::Start {
+        log_level: None,
         init: None,
         input: Some(&input),
         buffers: frames.len(),
@@ -300,6 +313,7 @@ fn both_halves_exchange_every_message_of_the_table() {
     let mut s = Peer::start(&env, &table::SCRIPT_ARGV, script_args(&env, &script));
     s.send(
         Outgoing::Start {
+            log_level: None,
             init: None,
             input: None,
             buffers: 0,

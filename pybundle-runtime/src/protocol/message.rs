@@ -39,6 +39,7 @@ pub(crate) enum Outgoing<'a> {
     Start {
         input: Option<&'a [u8]>,
         init: Option<Init<'a>>,
+        log_level: Option<u32>,
         buffers: usize,
     },
     Call {
@@ -103,6 +104,7 @@ impl Outgoing<'_> {
             Outgoing::Start {
                 input,
                 init,
+                log_level,
                 buffers: n,
             } => {
                 if let Some(input) = input {
@@ -120,6 +122,10 @@ impl Outgoing<'_> {
                         out.extend_from_slice(kwargs);
                     }
                     out.push(b'}');
+                }
+                if let Some(level) = log_level {
+                    key(&mut out, "log_level");
+                    out.extend_from_slice(level.to_string().as_bytes());
                 }
                 buffers(&mut out, n);
             }
@@ -165,11 +171,12 @@ pub(crate) enum Kind {
     Pong,
     Message,
     Reply,
+    Log,
 }
 
 impl Kind {
     #[cfg(test)]
-    pub(crate) const ALL: [Kind; 8] = [
+    pub(crate) const ALL: [Kind; 9] = [
         Kind::Ready,
         Kind::Fatal,
         Kind::Result,
@@ -178,6 +185,7 @@ impl Kind {
         Kind::Pong,
         Kind::Message,
         Kind::Reply,
+        Kind::Log,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -190,6 +198,7 @@ impl Kind {
             Kind::Pong => "pong",
             Kind::Message => "message",
             Kind::Reply => "reply",
+            Kind::Log => "log",
         }
     }
 }
@@ -213,6 +222,12 @@ struct Incoming<'a> {
     pid: Option<u32>,
     #[serde(default)]
     functions: Option<Vec<String>>,
+    #[serde(default)]
+    level: Option<u32>,
+    #[serde(default)]
+    logger: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -229,9 +244,20 @@ impl Incoming<'_> {
             "buffers" => self.buffers > 0,
             "pid" => self.pid.is_some(),
             "functions" => self.functions.is_some(),
+            "level" => self.level.is_some(),
+            "logger" => self.logger.is_some(),
+            "message" => self.message.is_some(),
             _ => false,
         }
     }
+}
+
+/// A Python `logging` record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LogRecord {
+    pub level: u32,
+    pub logger: String,
+    pub message: String,
 }
 
 /// A message from the Python side with its binary frames, owned.
@@ -242,6 +268,7 @@ pub(crate) struct Message {
     pub error: Option<PythonError>,
     pub pid: Option<u32>,
     pub functions: Vec<String>,
+    pub log: Option<LogRecord>,
     /// The JSON frame; `data` is a range of it.
     frame: Vec<u8>,
     data: Option<Range<usize>>,
@@ -264,6 +291,14 @@ impl Message {
                 spec.name, field.name
             )));
         }
+        let log = match (msg.level, msg.logger, msg.message) {
+            (Some(level), Some(logger), Some(message)) => Some(LogRecord {
+                level,
+                logger,
+                message,
+            }),
+            _ => None,
+        };
         let data = msg.data.map(|raw| {
             let start = raw.get().as_ptr() as usize - frame.as_ptr() as usize;
             start..start + raw.get().len()
@@ -274,6 +309,7 @@ impl Message {
             error: msg.error,
             pid: msg.pid,
             functions: msg.functions.unwrap_or_default(),
+            log,
             data,
             frames: Vec::new(),
             frame: Vec::new(),
@@ -334,6 +370,7 @@ mod tests {
                     args: b"[1]",
                     kwargs: Some(b"{\"k\":2}"),
                 }),
+                log_level: Some(20),
                 buffers: 2,
             },
             Outgoing::Call {
@@ -418,5 +455,8 @@ mod tests {
             r#"{"type":"error","error":{"type":"ValueError","message":"m","traceback":"t"}}"#;
         let (msg, _) = Message::parse(text.as_bytes().to_vec()).unwrap();
         assert_eq!(msg.error.unwrap().type_name, "ValueError");
+        let text = r#"{"type":"log","level":20,"logger":"a.b","message":"hi"}"#;
+        let (msg, _) = Message::parse(text.as_bytes().to_vec()).unwrap();
+        assert_eq!(msg.log.unwrap().logger, "a.b");
     }
 }

@@ -121,6 +121,12 @@ pub const MESSAGES: &[Message] = &[
                 "a worker's init call {func, args, kwargs}, run after the imports and before \
                  `ready`; null when none",
             ),
+            opt(
+                "log_level",
+                Int,
+                "forward Python `logging` records at this level and above as `log` messages; \
+                 null: do not forward",
+            ),
             BUFFERS,
         ],
         doc: "the first message to every child, read before any user code runs",
@@ -232,6 +238,30 @@ pub const MESSAGES: &[Message] = &[
             BUFFERS,
         ],
         doc: "the script's result (once)",
+    },
+    Message {
+        name: "log",
+        sender: Sender::Python,
+        runner: Runner::Both,
+        fields: &[
+            opt(
+                "id",
+                Int,
+                "the call whose thread (or task) logged it (workers)",
+            ),
+            req(
+                "level",
+                Int,
+                "the record's numeric level (logging.INFO = 20)",
+            ),
+            req("logger", Str, "the logger's name"),
+            req(
+                "message",
+                Str,
+                "the formatted message, with the traceback if it has one",
+            ),
+        ],
+        doc: "a Python `logging` record (only when `start` asked for them)",
     },
 ];
 

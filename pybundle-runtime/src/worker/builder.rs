@@ -34,6 +34,8 @@ pub(crate) struct Config {
     /// Run in each process after the imports, before it says `ready`.
     pub init: Option<Arc<InitCall>>,
     pub on_timeout: OnTimeout,
+    /// Forward Python `logging` records from this (Python) level up.
+    pub log_level: Option<u32>,
 }
 
 /// The init call, encoded once.
@@ -122,6 +124,7 @@ impl Environment {
                 current_dir: None,
                 init: None,
                 on_timeout: OnTimeout::Cancel,
+                log_level: None,
             },
         }
     }
@@ -229,6 +232,16 @@ impl WorkerBuilder {
     /// What a call's timeout does to the process (default [`OnTimeout::Cancel`]).
     pub fn on_timeout(mut self, policy: OnTimeout) -> Self {
         self.cfg.on_timeout = policy;
+        self
+    }
+
+    /// Forwards Python `logging` records of `level` and above as `tracing` events (target
+    /// `pybundle::python`, the record's level, a `logger` field) inside the span that was
+    /// current where each call was made; records outside a call go to the span current at
+    /// start. Off by default: the records then go where Python's logging sends them (stderr,
+    /// for warnings and errors). Sets the root logger's level to `level` when it is higher.
+    pub fn forward_logging(mut self, level: tracing::Level) -> Self {
+        self.cfg.log_level = Some(crate::logs::python_level(level));
         self
     }
 

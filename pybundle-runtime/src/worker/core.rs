@@ -85,6 +85,8 @@ pub(crate) struct Core {
     /// Consecutive crashes (reset by any answer): drives the restart backoff.
     pub(super) crashes: AtomicU32,
     events: Mutex<Vec<WorkerEvent>>,
+    /// Where Python log records outside any call go.
+    span: tracing::Span,
 }
 
 /// What a submitted call needs besides its frames.
@@ -122,6 +124,7 @@ impl Core {
             in_flight: AtomicUsize::new(0),
             crashes: AtomicU32::new(0),
             events: Mutex::new(Vec::new()),
+            span: tracing::Span::current(),
         }))
     }
 
@@ -268,8 +271,11 @@ impl Core {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let chunks = encode(id)?;
         let deadline = call.timeout.map(|after| (Instant::now() + after, after));
-        let slot =
-            Arc::new(Slot::new(call.what, call.on_message).with_deadline(deadline.map(|d| d.0)));
+        let slot = Arc::new(
+            Slot::new(call.what, call.on_message)
+                .with_deadline(deadline.map(|d| d.0))
+                .with_span(self.cfg.log_level.map(|_| tracing::Span::current())),
+        );
         let mut state = lock(&self.state);
         if state.stop.is_some() {
             return Err(Error::WorkerStopped {
@@ -444,6 +450,19 @@ impl Core {
                 return Err(Violation::Malformed(
                     "a worker sent a script's `reply`".into(),
                 ))
+            }
+            Kind::Log => {
+                let Some(record) = msg.log else {
+                    return Ok(());
+                };
+                // A record of a call goes to that call's span; others (a thread outside any
+                // call, or a call already answered) to the worker's.
+                let span = msg.id.and_then(|id| {
+                    let state = lock(&self.state);
+                    let entry = state.calls.get(&id)?;
+                    entry.slot.as_ref()?.span.clone()
+                });
+                crate::logs::emit(span.as_ref().unwrap_or(&self.span), &record);
             }
         }
         Ok(())

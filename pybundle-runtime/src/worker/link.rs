@@ -192,6 +192,7 @@ impl Link {
             None => (Vec::new(), None),
         };
         let start = Outgoing::Start {
+            log_level: cfg.log_level,
             input: None,
             init: init.map(|call| Init {
                 func: &call.func,

@@ -26,6 +26,8 @@ pub(crate) struct Slot {
     /// When the worker's thread times it out: a caller reading for it stops waiting for the
     /// process then.
     pub deadline: Option<Instant>,
+    /// Where its Python log records go (when the worker forwards them).
+    pub span: Option<tracing::Span>,
     state: Mutex<State>,
     /// Set with the outcome; read without the lock by a waiter that spins.
     done: AtomicBool,
@@ -38,11 +40,18 @@ impl Slot {
         Slot {
             what,
             deadline: None,
+            span: None,
             state: Mutex::new(State::Pending(None)),
             done: AtomicBool::new(false),
             cond: Condvar::new(),
             on_message: on_message.map(Mutex::new),
         }
+    }
+
+    /// The slot of a call whose log records go to `span`.
+    pub(crate) fn with_span(mut self, span: Option<tracing::Span>) -> Self {
+        self.span = span;
+        self
     }
 
     /// The slot of a call that times out at `deadline`.

@@ -7,6 +7,7 @@ mod data;
 mod guardrails;
 mod hostile;
 mod lifecycle;
+mod logging;
 mod misbehave;
 mod script;
 mod soak;
