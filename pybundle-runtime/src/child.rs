@@ -155,8 +155,12 @@ pub(crate) fn wait_exited(pid: u32) -> io::Result<()> {
 
 /// Where a child's stderr goes.
 pub(crate) enum StderrSink {
-    /// Keep everything (a script's captured output).
-    All(Vec<u8>),
+    /// A script's captured output: the last `limit` bytes, and how many came before them.
+    Capture {
+        buf: VecDeque<u8>,
+        limit: usize,
+        dropped: u64,
+    },
     /// Keep the last `limit` bytes; copy everything to our own stderr when `forward`.
     Tail {
         buf: VecDeque<u8>,
@@ -168,7 +172,18 @@ pub(crate) enum StderrSink {
 impl StderrSink {
     fn push(&mut self, chunk: &[u8]) {
         match self {
-            StderrSink::All(all) => all.extend_from_slice(chunk),
+            StderrSink::Capture {
+                buf,
+                limit,
+                dropped,
+            } => {
+                let keep = chunk.len().min(*limit);
+                *dropped += (chunk.len() - keep) as u64;
+                buf.extend(&chunk[chunk.len() - keep..]);
+                let excess = buf.len().saturating_sub(*limit);
+                *dropped += excess as u64;
+                buf.drain(..excess);
+            }
             StderrSink::Tail {
                 buf,
                 limit,
@@ -189,15 +204,27 @@ impl StderrSink {
     /// The collected bytes as text.
     pub(crate) fn text(&self) -> String {
         match self {
-            StderrSink::All(all) => String::from_utf8_lossy(all).into_owned(),
-            StderrSink::Tail { buf, .. } => {
-                let (a, b) = buf.as_slices();
-                let mut bytes = a.to_vec();
-                bytes.extend_from_slice(b);
-                String::from_utf8_lossy(&bytes).into_owned()
+            StderrSink::Capture { buf, dropped, .. } => {
+                let text = lossy(buf);
+                if *dropped == 0 {
+                    text
+                } else {
+                    format!(
+                        "[pybundle: the first {dropped} bytes of output were dropped \
+                         (capture_limit)]\n{text}"
+                    )
+                }
             }
+            StderrSink::Tail { buf, .. } => lossy(buf),
         }
     }
+}
+
+fn lossy(buf: &VecDeque<u8>) -> String {
+    let (a, b) = buf.as_slices();
+    let mut bytes = a.to_vec();
+    bytes.extend_from_slice(b);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The thread draining a child's stderr (see [`drain_stderr`]).
@@ -348,5 +375,17 @@ mod tests {
         assert_eq!(sink.text(), "world");
         sink.push(b"0123456789");
         assert_eq!(sink.text(), "56789");
+        let mut capture = StderrSink::Capture {
+            buf: VecDeque::new(),
+            limit: 4,
+            dropped: 0,
+        };
+        capture.push(b"ab");
+        assert_eq!(capture.text(), "ab");
+        capture.push(b"cdefgh");
+        assert_eq!(
+            capture.text(),
+            "[pybundle: the first 4 bytes of output were dropped (capture_limit)]\nefgh"
+        );
     }
 }

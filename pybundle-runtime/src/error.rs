@@ -265,6 +265,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A call or its answer would take the memory held by a worker's calls past its cap
+    /// ([`WorkerBuilder::max_in_flight`](crate::WorkerBuilder::max_in_flight)); the process
+    /// was not harmed.
+    #[error("{what}: {len} more bytes would exceed the {limit} bytes calls may hold at once (answers not yet taken, calls not yet written); raise `max_in_flight`, or take results sooner")]
+    InFlightLimit {
+        /// The call.
+        what: String,
+        /// The size of the answer or call refused.
+        len: usize,
+        /// The cap.
+        limit: usize,
+    },
+
     /// A call named a function the worker does not serve ([`Worker::functions`](crate::Worker::functions)).
     #[error("{what}: the worker has no such function; it serves: {}", if available.is_empty() { "nothing (no public functions in its modules)".to_owned() } else { available.join(", ") })]
     UnknownFunction {

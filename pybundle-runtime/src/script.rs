@@ -2,10 +2,11 @@
 //! progress messages and its reply, reap it.
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::process::{ChildStdout, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,7 +16,7 @@ use crate::child::{self, ChildGuard, Drain, StderrSink};
 use crate::protocol::{
     self, table, Kind, Limits, Message, Outgoing, Payload, PythonError, Reader, Violation,
 };
-use crate::{Environment, Error, Result};
+use crate::{sys, Environment, Error, Result};
 
 /// What a script produced: its reply, how it exited and (if asked) its output.
 #[derive(Debug)]
@@ -62,6 +63,9 @@ pub struct Script<'a> {
     /// Set by [`run_async`](Script::run_async): kills the child when its future is dropped.
     abort: Option<Arc<AbortSwitch>>,
     log_level: Option<u32>,
+    max_message: usize,
+    frame_timeout: Duration,
+    capture_limit: usize,
 }
 
 impl<'a> Script<'a> {
@@ -78,6 +82,9 @@ impl<'a> Script<'a> {
             envs: Vec::new(),
             abort: None,
             log_level: None,
+            max_message: protocol::DEFAULT_MAX_MESSAGE,
+            frame_timeout: Duration::from_secs(30),
+            capture_limit: 16 << 20,
         }
     }
 
@@ -135,9 +142,33 @@ impl<'a> Script<'a> {
     }
 
     /// Captures the script's output into [`ScriptOutput::output`] instead of passing it
-    /// through to this process's stderr.
+    /// through to this process's stderr: at most [`capture_limit`](Script::capture_limit)
+    /// bytes, its end.
     pub fn capture_output(mut self) -> Self {
         self.capture = true;
+        self
+    }
+
+    /// How much captured output is kept (default 16 MiB): past it the earliest output goes,
+    /// and [`ScriptOutput::output`] starts with a line saying how many bytes were dropped.
+    pub fn capture_limit(mut self, bytes: usize) -> Self {
+        self.capture_limit = bytes;
+        self
+    }
+
+    /// The largest message the script may send, its binary frames included (default
+    /// [`DEFAULT_MAX_MESSAGE`](crate::protocol::DEFAULT_MAX_MESSAGE); never less than the
+    /// frame limit plus 1 MiB). A script that sends more is killed:
+    /// [`Error::MessageTooLarge`].
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// How long a message from the script may take from its first byte to its last (default
+    /// 30 s); a script stuck halfway through writing one is killed: [`Error::Protocol`].
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.frame_timeout = timeout;
         self
     }
 
@@ -265,7 +296,11 @@ impl<'a> Script<'a> {
         )?;
         let pid = guard.pid();
         tracing::debug!(script = %self.name, pid, "started script");
-        let sink = Arc::new(Mutex::new(StderrSink::All(Vec::new())));
+        let sink = Arc::new(Mutex::new(StderrSink::Capture {
+            buf: std::collections::VecDeque::new(),
+            limit: self.capture_limit,
+            dropped: 0,
+        }));
         let drain = match guard.child().stderr.take() {
             Some(stderr) => Some(
                 child::drain_stderr(stderr, sink.clone())
@@ -304,8 +339,9 @@ impl<'a> Script<'a> {
             stdout,
             limits: Limits {
                 max_frame: self.max_frame,
-                max_message: protocol::message_cap(protocol::DEFAULT_MAX_MESSAGE, self.max_frame),
+                max_message: protocol::message_cap(self.max_message, self.max_frame),
             },
+            frame_timeout: self.frame_timeout,
             sink,
             drain,
             watchdog,
@@ -330,6 +366,7 @@ struct Running {
     pid: u32,
     stdout: Option<ChildStdout>,
     limits: Limits,
+    frame_timeout: Duration,
     sink: Arc<Mutex<StderrSink>>,
     drain: Option<Drain>,
     watchdog: Option<Watchdog>,
@@ -360,6 +397,13 @@ impl Running {
                         outcome.broken = Some(violation);
                         return outcome;
                     }
+                }
+            }
+            // Inside a message, wait for the rest only so long.
+            if let Some(since) = reader.started() {
+                if !readable_before(&stdout, since + self.frame_timeout) {
+                    outcome.broken = Some(reader.stalled(self.frame_timeout));
+                    return outcome;
                 }
             }
             match reader.read_from(&stdout) {
@@ -401,6 +445,22 @@ impl Running {
             .capture
             .then(|| self.sink.lock().map(|s| s.text()).unwrap_or_default());
         Ok((status, output))
+    }
+}
+
+/// Waits until `stdout` is readable (or closed); `false` once `deadline` passes first.
+fn readable_before(stdout: &ChildStdout, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [sys::pollfd(stdout.as_raw_fd(), libc::POLLIN)];
+        match sys::poll(&mut fds, Some(left)) {
+            Ok(0) => {}
+            // Ready, or poll itself failed: the read reports it.
+            _ => return true,
+        }
     }
 }
 

@@ -155,7 +155,6 @@ impl Decoder {
 
     /// When the first byte of a message that has not fully arrived was read; `None` between
     /// messages.
-    #[cfg_attr(not(test), allow(dead_code))] // the readers' frame timeout comes next
     pub(crate) fn started(&self) -> Option<Instant> {
         self.started
     }
@@ -342,7 +341,6 @@ impl Decoder {
     }
 
     /// What a message that stopped arriving looks like, for a timeout.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn stalled(&self, after: std::time::Duration) -> Violation {
         let detail = match &self.state {
             State::Payload { data, len } => format!("{} of {len} bytes of a frame", data.len()),

@@ -345,6 +345,11 @@ pub(crate) struct Payload {
 }
 
 impl Payload {
+    /// The memory it holds.
+    pub(crate) fn size(&self) -> usize {
+        self.json.len() + self.frames.iter().map(Vec::len).sum::<usize>()
+    }
+
     /// The raw JSON of the value (`null` when absent).
     pub(crate) fn json(&self) -> &[u8] {
         if self.data.is_empty() {

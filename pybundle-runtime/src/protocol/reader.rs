@@ -52,6 +52,16 @@ impl Reader {
         Ok(None)
     }
 
+    /// When the message being read started to arrive (`None` between messages).
+    pub(crate) fn started(&self) -> Option<std::time::Instant> {
+        self.decoder.started()
+    }
+
+    /// The violation for a message that has not completed within `after`.
+    pub(crate) fn stalled(&self, after: std::time::Duration) -> Violation {
+        self.decoder.stalled(after)
+    }
+
     /// The violation at the end of input (`None` at a clean end between messages).
     pub(crate) fn at_end(&self) -> Option<Violation> {
         self.decoder.at_end()

@@ -36,6 +36,10 @@ pub(crate) struct Config {
     pub on_timeout: OnTimeout,
     /// Forward Python `logging` records from this (Python) level up.
     pub log_level: Option<u32>,
+    /// How long a message may take from its first byte to its last.
+    pub frame_timeout: Duration,
+    /// Bytes held for callers (answers not yet taken) plus bytes waiting to be written.
+    pub max_in_flight: usize,
 }
 
 /// The init call, encoded once.
@@ -125,6 +129,8 @@ impl Environment {
                 init: None,
                 on_timeout: OnTimeout::Cancel,
                 log_level: None,
+                frame_timeout: Duration::from_secs(30),
+                max_in_flight: 1 << 30,
             },
         }
     }
@@ -151,6 +157,23 @@ impl WorkerBuilder {
     /// [`Error::MessageTooLarge`](crate::Error::MessageTooLarge).
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.cfg.max_message = bytes;
+        self
+    }
+
+    /// How long a message from the process may take from its first byte to its last
+    /// (default 30 s). A process stuck halfway through writing one is killed, its calls fail
+    /// with [`Error::Protocol`](crate::Error::Protocol), and the next call starts a new one.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.frame_timeout = timeout;
+        self
+    }
+
+    /// The most memory calls may hold at once (default 1 GiB): answers received and not yet
+    /// taken by their callers, plus calls not yet written to the process. An answer past it
+    /// fails its call, and a call past it fails at once, with
+    /// [`Error::InFlightLimit`](crate::Error::InFlightLimit); the process is not harmed.
+    pub fn max_in_flight(mut self, bytes: usize) -> Self {
+        self.cfg.max_in_flight = bytes;
         self
     }
 

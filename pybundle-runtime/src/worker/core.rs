@@ -82,6 +82,8 @@ pub(crate) struct Core {
     next_id: AtomicU64,
     next_ticket: AtomicU64,
     pub(super) in_flight: AtomicUsize,
+    /// Bytes of answers received and not yet taken (against `max_in_flight`).
+    held: Arc<AtomicUsize>,
     /// Consecutive crashes (reset by any answer): drives the restart backoff.
     pub(super) crashes: AtomicU32,
     events: Mutex<Vec<WorkerEvent>>,
@@ -122,6 +124,7 @@ impl Core {
             next_id: AtomicU64::new(1),
             next_ticket: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
+            held: Arc::new(AtomicUsize::new(0)),
             crashes: AtomicU32::new(0),
             events: Mutex::new(Vec::new()),
             span: tracing::Span::current(),
@@ -271,8 +274,10 @@ impl Core {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let chunks = encode(id)?;
         let deadline = call.timeout.map(|after| (Instant::now() + after, after));
+        let size: usize = chunks.iter().map(Chunk::len).sum();
         let slot = Arc::new(
             Slot::new(call.what, call.on_message)
+                .with_counter(self.held.clone())
                 .with_deadline(deadline.map(|d| d.0))
                 .with_span(self.cfg.log_level.map(|_| tracing::Span::current())),
         );
@@ -287,6 +292,26 @@ impl Core {
             .link
             .clone()
             .filter(|l| l.ready.load(Ordering::Acquire) && !l.is_dead());
+        if !call.ping {
+            // Memory held for calls: what waits to be written, plus answers not yet taken.
+            let queued = match &link {
+                Some(link) => link.queued_bytes(),
+                None => state
+                    .waiting
+                    .iter()
+                    .flat_map(|(_, c)| c.iter())
+                    .map(Chunk::len)
+                    .sum(),
+            };
+            let limit = self.cfg.max_in_flight;
+            if queued + size + self.held.load(Ordering::Relaxed) > limit {
+                return Err(Error::InFlightLimit {
+                    what: slot.what.clone(),
+                    len: size,
+                    limit,
+                });
+            }
+        }
         let entry = Entry {
             slot: Some(slot.clone()),
             gen: link.as_ref().map(|l| l.gen),
@@ -317,7 +342,19 @@ impl Core {
     /// Completes a call's (or ping's) slot; a call no longer counts as in flight by the time
     /// its waiter sees the outcome.
     fn settle(&self, slot: &Slot, ping: bool, outcome: Result<crate::protocol::Payload>) {
+        self.settle_holding(slot, ping, outcome, 0);
+    }
+
+    /// [`settle`](Core::settle), the outcome holding `hold` bytes until it is taken.
+    fn settle_holding(
+        &self,
+        slot: &Slot,
+        ping: bool,
+        outcome: Result<crate::protocol::Payload>,
+        hold: usize,
+    ) {
         slot.complete_then(outcome, || {
+            slot.hold(hold);
             if !ping {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
             }
@@ -426,7 +463,24 @@ impl Core {
                     }),
                     _ => Ok(msg.into_payload()),
                 };
-                self.settle(&slot, entry.ping, outcome);
+                // An answer past the in-flight cap fails its call instead of being kept.
+                let size = outcome.as_ref().map_or(0, crate::protocol::Payload::size);
+                let limit = self.cfg.max_in_flight;
+                let outcome = if !entry.ping && self.held.load(Ordering::Relaxed) + size > limit {
+                    Err(Error::InFlightLimit {
+                        what: slot.what.clone(),
+                        len: size,
+                        limit,
+                    })
+                } else {
+                    outcome
+                };
+                let hold = if outcome.is_ok() && !entry.ping {
+                    size
+                } else {
+                    0
+                };
+                self.settle_holding(&slot, entry.ping, outcome, hold);
             }
             Kind::Message => {
                 let id = msg.id.unwrap_or(0);
@@ -553,7 +607,11 @@ impl Core {
                 self.ended(link, violation)
             }
             Ok(_) => Pump::Progress,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Pump::Empty,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Out of input: a message may have stopped halfway (the supervisor times it).
+                *lock(&link.partial) = side.reader.started();
+                Pump::Empty
+            }
             Err(e) => {
                 tracing::debug!(pid = link.pid, "reading the worker's output failed: {e}");
                 self.ended(link, None)
@@ -637,10 +695,19 @@ impl Core {
                         std::thread::yield_now();
                         continue;
                     }
-                    let timeout = match limit {
-                        Some(l) if now >= l => return,
-                        Some(l) => Some(l - now),
-                        None => None,
+                    // A message that stopped halfway: this thread holds the reader, so it can
+                    // say exactly where.
+                    let stall = side.reader.started().map(|s| s + self.cfg.frame_timeout);
+                    if stall.is_some_and(|s| now >= s) {
+                        self.ended(link, Some(side.reader.stalled(self.cfg.frame_timeout)));
+                        return;
+                    }
+                    let timeout = match (limit, stall) {
+                        (Some(l), _) if now >= l => return,
+                        (Some(l), Some(s)) => Some(l.min(s) - now),
+                        (Some(l), None) => Some(l - now),
+                        (None, Some(s)) => Some(s - now),
+                        (None, None) => None,
                     };
                     let mut fds = [sys::pollfd(link.stdout_fd, libc::POLLIN)];
                     if sys::poll(&mut fds, timeout).is_err() {

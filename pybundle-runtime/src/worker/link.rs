@@ -24,6 +24,10 @@ pub(crate) enum Chunk {
 }
 
 impl Chunk {
+    pub(crate) fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Header(h) => h,
@@ -100,6 +104,9 @@ pub(crate) struct Link {
     pub ready: AtomicBool,
     /// It was asked to exit: its end is a stop, not a crash.
     pub expected_exit: AtomicBool,
+    /// When the message being read started to arrive, if it has not fully arrived (updated
+    /// by whichever thread reads, each time it runs out of input).
+    pub partial: Mutex<Option<std::time::Instant>>,
     /// Why it was killed on purpose (a restart): its calls fail with that.
     pub restarted: Mutex<Option<Restart>>,
     stderr: Arc<Mutex<StderrSink>>,
@@ -181,6 +188,7 @@ impl Link {
             ready: AtomicBool::new(false),
             expected_exit: AtomicBool::new(false),
             restarted: Mutex::new(None),
+            partial: Mutex::new(None),
             stderr: sink,
             drain: Mutex::new(Some(drain)),
             dead: AtomicBool::new(false),
@@ -234,6 +242,12 @@ impl Link {
     /// Writes what the pipe takes of the queue; whether some still waits.
     pub(crate) fn flush(&self) -> bool {
         flush(&mut lock(&self.outbox))
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        let out = lock(&self.outbox);
+        out.queue.iter().map(Chunk::len).sum::<usize>() - out.offset
     }
 
     /// The input descriptor, when something waits to be written.

@@ -2,8 +2,8 @@
 //! caller, polled by a future, completed by whichever thread read the reply, timed out by the
 //! supervisor. The first outcome wins.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -33,6 +33,9 @@ pub(crate) struct Slot {
     done: AtomicBool,
     cond: Condvar,
     pub on_message: Option<Mutex<MessageFn>>,
+    /// The bytes its outcome holds against the worker's in-flight cap, and that count.
+    held: AtomicUsize,
+    counter: Option<Arc<AtomicUsize>>,
 }
 
 impl Slot {
@@ -45,6 +48,28 @@ impl Slot {
             done: AtomicBool::new(false),
             cond: Condvar::new(),
             on_message: on_message.map(Mutex::new),
+            held: AtomicUsize::new(0),
+            counter: None,
+        }
+    }
+
+    /// The slot of a call whose answer counts against `counter` until it is taken.
+    pub(crate) fn with_counter(mut self, counter: Arc<AtomicUsize>) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
+    /// Counts `bytes` of its outcome as held (call it in [`complete_then`](Slot::complete_then)).
+    pub(crate) fn hold(&self, bytes: usize) {
+        if let Some(counter) = &self.counter {
+            self.held.store(bytes, Ordering::Relaxed);
+            counter.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn release(&self) {
+        if let Some(counter) = &self.counter {
+            counter.fetch_sub(self.held.swap(0, Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 
@@ -93,7 +118,10 @@ impl Slot {
     pub(crate) fn try_take(&self) -> Option<Result<Payload>> {
         let mut state = lock(&self.state);
         match std::mem::replace(&mut *state, State::Taken) {
-            State::Done(outcome) => Some(outcome),
+            State::Done(outcome) => {
+                self.release();
+                Some(outcome)
+            }
             State::Taken => Some(Err(Error::Cancelled {
                 what: format!("{} (result already taken)", self.what),
             })),
@@ -147,6 +175,12 @@ impl Slot {
                 }
             }
         }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

@@ -121,6 +121,36 @@ fn tick(core: &Core) -> Option<Plan> {
         }
     }
 
+    // A message that stopped arriving halfway: the process is stuck inside a write.
+    if let Some(link) = state.link.clone().filter(|l| !l.is_dead()) {
+        let partial = *lock(&link.partial);
+        if let Some(since) = partial {
+            let deadline = since + core.cfg.frame_timeout;
+            // A caller reading for itself times it too (and can say exactly where): it gets
+            // a moment before this thread, which cannot look into a reader it does not hold.
+            let violation = match link.read.try_lock() {
+                Ok(side) if now >= deadline => Some(side.reader.stalled(core.cfg.frame_timeout)),
+                Err(_) if now >= deadline + RECHECK => Some(Violation::Malformed(format!(
+                    "a message stopped arriving halfway (for {:?}); the child is stuck inside \
+                     a write",
+                    core.cfg.frame_timeout
+                ))),
+                Err(_) if now >= deadline => {
+                    soon(deadline + RECHECK);
+                    None
+                }
+                _ => {
+                    soon(deadline);
+                    None
+                }
+            };
+            if let Some(violation) = violation {
+                link.mark_dead(Some(violation));
+                core.wake.wake();
+            }
+        }
+    }
+
     // Start a process when one is wanted.
     let wanted = state.want_start || !state.waiting.is_empty();
     if state.link.is_none() && state.stop.is_none() && wanted {
