@@ -37,8 +37,9 @@ Call = _call.Call
 _active: Optional[Channel] = None
 _input: Any = None
 _replied = False
-# Serving worker calls (not running a script).
-_worker = False
+# Serving worker calls (not running a script). (Not named `_worker`: that is the runner module,
+# which its import sets as an attribute of this package.)
+_in_worker = False
 
 
 def input() -> Any:  # noqa: A001 - the protocol's name for it
@@ -53,7 +54,7 @@ def reply(value: Any) -> None:
     carry (a set, an arbitrary object, NaN).
     """
     global _replied
-    if _worker:
+    if _in_worker:
         raise RuntimeError(
             "pybundle.reply() is for one-shot scripts; a worker function returns its result "
             "(return the value instead)"
@@ -82,7 +83,7 @@ def send(value: Any) -> None:
     call = _call.current.get()
     if call is not None:
         call.send(value)
-    elif _worker:
+    elif _in_worker:
         raise RuntimeError(
             "pybundle.send() was called from a thread that serves no worker call; take "
             "call = pybundle.current_call() in the function and use call.send() in the thread"
@@ -113,7 +114,7 @@ def export(func: F) -> F:
 
 def _install(channel: Channel, value: Any, worker: bool = False) -> None:
     """Connects the API to the runtime (called by the runners before user code runs)."""
-    global _active, _input, _worker
+    global _active, _input, _in_worker
     _active = channel
     _input = value
-    _worker = worker
+    _in_worker = worker

@@ -29,9 +29,10 @@ class Call:
         self.buffers = buffers
         self._cancelled = False
         self._finished = False
-        # Held while a message is written, and while the call is marked finished: so no
-        # message of a call ever follows its answer on the channel.
-        self._lock = _thread.allocate_lock()
+        # Made by the first `send`; then held while a message is written and while the call
+        # is marked finished, so no message of a call ever follows its answer. (Most calls
+        # send nothing: they never pay for one.)
+        self._lock: Any = None
         self._channel = channel
 
     def cancelled(self) -> bool:
@@ -40,7 +41,13 @@ class Call:
 
     def send(self, value: Any) -> None:
         """Sends a progress message for this call; raises once the call has finished."""
-        with self._lock:
+        lock = self._lock
+        if lock is None:
+            with _making:
+                lock = self._lock
+                if lock is None:
+                    lock = self._lock = _thread.allocate_lock()
+        with lock:
             if self._finished:
                 raise RuntimeError(
                     "pybundle: call %d (%s) has finished; its progress messages can no longer "
@@ -53,8 +60,13 @@ class Call:
                 sending.call = None
 
     def _finish(self) -> None:
-        with self._lock:
-            self._finished = True
+        # Marked first, then any send in progress is waited for: a send that made its lock
+        # before this looked sees the mark or finishes writing before the answer goes out.
+        self._finished = True
+        lock = self._lock
+        if lock is not None:
+            with lock:
+                pass
 
     def __repr__(self) -> str:
         return "<pybundle.Call %d %s%s>" % (
@@ -63,6 +75,9 @@ class Call:
             " cancelled" if self._cancelled else "",
         )
 
+
+# Guards the making of a call's lock (two threads sending at once make one).
+_making = _thread.allocate_lock()
 
 # The call whose message this thread is sending (see `check`).
 sending = _thread._local()

@@ -102,9 +102,22 @@ class Channel:
     def read_message(self) -> Optional[Tuple[Any, List[Any]]]:
         """The next JSON message and the binary frames it announces, or None at end of input.
         Frames that hold numpy arrays are read into writable memory."""
-        payload = self.read_frame()
-        if payload is None:
+        reader = self._reader
+        header = reader.read(_HEADER)
+        size = int.from_bytes(header, "big")
+        if len(header) == _HEADER and size <= self.max_frame:
+            payload = reader.read(size)
+            if len(payload) < size:
+                raise ProtocolError("input ended inside a frame of %d bytes" % size)
+        elif not header:
             return None
+        else:
+            raise ProtocolError(
+                "input ended inside a frame header"
+                if len(header) < _HEADER
+                else "incoming frame of %d bytes exceeds the limit of %d bytes"
+                % (size, self.max_frame)
+            )
         msg = loads(payload)
         count = msg.get("buffers", 0) if isinstance(msg, dict) else 0
         arrays = _arrays.frames_of(msg, set()) if count and b'"$ndarray"' in payload else ()
@@ -132,7 +145,12 @@ class Channel:
             parts.append(size.to_bytes(_HEADER, "big"))
             parts.append(frame)
         if len(parts) == 2 and len(parts[1]) <= _JOIN_LIMIT:
-            parts = [parts[0] + parts[1]]
+            joined = parts[0] + parts[1]
+            with self._write_lock:
+                written = os.write(self._write_fd, joined)
+                if written < len(joined):
+                    self._write_all([memoryview(joined)[written:]])
+            return
         with self._write_lock:
             self._write_all(parts)
 
@@ -157,6 +175,10 @@ class Channel:
         start to fit the frame limit."""
         if self.check is not None:
             self.check(head)
+        self.answer_error(head)
+
+    def answer_error(self, head: dict) -> None:
+        """``send_error`` without the check (the runner's own report)."""
         info = head["error"]
         frame = encode(head, [])
         excess = len(frame) - self.max_frame
@@ -172,8 +194,21 @@ class Channel:
         """Sends ``head``, plus ``data`` under the key "data" when ``has_data``."""
         if self.check is not None:
             self.check(head)
+        self.answer(head, data, has_data)
+
+    def answer(self, head: dict, data: Any = None, has_data: bool = False) -> None:
+        """``send`` without the check: for what the runner itself sends (a call's answer)."""
         buffers: List[Any] = []
-        self.write_frames([encode(head, buffers, data, has_data)] + buffers)
+        frame = encode(head, buffers, data, has_data)
+        size = len(frame)
+        if buffers or size > _JOIN_LIMIT or size > self.max_frame:
+            self.write_frames([frame] + buffers)
+            return
+        out = size.to_bytes(_HEADER, "big") + frame
+        with self._write_lock:
+            written = os.write(self._write_fd, out)
+            if written < len(out):
+                self._write_all([memoryview(out)[written:]])
 
 
 def encode(head: dict, buffers: List[Any], data: Any = None, has_data: bool = False) -> bytes:
@@ -182,6 +217,36 @@ def encode(head: dict, buffers: List[Any], data: Any = None, has_data: bool = Fa
     ``data`` is encoded on its own first, so an unencodable value (a set, NaN, ...) raises a
     ``TypeError``/``ValueError`` that names the user's value in the caller's code.
     """
+
+    # The common messages (a result, a progress message, a pong) go out without building a
+    # dict encoder's output: their head is a type and a call id.
+    quick = len(head) == 2 and type(head.get("id")) is int
+    if not has_data:
+        if quick:
+            return ('{"type":"%s","id":%d}' % (head["type"], head["id"])).encode("utf-8")
+        head["buffers"] = 0
+        return dumps_plain(head).encode("utf-8")
+    kind = type(data)
+    if kind is int or kind is float and data == data and data not in (_INF, -_INF):
+        body = repr(data)
+    elif kind is str:
+        body = _encode_str(data)
+    elif data is None:
+        body = "null"
+    else:
+        try:
+            # Most values are plain JSON: one cached encoder, no closure; anything else
+            # (bytes, arrays, an unencodable object) takes the full path below.
+            body = dumps_plain(data)
+        except _NotPlain:
+            body = None
+    if body is not None:
+        if quick:
+            text = '{"type":"%s","id":%d,"data":%s}' % (head["type"], head["id"], body)
+            return text.encode("utf-8")
+        head["buffers"] = 0
+        text = dumps_plain(head)
+        return (text[:-1] + ',"data":' + body + "}").encode("utf-8")
 
     def default(obj: Any) -> Any:
         if isinstance(obj, (bytes, bytearray)):
@@ -226,10 +291,25 @@ class _ScanContext:
         raise ValueError("pybundle: %s is not valid JSON" % name)
 
 
-_codec: Optional[Tuple[Any, Any]] = None
+_INF = float("inf")
 
 
-def _load_codec() -> Tuple[Any, Any]:
+def _encode_str(text: str) -> str:
+    return (_codec or _load_codec())[3](text)
+
+
+class _NotPlain(Exception):
+    """Raised by the plain encoder for a value JSON cannot hold as it is."""
+
+
+def _not_plain(obj: Any) -> Any:
+    raise _NotPlain
+
+
+_codec: Optional[Tuple[Any, Any, Any, Any]] = None
+
+
+def _load_codec() -> Tuple[Any, Any, Any, Any]:
     global _codec
     try:
         import _json
@@ -253,7 +333,16 @@ def _load_codec() -> Tuple[Any, Any]:
             encoder = make_encoder({}, default, encode_str, None, ":", ",", False, False, False)
             return "".join(encoder(value, 0))
 
-        _codec = (loads, dumps)
+        # Shared by all threads: without a markers dict it holds no state between calls (a
+        # circular value then ends in RecursionError instead of ValueError).
+        plain_encoder = make_encoder(
+            None, _not_plain, encode_str, None, ":", ",", False, False, False
+        )
+
+        def dumps_plain(value: Any) -> str:
+            return "".join(plain_encoder(value, 0))
+
+        _codec = (loads, dumps, dumps_plain, encode_str)
     except (ImportError, AttributeError, TypeError):
         import json
 
@@ -262,7 +351,10 @@ def _load_codec() -> Tuple[Any, Any]:
                 value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default
             )
 
-        _codec = (json.loads, dumps)
+        def dumps_plain(value: Any) -> str:
+            return dumps(value, _not_plain)
+
+        _codec = (json.loads, dumps, dumps_plain, lambda text: dumps(text, None))
     return _codec
 
 
@@ -274,6 +366,11 @@ def loads(payload: bytes) -> Any:
 def dumps(value: Any, default: Any) -> str:
     """Encodes compactly, non-ASCII kept, NaN refused, ``default`` for other types."""
     return (_codec or _load_codec())[1](value, default)
+
+
+def dumps_plain(value: Any) -> str:
+    """``dumps`` for plain JSON values; raises ``_NotPlain`` at anything else."""
+    return (_codec or _load_codec())[2](value)
 
 
 def decode_buffers(value: Any, buffers: List[bytes]) -> Any:

@@ -118,38 +118,52 @@ class _Server:
 
     def _next_call(self) -> Optional[Call]:
         """Reads until a call this thread may run arrives; None once the worker is done."""
+        channel, running, quick, state = self.channel, self.running, self.quick, self.state
+        read, done, call_type = channel.read_message, self.done, _protocol.CALL
+        clock = time.perf_counter
         with self.read_token:
-            while not self.done.is_set():
+            while not done.is_set():
                 try:
-                    message = self.channel.read_message()
+                    message = read()
                 except (ProtocolError, ValueError) as exc:
                     sys.stderr.write("pybundle worker: %s\n" % exc)
                     message = None
                 if message is None:
-                    self.done.set()
+                    done.set()
                     return None
                 msg, buffers = message
                 kind = msg.get("type")
-                if kind == _protocol.CALL:
-                    call = Call(msg, buffers, self.channel)
-                    self.running[call.id] = call
-                    with self.state:
+                if kind == call_type:
+                    call = Call(msg, buffers, channel)
+                    running[call.id] = call
+                    with state:
                         if self.executing >= self.limit:
                             self.pending.append(call)
                             continue
                         self.executing += 1
-                    if call.func not in self.quick:
+                    if call.func not in quick:
                         return call
-                    # Quick last time: run it on this thread, keeping the read token.
-                    self._run(call)
+                    # Quick last time: run it on this thread, keeping the read token (the
+                    # common case of `_run`, inlined: this is the hot path of a warm call).
+                    start = clock()
+                    _serve_one(channel, call)
+                    if clock() - start >= _QUICK:
+                        quick.discard(call.func)
+                    del running[call.id]
+                    with state:
+                        if not self.pending:
+                            self.executing -= 1
+                            continue
+                        follow = self.pending.popleft()
+                    self._run(follow)
                 elif kind == _protocol.CANCEL:
-                    call = self.running.get(msg["id"])
+                    call = running.get(msg["id"])
                     if call is not None:
                         call._cancelled = True
                 elif kind == _protocol.PING:
-                    self.channel.send(_protocol.pong(msg["id"]))
+                    channel.answer(_protocol.pong(msg["id"]))
                 elif kind == _protocol.SHUTDOWN:
-                    self.done.set()
+                    done.set()
         return None
 
     def _run(self, call: Call) -> None:
@@ -170,27 +184,16 @@ class _Server:
             # Still counted in `executing`: the pending call runs on this thread.
 
 
-def _answer(channel: Channel, call: Call, head: dict, result: Any = None, has: bool = False) -> None:
-    """Sends the call's answer, as the call itself (see ``_call.check``)."""
-    _call.sending.call = call
-    try:
-        if "error" in head:
-            channel.send_error(head)
-        else:
-            channel.send(head, result, has)
-    finally:
-        _call.sending.call = None
-
-
 def _serve_one(channel: Channel, call: Call) -> None:
+    """Runs one call and sends its answer (the runner's own message: no check needed)."""
     if call._cancelled:
         # Cancelled while it waited for a thread: it never runs.
         call._finish()
-        _answer(channel, call, _protocol.finished(call.id))
+        channel.answer(_protocol.finished(call.id))
         return
     token = _call.current.set(call)
     try:
-        func = _resolve(call.func)
+        func = _functions.get(call.func) or _resolve(call.func)
         args, kwargs = call.args, call.kwargs
         if call.buffers:
             args = decode_buffers(args, call.buffers)
@@ -198,16 +201,16 @@ def _serve_one(channel: Channel, call: Call) -> None:
         result = func(*args, **kwargs) if kwargs else func(*args)
         call._finish()
         if call._cancelled:
-            _answer(channel, call, _protocol.finished(call.id))
+            channel.answer(_protocol.finished(call.id))
         else:
-            _answer(channel, call, _protocol.result(call.id), result, True)
+            channel.answer(_protocol.result(call.id), result, True)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
         call._finish()
         try:
             if call._cancelled:
-                _answer(channel, call, _protocol.finished(call.id))
+                channel.answer(_protocol.finished(call.id))
             else:
-                _answer(channel, call, _protocol.error(error_info(exc, _OWN_DIR), id=call.id))
+                channel.answer_error(_protocol.error(error_info(exc, _OWN_DIR), id=call.id))
         except (OSError, ValueError):
             pass
     finally:

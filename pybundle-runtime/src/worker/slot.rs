@@ -32,6 +32,8 @@ pub(crate) struct Slot {
     /// Set with the outcome; read without the lock by a waiter that spins.
     done: AtomicBool,
     cond: Condvar,
+    /// Threads blocked on `cond` (the completion skips the wake-up system call when none).
+    sleepers: AtomicUsize,
     pub on_message: Option<Mutex<MessageFn>>,
     /// The bytes its outcome holds against the worker's in-flight cap, and that count.
     held: AtomicUsize,
@@ -47,6 +49,7 @@ impl Slot {
             state: Mutex::new(State::Pending(None)),
             done: AtomicBool::new(false),
             cond: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             on_message: on_message.map(Mutex::new),
             held: AtomicUsize::new(0),
             counter: None,
@@ -101,8 +104,12 @@ impl Slot {
         let waker = waker.take();
         *state = State::Done(outcome);
         self.done.store(true, Ordering::Release);
+        // Read under the lock: a sleeper registers under it before it waits.
+        let sleepers = self.sleepers.load(Ordering::Relaxed);
         drop(state);
-        self.cond.notify_all();
+        if sleepers > 0 {
+            self.cond.notify_all();
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -160,20 +167,21 @@ impl Slot {
             if !matches!(*state, State::Pending(_)) {
                 return true;
             }
-            match deadline {
-                None => state = self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
+            state = match deadline {
+                None => self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    state = self
-                        .cond
+                    self.cond
                         .wait_timeout(state, deadline - now)
                         .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
