@@ -12,6 +12,7 @@ import collections
 import faulthandler
 import importlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -217,6 +218,10 @@ def _serve_one(channel: Channel, call: Call) -> None:
         _call.current.reset(token)
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    pass
+
+
 def main() -> None:
     argv = _protocol.parse_argv(_protocol.WORKER_ARGV, sys.argv[1:])
     threads = max(1, int(argv["threads"]))
@@ -224,6 +229,10 @@ def main() -> None:
     # A crash in C code (a segfault) then leaves the Python stack of every thread on stderr,
     # which the runtime's error message ends with.
     faulthandler.enable()
+    # Ctrl-C in a terminal reaches the whole process group, this worker included: the Rust
+    # side decides when it stops (a graceful shutdown lets calls finish). A handler, not
+    # SIG_IGN, so that programs the functions start get the default back at exec.
+    signal.signal(signal.SIGINT, _ignore)
     pybundle._install(channel, None, worker=True)
     channel.check = _call.check
     start = channel.read_message()

@@ -282,3 +282,25 @@ fn a_call_cancelled_while_queued_in_python_never_runs() {
     w.call::<Value>("wmod.mark", &("kept",)).unwrap();
     assert_eq!(w.call::<Vec<String>>("wmod.marks", &()).unwrap(), ["kept"]);
 }
+
+#[test]
+fn ctrl_c_to_the_process_group_leaves_the_worker_to_its_owner() {
+    // A terminal's Ctrl-C reaches every process of the foreground group, workers included;
+    // the Rust side decides when they stop (e.g. a graceful shutdown after the server's).
+    let w = env()
+        .worker(["wmod"])
+        .forward_stderr(false)
+        .start()
+        .unwrap();
+    let pid = w.call::<u32>("wmod.pid", &()).unwrap();
+    let busy = w.submit::<f64>("wmod.sleep", &(0.3,)).unwrap();
+    // SAFETY: kill(2) on the worker's own process.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    assert_eq!(busy.wait().unwrap(), 0.3);
+    assert_eq!(w.call::<u32>("wmod.pid", &()).unwrap(), pid);
+    assert!(
+        !w.stderr_tail().contains("KeyboardInterrupt"),
+        "{}",
+        w.stderr_tail()
+    );
+}
