@@ -77,18 +77,15 @@ fn frame_seeds(dir: &Path) -> Result<usize, Box<dyn std::error::Error>> {
     for (name, source) in SCRIPTS {
         let script = scratch.join(format!("{name}.py"));
         std::fs::write(&script, source)?;
-        // The bootstrap the runtime passes with -c (pybundle-runtime/src/child.rs).
+        // The command line and start message the runtime uses (pybundle-runtime's protocol).
         let mut child = Command::new(&python)
-            .args(["-I", "-c"])
-            .arg("import sys;sys.path.insert(0,sys.argv[1]);from pybundle._script import main;main()")
-            .arg(&lib)
-            .arg("65536")
-            .arg(&script)
+            .arg("-I")
+            .args(fuzzing::script_command(&lib, 65536, &script))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let start = fuzzing::encode_frame(br#"{"type":"start","input":{"seed":[1,"x"]}}"#, 65536)?;
+        let start = fuzzing::encode_frame(&fuzzing::script_start(br#"{"seed":[1,"x"]}"#), 65536)?;
         child.stdin.take().ok_or("no stdin")?.write_all(&start)?;
         let mut out = Vec::new();
         child

@@ -1,15 +1,26 @@
-//! Worker call latency and throughput, side by side with a one-shot script doing the same.
+//! Worker call latency, throughput and bulk data, each beside the same thing done over a raw
+//! pipe between this process and a bare Python loop (the floor), measured in the same run.
 //!
 //! `cargo run --release -p pybundle-runtime --example bench_worker -- [PYTHON] [CALLS]`
 //!
-//! Prints a table: warm call round trip p50/p99 (goal p50 ≤ 30 µs), pipelined throughput
-//! (goal ≥ 50k calls/s), the same call as a one-shot script, and byte-buffer throughput
-//! (binary frames) against the same bytes as a JSON list of numbers.
+//! Prints a markdown table (`| what | result | goal |`); `cargo xtask bench` reads its rows:
+//!
+//! - `raw pipe ping-pong (floor)` / `warm call round trip`: p50 / p99 of one small message
+//!   there and back (goal for the call: p50 ≤ 15 µs);
+//! - `raw pipe pipelined (floor)` / `pipelined throughput`: many in flight (goal ≥ 150000/s);
+//! - `raw pipe copy Rust → Python` / `Python → Rust`: 256 MB through the pipe, read into
+//!   fresh memory at the other end, beside the same as bytes (`256 MB as a binary frame`,
+//!   `256 MB bytes Python → Rust`) and as a numpy float32 array (`256 MB numpy float32 …`,
+//!   when the interpreter has numpy) through a worker (goal ≥ 2000 MB/s).
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pybundle_runtime::{Buffer, Environment};
+use pybundle_runtime::{Buffer, BufferRef, Environment, NdArray};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const MODULE: &str = r#"
 def echo(x):
@@ -18,16 +29,62 @@ def echo(x):
 def length(data):
     return len(data)
 
+def make(n):
+    return bytes(n)
+
 def burn(n):
     total = 0
     for i in range(n):
         total += i * i % 7
     return total
+
+def array_len(a):
+    return int(a.size)
+
+def make_array(n):
+    import numpy
+    return numpy.ones(n, dtype=numpy.float32)
+
+def has_numpy():
+    try:
+        import numpy
+        return True
+    except ImportError:
+        return False
 "#;
 
 const SCRIPT: &str = "import pybundle\npybundle.reply(pybundle.input())\n";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// The floor: a bare Python loop on plain pipes, 4-byte length frames, nothing else.
+const RAW: &str = r#"
+import os, sys
+r, w = sys.stdin.fileno(), sys.stdout.fileno()
+inp = os.fdopen(r, "rb", buffering=1 << 16)
+def read_exact(n):
+    data = inp.read(n)
+    if len(data) < n:
+        sys.exit(0)
+    return data
+while True:
+    head = read_exact(4)
+    mode = head[0]
+    n = int.from_bytes(head[1:], "big")
+    if mode == 0:    # echo a small message
+        os.write(w, head + read_exact(n))
+    elif mode == 1:  # receive n MB into fresh memory, answer with 4 bytes
+        buf = bytearray(n << 20)
+        view = memoryview(buf)
+        got = 0
+        while got < len(buf):
+            got += inp.readinto(view[got:])
+        os.write(w, b"\0\0\0\0")
+    elif mode == 2:  # send n MB
+        data = memoryview(bytes(n << 20))
+        while data:
+            data = data[os.write(w, data):]
+"#;
+
+fn main() -> Res<()> {
     let mut args = std::env::args().skip(1);
     let python = match args.next().filter(|a| !a.is_empty()) {
         Some(p) => PathBuf::from(p),
@@ -56,16 +113,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker(["benchmod"])
         .threads(1)
         .max_frame(600 << 20)
+        .max_message(600 << 20)
         .start()?;
+    let mut raw = Raw::start(&python)?;
 
     println!("interpreter {}", python.display());
     println!("| what | result | goal |");
     println!("|---|---|---|");
 
-    // Warm call round trip.
+    // Round trips: the floor, then the worker (warmed up first, both). CPU time of each side
+    // (all threads) per round trip says where the time goes.
+    let cpu = Cpu::start(raw.child.id());
+    let floor = percentiles(&mut raw.ping_pong(calls)?);
+    let floor_cpu = cpu.per(calls);
+    row(
+        &format!("raw pipe ping-pong (floor), {calls} round trips"),
+        &floor.show(),
+        "",
+    );
     for i in 0..1000 {
         worker.call::<i64>("benchmod.echo", &(i,))?;
     }
+    let cpu = Cpu::start(worker.pid().unwrap_or_default());
     let mut times = Vec::with_capacity(calls);
     for i in 0..calls {
         let start = Instant::now();
@@ -73,27 +142,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         times.push(start.elapsed());
         assert_eq!(back, i as i64);
     }
-    times.sort();
-    let p50 = times[times.len() / 2];
-    let p99 = times[times.len() * 99 / 100];
-    println!(
-        "| warm call round trip, {calls} calls | p50 {} / p99 {} | p50 ≤ 30 µs |",
-        us(p50),
-        us(p99)
+    let call_cpu = cpu.per(calls);
+    let call = percentiles(&mut times);
+    row(
+        &format!("warm call round trip, {calls} calls"),
+        &call.show(),
+        "p50 ≤ 15 µs",
     );
-
+    row(
+        "CPU per round trip, Rust / Python (floor; call)",
+        &format!(
+            "{} / {}; {} / {}",
+            us(floor_cpu.0),
+            us(floor_cpu.1),
+            us(call_cpu.0),
+            us(call_cpu.1)
+        ),
+        "",
+    );
     let mut pings: Vec<Duration> = (0..calls.min(5000))
         .map(|_| worker.ping(Duration::from_secs(5)))
         .collect::<Result<_, _>>()?;
-    pings.sort();
-    println!(
-        "| ping round trip (no Python call thread) | p50 {} | |",
-        us(pings[pings.len() / 2])
+    row(
+        "ping round trip (no Python call thread)",
+        &percentiles(&mut pings).show(),
+        "",
     );
 
-    // Pipelined: many calls in flight from one thread, in windows.
-    let total = calls.max(50_000);
+    // Pipelined.
     let window = 512;
+    let total = calls.max(50_000);
+    let raw_rate = raw.pipelined(total, window)?;
+    row(
+        &format!("raw pipe pipelined (floor, {window} in flight)"),
+        &format!("{raw_rate:.0} messages/s"),
+        "",
+    );
     let start = Instant::now();
     let mut sent = 0;
     while sent < total {
@@ -107,9 +191,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sent += n;
     }
     let rate = total as f64 / start.elapsed().as_secs_f64();
-    println!(
-        "| pipelined throughput ({window} in flight) | {:.0} calls/s | ≥ 50000 |",
-        rate
+    row(
+        &format!("pipelined throughput ({window} in flight)"),
+        &format!("{rate:.0} calls/s"),
+        "≥ 150000",
     );
 
     // The same call as a one-shot script.
@@ -120,9 +205,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         once.push(start.elapsed());
     }
     once.sort();
-    println!(
-        "| same call as a one-shot script | median {} | |",
-        ms(once[once.len() / 2])
+    row(
+        "same call as a one-shot script",
+        &format!("median {}", ms(once[once.len() / 2])),
+        "",
     );
 
     // A pool of 2 processes against 1 for 4 CPU-bound (GIL-holding) calls.
@@ -143,48 +229,241 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
         pool_times.push(t);
     }
-    println!(
-        "| 4 CPU-bound calls: pool of 2 vs pool of 1 | {} vs {} (ratio {:.2}) | about 0.5 |",
-        ms(pool_times[1]),
-        ms(pool_times[0]),
-        pool_times[1].as_secs_f64() / pool_times[0].as_secs_f64()
+    row(
+        "4 CPU-bound calls: pool of 2 vs pool of 1",
+        &format!(
+            "{} vs {} (ratio {:.2})",
+            ms(pool_times[1]),
+            ms(pool_times[0]),
+            pool_times[1].as_secs_f64() / pool_times[0].as_secs_f64()
+        ),
+        "about 0.5",
     );
 
-    // Byte buffers as binary frames vs the same bytes as a JSON list.
-    for mb in [1usize, 256] {
-        let bytes: Vec<u8> = (0..mb << 20).map(|i| i as u8).collect();
-        let arg = (Buffer(bytes.clone()),);
+    // Bulk data: 256 MB each way, raw pipe first.
+    let mb = 256usize;
+    let goal = "≥ 2000 MB/s";
+    let t = best_of(3, || raw.copy_to_python(mb))?;
+    row(
+        &format!("raw pipe copy Rust → Python, {mb} MB (floor)"),
+        &rate_cell(mb, t),
+        "",
+    );
+    let t = best_of(3, || raw.copy_from_python(mb))?;
+    row(
+        &format!("raw pipe copy Python → Rust, {mb} MB (floor)"),
+        &rate_cell(mb, t),
+        "",
+    );
+    let bytes: Vec<u8> = (0..mb << 20).map(|i| i as u8).collect();
+    let t = best_of(3, || {
+        let n: usize = worker.call("benchmod.length", &(BufferRef(&bytes),))?;
+        assert_eq!(n, bytes.len());
+        Ok(())
+    })?;
+    row(
+        &format!("{mb} MB as a binary frame"),
+        &rate_cell(mb, t),
+        goal,
+    );
+    let t = best_of(3, || {
+        let back: Buffer = worker.call("benchmod.make", &(mb << 20,))?;
+        assert_eq!(back.len(), mb << 20);
+        Ok(())
+    })?;
+    row(
+        &format!("{mb} MB bytes Python → Rust"),
+        &rate_cell(mb, t),
+        goal,
+    );
+    if worker.call::<bool>("benchmod.has_numpy", &())? {
+        let floats = mb << 18;
+        let array = NdArray::from_vec(vec![1.0f32; floats], vec![floats])?;
         let t = best_of(3, || {
-            let n: usize = worker.call("benchmod.length", &arg)?;
-            assert_eq!(n, bytes.len());
+            let n: usize = worker.call("benchmod.array_len", &(&array,))?;
+            assert_eq!(n, floats);
             Ok(())
         })?;
-        println!(
-            "| {mb} MB as a binary frame | {} ({:.0} MB/s) | |",
-            ms(t),
-            mb as f64 / t.as_secs_f64()
+        row(
+            &format!("{mb} MB numpy float32 Rust → Python"),
+            &rate_cell(mb, t),
+            goal,
         );
-        // A 256 MB list would be ~1 GB of JSON and ~9 GB of Python ints: lists stop at 16 MB.
-        let list_mb = mb.min(16);
-        let list: Vec<u8> = bytes[..list_mb << 20].to_vec();
         let t = best_of(3, || {
-            let n: usize = worker.call("benchmod.length", &(&list,))?;
-            assert_eq!(n, list.len());
+            let back: NdArray = worker.call("benchmod.make_array", &(floats,))?;
+            assert_eq!(back.len(), floats);
             Ok(())
         })?;
-        println!(
-            "| {list_mb} MB as a JSON list | {} ({:.1} MB/s) | |",
-            ms(t),
-            list_mb as f64 / t.as_secs_f64()
+        row(
+            &format!("{mb} MB numpy float32 Python → Rust"),
+            &rate_cell(mb, t),
+            goal,
+        );
+    } else {
+        row(
+            "numpy float32 rows",
+            "skipped: no numpy in this interpreter",
+            "",
         );
     }
+    // A 256 MB list would be ~1 GB of JSON and ~9 GB of Python ints: lists stop at 16 MB.
+    let list: Vec<u8> = bytes[..16 << 20].to_vec();
+    let t = best_of(1, || {
+        let n: usize = worker.call("benchmod.length", &(&list,))?;
+        assert_eq!(n, list.len());
+        Ok(())
+    })?;
+    row("16 MB as a JSON list", &rate_cell(16, t), "");
     Ok(())
 }
 
-fn best_of(
-    n: usize,
-    mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>,
-) -> Result<Duration, Box<dyn std::error::Error>> {
+/// CPU time (all threads) of this process and of a child, from `/proc/*/task/*/schedstat`.
+struct Cpu {
+    pid: u32,
+    ours: u64,
+    theirs: u64,
+}
+
+fn cpu_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+impl Cpu {
+    fn start(pid: u32) -> Cpu {
+        Cpu {
+            pid,
+            ours: cpu_ns("self"),
+            theirs: cpu_ns(&pid.to_string()),
+        }
+    }
+
+    /// (this process, the child) per operation, for `n` operations since `start`.
+    fn per(&self, n: usize) -> (Duration, Duration) {
+        let ours = cpu_ns("self").saturating_sub(self.ours);
+        let theirs = cpu_ns(&self.pid.to_string()).saturating_sub(self.theirs);
+        (
+            Duration::from_nanos(ours / n as u64),
+            Duration::from_nanos(theirs / n as u64),
+        )
+    }
+}
+
+fn row(what: &str, result: &str, goal: &str) {
+    println!("| {what} | {result} | {goal} |");
+}
+
+struct Percentiles(Duration, Duration);
+
+impl Percentiles {
+    fn show(&self) -> String {
+        format!("p50 {} / p99 {}", us(self.0), us(self.1))
+    }
+}
+
+fn percentiles(times: &mut [Duration]) -> Percentiles {
+    times.sort();
+    Percentiles(times[times.len() / 2], times[times.len() * 99 / 100])
+}
+
+/// The floor's Python process.
+struct Raw {
+    child: Child,
+}
+
+impl Raw {
+    fn start(python: &Path) -> Res<Raw> {
+        let child = Command::new(python)
+            .args(["-I", "-c", RAW])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        Ok(Raw { child })
+    }
+
+    fn io(
+        &mut self,
+    ) -> (
+        &mut std::process::ChildStdin,
+        &mut std::process::ChildStdout,
+    ) {
+        let child = &mut self.child;
+        match (child.stdin.as_mut(), child.stdout.as_mut()) {
+            (Some(i), Some(o)) => (i, o),
+            _ => unreachable!("both pipes were asked for"),
+        }
+    }
+
+    /// Small messages there and back, one at a time (the same 8-byte payload each time).
+    fn ping_pong(&mut self, n: usize) -> Res<Vec<Duration>> {
+        let (input, output) = self.io();
+        let msg = [0u8, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        let mut back = [0u8; 12];
+        for _ in 0..1000 {
+            input.write_all(&msg)?;
+            output.read_exact(&mut back)?;
+        }
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            input.write_all(&msg)?;
+            output.read_exact(&mut back)?;
+            times.push(start.elapsed());
+        }
+        Ok(times)
+    }
+
+    fn pipelined(&mut self, total: usize, window: usize) -> Res<f64> {
+        let (input, output) = self.io();
+        let msg = [0u8, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        let batch: Vec<u8> = msg
+            .iter()
+            .copied()
+            .cycle()
+            .take(msg.len() * window)
+            .collect();
+        let mut back = vec![0u8; batch.len()];
+        let start = Instant::now();
+        let mut done = 0;
+        while done < total {
+            input.write_all(&batch)?;
+            output.read_exact(&mut back)?;
+            done += window;
+        }
+        Ok(done as f64 / start.elapsed().as_secs_f64())
+    }
+
+    fn copy_to_python(&mut self, mb: usize) -> Res<()> {
+        let data = vec![7u8; mb << 20];
+        let (input, output) = self.io();
+        input.write_all(&[1, 0, (mb >> 8) as u8, mb as u8])?;
+        input.write_all(&data)?;
+        output.read_exact(&mut [0u8; 4])?;
+        Ok(())
+    }
+
+    fn copy_from_python(&mut self, mb: usize) -> Res<()> {
+        let (input, output) = self.io();
+        input.write_all(&[2, 0, (mb >> 8) as u8, mb as u8])?;
+        let mut data = vec![0u8; mb << 20];
+        output.read_exact(&mut data)?;
+        Ok(())
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn best_of(n: usize, mut f: impl FnMut() -> Res<()>) -> Res<Duration> {
     let mut best = Duration::MAX;
     for _ in 0..n {
         let start = Instant::now();
@@ -192,6 +471,10 @@ fn best_of(
         best = best.min(start.elapsed());
     }
     Ok(best)
+}
+
+fn rate_cell(mb: usize, t: Duration) -> String {
+    format!("{} ({:.0} MB/s)", ms(t), mb as f64 / t.as_secs_f64())
 }
 
 fn us(d: Duration) -> String {

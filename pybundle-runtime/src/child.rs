@@ -2,15 +2,43 @@
 //! thread without racing the reaper, stderr drained on its own thread (no pipe deadlocks).
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::process::{Child, ChildStderr, ExitStatus};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// The bootstrap every child runs under `python -I -c`: it puts the `pybundle` package (whose
-/// directory is `argv[1]`, never spliced into code) on `sys.path` and hands over to a runner.
-pub(crate) fn bootstrap(runner: &str) -> String {
-    format!("import sys;sys.path.insert(0,sys.argv[1]);from pybundle.{runner} import main;main()")
+use crate::protocol::{self, table::Argv};
+
+/// Starts a runner: `cmd` (the environment's interpreter, from [`Environment::python`], with
+/// any per-run variables) gets `-c <bootstrap> <args>` for `layout`, and the three pipes
+/// (stderr inherited instead when `stderr_piped` is false). Every child of the runtime is
+/// started here.
+///
+/// [`Environment::python`]: crate::Environment::python
+pub(crate) fn spawn_runner(
+    mut cmd: Command,
+    interpreter: &Path,
+    layout: &Argv,
+    args: Vec<OsString>,
+    stderr_piped: bool,
+) -> crate::Result<ChildGuard> {
+    cmd.arg("-c")
+        .arg(protocol::bootstrap(layout))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if stderr_piped {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+    let child = cmd.spawn().map_err(|source| crate::Error::Spawn {
+        interpreter: interpreter.to_path_buf(),
+        source,
+    })?;
+    Ok(ChildGuard::new(child))
 }
 
 /// A child that is killed and reaped when dropped unless it was waited for.
@@ -66,8 +94,6 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Sends SIGKILL to `pid`. Only call it while the process is known not to be reaped yet (see
-/// [`wait_exited`]), so the pid cannot have been reused.
 /// Grows a pipe's kernel buffer (Linux: 64 KiB by default) so large frames cross in fewer
 /// wake-ups; measured on the worker's 256 MB buffer round trip. Best effort: a refusal (e.g.
 /// over `/proc/sys/fs/pipe-max-size` for an unprivileged user) keeps the default.
@@ -81,6 +107,8 @@ pub(crate) fn grow_pipe(fd: &impl std::os::fd::AsRawFd) {
     let _ = fd;
 }
 
+/// Sends SIGKILL to `pid`. Only call it while the process is known not to be reaped yet (see
+/// [`wait_exited`]), so the pid cannot have been reused.
 pub(crate) fn kill_pid(pid: u32) {
     #[cfg(unix)]
     {
@@ -127,8 +155,12 @@ pub(crate) fn wait_exited(pid: u32) -> io::Result<()> {
 
 /// Where a child's stderr goes.
 pub(crate) enum StderrSink {
-    /// Keep everything (a script's captured output).
-    All(Vec<u8>),
+    /// A script's captured output: the last `limit` bytes, and how many came before them.
+    Capture {
+        buf: VecDeque<u8>,
+        limit: usize,
+        dropped: u64,
+    },
     /// Keep the last `limit` bytes; copy everything to our own stderr when `forward`.
     Tail {
         buf: VecDeque<u8>,
@@ -140,7 +172,18 @@ pub(crate) enum StderrSink {
 impl StderrSink {
     fn push(&mut self, chunk: &[u8]) {
         match self {
-            StderrSink::All(all) => all.extend_from_slice(chunk),
+            StderrSink::Capture {
+                buf,
+                limit,
+                dropped,
+            } => {
+                let keep = chunk.len().min(*limit);
+                *dropped += (chunk.len() - keep) as u64;
+                buf.extend(&chunk[chunk.len() - keep..]);
+                let excess = buf.len().saturating_sub(*limit);
+                *dropped += excess as u64;
+                buf.drain(..excess);
+            }
             StderrSink::Tail {
                 buf,
                 limit,
@@ -161,15 +204,27 @@ impl StderrSink {
     /// The collected bytes as text.
     pub(crate) fn text(&self) -> String {
         match self {
-            StderrSink::All(all) => String::from_utf8_lossy(all).into_owned(),
-            StderrSink::Tail { buf, .. } => {
-                let (a, b) = buf.as_slices();
-                let mut bytes = a.to_vec();
-                bytes.extend_from_slice(b);
-                String::from_utf8_lossy(&bytes).into_owned()
+            StderrSink::Capture { buf, dropped, .. } => {
+                let text = lossy(buf);
+                if *dropped == 0 {
+                    text
+                } else {
+                    format!(
+                        "[pybundle: the first {dropped} bytes of output were dropped \
+                         (capture_limit)]\n{text}"
+                    )
+                }
             }
+            StderrSink::Tail { buf, .. } => lossy(buf),
         }
     }
+}
+
+fn lossy(buf: &VecDeque<u8>) -> String {
+    let (a, b) = buf.as_slices();
+    let mut bytes = a.to_vec();
+    bytes.extend_from_slice(b);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The thread draining a child's stderr (see [`drain_stderr`]).
@@ -180,6 +235,17 @@ pub(crate) struct Drain {
 }
 
 impl Drain {
+    /// Whether the pipe has closed and the thread ended (every byte was read).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Stops reading now and joins the thread.
+    pub(crate) fn stop(mut self) {
+        drop(self.stop.take());
+        let _ = self.thread.join();
+    }
+
     /// Waits up to `grace` for the pipe to close (every byte read), then stops reading and
     /// joins the thread. A grandchild that inherited the pipe may hold it open for hours; the
     /// output it writes after that is lost rather than a thread (or the caller) left waiting.
@@ -193,18 +259,31 @@ impl Drain {
     }
 }
 
-/// A pipe whose read end turns readable (end of file) when the write end is dropped.
+/// A pipe whose read end turns readable (end of file) when the write end is dropped. Both
+/// ends are close-on-exec from their creation (`pipe2`), so a child spawned by another thread
+/// at that moment never inherits them.
 #[cfg(unix)]
-fn stop_pipe() -> io::Result<(std::fs::File, std::fs::File)> {
+pub(crate) fn stop_pipe() -> io::Result<(std::fs::File, std::fs::File)> {
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
-    // SAFETY: pipe(2) writes two descriptors into an array of two.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: pipe2(2) writes two descriptors into an array of two.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // macOS has no pipe2: the flag follows at once (a fork from another thread in between
+    // would inherit the descriptors until it execs).
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    // SAFETY: pipe(2) writes two descriptors into an array of two; fcntl on them.
+    let rc = unsafe {
+        let rc = libc::pipe(fds.as_mut_ptr());
+        if rc == 0 {
+            for fd in fds {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        rc
+    };
+    if rc != 0 {
         return Err(io::Error::last_os_error());
-    }
-    for fd in fds {
-        // SAFETY: fcntl on descriptors just created and owned here.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     // SAFETY: both descriptors are open and owned by nothing else.
     Ok(unsafe {
@@ -296,5 +375,17 @@ mod tests {
         assert_eq!(sink.text(), "world");
         sink.push(b"0123456789");
         assert_eq!(sink.text(), "56789");
+        let mut capture = StderrSink::Capture {
+            buf: VecDeque::new(),
+            limit: 4,
+            dropped: 0,
+        };
+        capture.push(b"ab");
+        assert_eq!(capture.text(), "ab");
+        capture.push(b"cdefgh");
+        assert_eq!(
+            capture.text(),
+            "[pybundle: the first 4 bytes of output were dropped (capture_limit)]\nefgh"
+        );
     }
 }

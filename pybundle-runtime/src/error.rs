@@ -228,6 +228,18 @@ pub enum Error {
         max: usize,
     },
 
+    /// A message from a Python child, with its binary frames, is larger than the message cap
+    /// (the child is killed).
+    #[error("{what}: a message of at least {len} bytes (with its binary frames) exceeds the message limit of {max} bytes; raise it with `max_message`")]
+    MessageTooLarge {
+        /// The script or worker.
+        what: String,
+        /// The size reached when it was refused.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+
     /// A value could not be converted to or from JSON.
     #[error("{what}: {action}")]
     Json {
@@ -238,6 +250,14 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: serde_json::Error,
+    },
+
+    /// An [`NdArray`](crate::NdArray) was made or read in a way its dtype, shape or data do
+    /// not allow.
+    #[error("array: {detail}")]
+    Array {
+        /// What was wrong.
+        detail: String,
     },
 
     /// A script or call ran past its timeout; a script is killed, a call cancelled.
@@ -280,6 +300,47 @@ pub enum Error {
         what: String,
     },
 
+    /// The worker process was killed to start a new one ([`Worker::restart`](crate::Worker::restart),
+    /// or the [`OnTimeout::Restart`](crate::OnTimeout::Restart) policy) while the call was in
+    /// flight; the next call goes to the new process.
+    #[error("{what}: the worker process was restarted ({reason})")]
+    WorkerRestarted {
+        /// The call.
+        what: String,
+        /// Why, e.g. "call `m.f` did not end within 1s of its timeout".
+        reason: String,
+    },
+
+    /// A call or its answer would take the memory held by a worker's calls past its cap
+    /// ([`WorkerBuilder::max_in_flight`](crate::WorkerBuilder::max_in_flight)); the process
+    /// was not harmed.
+    #[error("{what}: {len} more bytes would exceed the {limit} bytes calls may hold at once (answers not yet taken, calls not yet written); raise `max_in_flight`, or take results sooner")]
+    InFlightLimit {
+        /// The call.
+        what: String,
+        /// The size of the answer or call refused.
+        len: usize,
+        /// The cap.
+        limit: usize,
+    },
+
+    /// A call named a function the worker does not serve ([`Worker::functions`](crate::Worker::functions)).
+    #[error("{what}: the worker has no such function; it serves: {}", if available.is_empty() { "nothing (no public functions in its modules)".to_owned() } else { available.join(", ") })]
+    UnknownFunction {
+        /// The call, e.g. "call `model.fti`".
+        what: String,
+        /// What it serves.
+        available: Vec<String>,
+    },
+
+    /// The worker was shut down ([`Worker::shutdown`](crate::Worker::shutdown), or its last
+    /// handle dropped) before the call finished, or the call came after.
+    #[error("{what}: the worker was shut down")]
+    WorkerStopped {
+        /// The call.
+        what: String,
+    },
+
     /// A worker could not start: its modules failed to import, or it broke the handshake.
     #[error("worker for modules {modules:?} failed to start: {detail}")]
     WorkerStart {
@@ -301,6 +362,39 @@ fn tail_suffix(stderr: &str) -> String {
 }
 
 impl Error {
+    /// Whether a timeout ended it ([`Error::Timeout`]: a call's, a script's, a start's).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Whether the call was cancelled ([`Error::Cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled { .. })
+    }
+
+    /// Whether the same call may succeed if made again: the process serving it died, was
+    /// replaced or broke the protocol (the next call gets a new one), or it timed out. A
+    /// Python exception, bad arguments, a size limit, a failed start or a stopped worker are
+    /// not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::WorkerCrashed { .. }
+                | Error::WorkerExited { .. }
+                | Error::WorkerRestarted { .. }
+                | Error::Protocol { .. }
+                | Error::Timeout { .. }
+        )
+    }
+
+    /// The Python exception, when Python code raised one ([`Error::Python`]).
+    pub fn python_error(&self) -> Option<&crate::protocol::PythonError> {
+        match self {
+            Error::Python { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
     /// Builds [`Error::Io`].
     pub(crate) fn io(
         action: &'static str,

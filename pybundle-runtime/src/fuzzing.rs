@@ -1,8 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a public API).
 //!
 //! Thin wrappers over the crate's own code, so the fuzzers exercise exactly what runs in a
-//! program: the frame decoder the worker and script readers use ([`protocol::read_frame`],
-//! the [`protocol::Incoming`] message parse and the error descriptions), the manifest reader
+//! program: the frame decoder the worker and script readers use ([`protocol::Decoder`], the
+//! [`protocol::Message`] parse and the error descriptions), the manifest reader
 //! ([`crate::manifest_of`]: first zstd frame, tar entries with their long-name and PAX
 //! records, JSON, validation), relocation ([`relocate::relocate_bytes`], the one definition
 //! extraction and `verify` use, and its windowed binary form), and a whole first run
@@ -10,7 +10,7 @@
 //! here beyond looping and collecting results for the targets to check.
 
 use crate::format::{FileMode, Manifest};
-use crate::protocol::{self, Incoming};
+use crate::protocol::{self, Decoder, Limits, Message};
 use crate::relocate;
 
 /// One frame as the decoder delivered it, with how its message parse went.
@@ -40,48 +40,74 @@ pub struct Decoded {
 /// binary frames as it announces, repeated until the input ends or breaks the protocol.
 pub fn decode_frames(stream: &[u8], max: usize) -> Decoded {
     let max = protocol::clamp_max(max);
-    let mut reader = stream;
+    let mut decoder = Decoder::new(Limits {
+        max_frame: max,
+        max_message: protocol::message_cap(protocol::DEFAULT_MAX_MESSAGE, max),
+    });
+    let mut rest = stream;
     let mut out = Decoded::default();
-    let mut pending_buffers = 0usize;
     loop {
-        let message = pending_buffers == 0;
-        let mut buf = Vec::new();
-        match protocol::read_frame(&mut reader, max, &mut buf) {
-            Ok(true) => {}
-            Ok(false) if message => break,
-            Ok(false) => {
-                out.error = Some("the output ended before all binary frames of a message".into());
+        let frame = match decoder.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) if rest.is_empty() => {
+                out.error = decoder.at_end().map(|v| v.to_string());
                 break;
             }
-            Err(e) => {
-                out.error = Some(protocol::violation(e, reader, message).to_string());
+            Ok(None) => {
+                rest = decoder.feed(rest);
+                continue;
+            }
+            Err(violation) => {
+                out.error = Some(violation.to_string());
                 break;
             }
-        }
-        out.consumed = stream.len() - reader.len();
-        let parsed = message.then(|| match serde_json::from_slice::<Incoming<'_>>(&buf) {
-            Ok(msg) => Ok(msg.buffers),
-            Err(e) => Err(protocol::malformed(&buf, &e).to_string()),
+        };
+        out.consumed = decoder.consumed();
+        let parsed = frame.message.then(|| {
+            Message::parse(frame.payload.clone())
+                .and_then(|(_, n)| decoder.expect_binary(n).map(|()| n))
+                .map_err(|v| v.to_string())
         });
-        match &parsed {
-            Some(Ok(n)) => pending_buffers = *n,
-            Some(Err(_)) => {
-                out.frames.push(Frame {
-                    payload: buf,
-                    message,
-                    parsed,
-                });
-                break;
-            }
-            None => pending_buffers -= 1,
-        }
+        let stop = matches!(parsed, Some(Err(_)));
         out.frames.push(Frame {
-            payload: buf,
-            message,
+            payload: frame.payload,
+            message: frame.message,
             parsed,
         });
+        if stop {
+            break;
+        }
     }
     out
+}
+
+/// The start message the runtime sends a one-shot script, with `input` as its JSON input.
+pub fn script_start(input: &[u8]) -> Vec<u8> {
+    protocol::Outgoing::Start {
+        log_level: None,
+        init: None,
+        input: Some(input),
+        buffers: 0,
+    }
+    .encode()
+}
+
+/// The arguments after `python -I` that start the one-shot script runner: `-c`, the bootstrap
+/// code, the package directory `lib`, the frame cap and the script.
+pub fn script_command(
+    lib: &std::path::Path,
+    max_frame: usize,
+    script: &std::path::Path,
+) -> Vec<std::ffi::OsString> {
+    let layout = protocol::table::SCRIPT_ARGV;
+    let mut args = vec!["-c".into(), protocol::bootstrap(&layout).into()];
+    args.extend(protocol::argv(&layout, |name| match name {
+        "lib" => vec![lib.into()],
+        "max_frame" => vec![max_frame.to_string().into()],
+        "script" => vec![script.into()],
+        _ => Vec::new(),
+    }));
+    args
 }
 
 /// Encodes one frame as the runtime writes it.
@@ -157,7 +183,11 @@ mod tests {
     /// compiling and meaning what the targets assume, inside the normal test suite.
     #[test]
     fn wrappers_run_over_small_inputs() {
-        let mut stream = encode_frame(br#"{"type":"result","id":1,"buffers":1}"#, 1 << 20).unwrap();
+        let mut stream = encode_frame(
+            br#"{"type":"result","id":1,"data":{"$buffer":0},"buffers":1}"#,
+            1 << 20,
+        )
+        .unwrap();
         stream.extend(encode_frame(b"\x00\x01binary", 1 << 20).unwrap());
         stream.extend(encode_frame(br#"{"type":"pong","id":2}"#, 1 << 20).unwrap());
         let decoded = decode_frames(&stream, 1 << 20);

@@ -72,6 +72,8 @@
 
 pub mod format;
 
+mod array;
+mod blocking;
 mod buffer;
 mod bundle;
 mod cache;
@@ -81,27 +83,31 @@ mod embed;
 mod environment;
 mod error;
 mod extract;
+mod logs;
 // Entry points for `fuzz/`; compiled in tests too so its unit test keeps them honest.
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-mod pool;
 pub mod protocol;
 mod relocate;
 mod script;
+mod sys;
 mod verify;
 mod worker;
 
-pub use buffer::Buffer;
+pub use array::{Element, NdArray};
+pub use buffer::{Buffer, BufferRef};
 pub use bundle::{manifest_of, Bundle};
 pub use embed::{find_in_executable, trailer, TRAILER_LEN};
 pub use environment::Environment;
 pub use error::{Error, Result};
 pub use extract::Progress;
-pub use pool::WorkerPool;
 pub use protocol::PythonError;
 pub use script::{Script, ScriptOutput};
-pub use worker::{CallHandle, Request, Worker, WorkerBuilder, WorkerEvent};
+pub use worker::{
+    CallHandle, Kwargs, OnTimeout, Request, Starting, Worker, WorkerBuilder, WorkerEvent,
+    WorkerPool,
+};
 
 /// The `pybundle` Python package (the Python half of the protocol), shipped in every bundle
 /// under [`format::PYTHON_PKG_DIR`].

@@ -1,30 +1,47 @@
 //! Long-lived workers: a Python process that imports modules from the scripts directory once
 //! and serves `module.function(args)` calls concurrently on a pool of Python threads.
 //!
-//! Calls carry ids; one reader thread per process hands each reply to its caller, so a
-//! [`Worker`] is shared freely between Rust threads. A process that dies fails the calls in
-//! flight with [`Error::WorkerCrashed`] (a signal: segfault, SIGKILL) or
-//! [`Error::WorkerExited`] (it exited by itself); one that breaks the protocol is killed and
-//! fails them with [`Error::Protocol`] or [`Error::FrameTooLarge`]. Either way it is started
-//! again, with backoff, by the next call. Dropping the last handle shuts the process down
-//! within a bounded time.
+//! A [`Worker`] is a cheap handle, shared freely between threads and tasks. Each has its own
+//! thread, the supervisor, which starts the process, restarts it (with backoff) when a call
+//! needs it after a crash, fires timeouts and runs the shutdown; nothing a caller does waits on
+//! the process except waiting for its own answer. A blocking caller reads the process's
+//! output itself while it waits (no thread hand-off on the way back); an awaiting task is
+//! woken by the supervisor, which reads whenever no caller does.
+//!
+//! A process that dies fails the calls in flight with [`Error::WorkerCrashed`] (a signal:
+//! segfault, SIGKILL) or [`Error::WorkerExited`] (it exited by itself); one that breaks the
+//! protocol is killed and fails them with [`Error::Protocol`], [`Error::FrameTooLarge`] or
+//! [`Error::MessageTooLarge`]. The next call starts a new process.
 
+mod args;
+mod builder;
 mod call;
-mod process;
+mod core;
+mod link;
+mod pool;
+mod slot;
+mod supervisor;
 
-use self::call::Target;
+pub use self::args::Kwargs;
+pub use self::builder::{OnTimeout, WorkerBuilder};
 pub use self::call::{CallHandle, Request};
+pub use self::pool::WorkerPool;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use self::process::{lock, Link, Proc, Slot};
-use crate::protocol::{self, DEFAULT_MAX_FRAME};
-use crate::{Environment, Error, Result};
+use self::builder::Config;
+use self::core::{Core, Submit};
+pub(crate) use self::slot::lock;
+use self::slot::Slot;
+use crate::protocol::Outgoing;
+use crate::{Error, Result};
 
 /// A change in a worker's process, reported to [`WorkerBuilder::on_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,175 +66,129 @@ pub enum WorkerEvent {
     },
 }
 
-type EventFn = Arc<dyn Fn(&WorkerEvent) + Send + Sync>;
-
-pub(crate) struct Config {
-    env: Environment,
-    modules: Vec<String>,
-    threads: usize,
-    max_frame: usize,
-    start_timeout: Duration,
-    shutdown_timeout: Duration,
-    stderr_tail: usize,
-    forward_stderr: bool,
-    on_event: Option<EventFn>,
-    /// Consecutive crashes (reset by any successful reply): drives the restart backoff.
-    crashes: AtomicU32,
-}
-
-impl Config {
-    fn emit(&self, event: &WorkerEvent) {
-        if let Some(f) = &self.on_event {
-            f(event);
-        }
-    }
-}
-
-/// Configures a [`Worker`] or [`WorkerPool`](crate::WorkerPool); made by [`Environment::worker`].
-#[must_use = "a builder does nothing until `start` or `pool` is called"]
-pub struct WorkerBuilder {
-    cfg: Config,
-}
-
-impl Environment {
-    /// A worker that imports `modules` (from the scripts directory) once and serves calls.
-    ///
-    /// ```no_run
-    /// # fn main() -> pybundle_runtime::Result<()> {
-    /// # let env = pybundle_runtime::Environment::from_parts("env", "env/bin/python3", "scripts", "lib");
-    /// let worker = env.worker(["model"]).threads(4).start()?;
-    /// let total: f64 = worker.call("model.total", &(vec![1.0, 2.5],))?;
-    /// # Ok(()) }
-    /// ```
-    pub fn worker<I, S>(&self, modules: I) -> WorkerBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        WorkerBuilder {
-            cfg: Config {
-                env: self.clone(),
-                modules: modules.into_iter().map(Into::into).collect(),
-                threads: 4,
-                max_frame: DEFAULT_MAX_FRAME,
-                start_timeout: Duration::from_secs(120),
-                shutdown_timeout: Duration::from_secs(5),
-                stderr_tail: 64 * 1024,
-                forward_stderr: true,
-                on_event: None,
-                crashes: AtomicU32::new(0),
-            },
-        }
-    }
-}
-
-impl WorkerBuilder {
-    /// Python threads serving calls in each process (default 4). The GIL lets only one run
-    /// Python code at a time; use a [`WorkerPool`](crate::WorkerPool) for CPU-bound work.
-    pub fn threads(mut self, n: usize) -> Self {
-        self.cfg.threads = n.max(1);
-        self
-    }
-
-    /// The largest frame accepted in either direction (default 64 MiB).
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.cfg.max_frame = protocol::clamp_max(bytes);
-        self
-    }
-
-    /// How long importing the modules may take (default 120 s); past it the process is
-    /// killed and starting fails with [`Error::Timeout`].
-    pub fn start_timeout(mut self, timeout: Duration) -> Self {
-        self.cfg.start_timeout = timeout;
-        self
-    }
-
-    /// How long a process may take to exit after a shutdown request before it is killed
-    /// (default 5 s).
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.cfg.shutdown_timeout = timeout;
-        self
-    }
-
-    /// How many bytes of the process's stderr to keep for error messages (default 64 KiB).
-    pub fn stderr_tail(mut self, bytes: usize) -> Self {
-        self.cfg.stderr_tail = bytes;
-        self
-    }
-
-    /// Whether the process's output (its stdout is redirected to its stderr) is copied to
-    /// this process's stderr (default true). The tail is kept either way.
-    pub fn forward_stderr(mut self, yes: bool) -> Self {
-        self.cfg.forward_stderr = yes;
-        self
-    }
-
-    /// Called when a process starts, crashes or stops (on the thread that started it, or on
-    /// the process's reader thread).
-    pub fn on_event(mut self, f: impl Fn(&WorkerEvent) + Send + Sync + 'static) -> Self {
-        self.cfg.on_event = Some(Arc::new(f));
-        self
-    }
-
-    /// Starts the process and waits until its modules are imported.
-    pub fn start(self) -> Result<Worker> {
-        let cfg = Arc::new(self.cfg);
-        let proc = Proc::spawn(&cfg)?;
-        Ok(Worker {
-            inner: Arc::new(Inner {
-                cfg,
-                state: Mutex::new(Some(proc)),
-                next_id: AtomicU64::new(1),
-                in_flight: Arc::new(AtomicUsize::new(0)),
-            }),
-        })
-    }
-
-    /// Starts `n` processes with this configuration (see [`WorkerPool`](crate::WorkerPool)).
-    pub fn pool(self, n: usize) -> Result<crate::WorkerPool> {
-        crate::pool::start(self.cfg, n)
-    }
-
-    pub(crate) fn config_clone(&self) -> Self {
-        let c = &self.cfg;
-        WorkerBuilder {
-            cfg: Config {
-                env: c.env.clone(),
-                modules: c.modules.clone(),
-                threads: c.threads,
-                max_frame: c.max_frame,
-                start_timeout: c.start_timeout,
-                shutdown_timeout: c.shutdown_timeout,
-                stderr_tail: c.stderr_tail,
-                forward_stderr: c.forward_stderr,
-                on_event: c.on_event.clone(),
-                crashes: AtomicU32::new(0),
-            },
-        }
-    }
-
-    pub(crate) fn from_config(cfg: Config) -> Self {
-        WorkerBuilder { cfg }
-    }
-}
-
-/// A long-lived Python process serving calls; cheap to clone and share between threads (the
-/// process stops when the last clone is dropped).
+/// A long-lived Python process serving calls; cheap to clone and share between threads and
+/// tasks. The process stops when the last clone, and the last [`CallHandle`] of its calls, is
+/// dropped (or at [`shutdown`](Worker::shutdown)).
 #[derive(Clone)]
 pub struct Worker {
-    inner: Arc<Inner>,
+    handle: Arc<Handle>,
 }
 
-struct Inner {
-    cfg: Arc<Config>,
-    state: Mutex<Option<Proc>>,
-    next_id: AtomicU64,
-    in_flight: Arc<AtomicUsize>,
+/// Owns the supervisor: dropping the last one shuts the worker down.
+pub(crate) struct Handle {
+    core: Arc<Core>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    /// Asks the process to exit and waits for it: at most the `shutdown_timeout`, after which
+    /// it is killed. Nothing is in flight any more (each call holds a handle).
+    fn drop(&mut self) {
+        self.core.stop(Duration::ZERO);
+        if let Some(thread) = lock(&self.thread).take() {
+            // From the supervisor itself (a callback dropping the last clone) it just ends.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// A worker being started: [`wait`](Starting::wait) for it, or `.await` it. Dropping it stops
+/// the process.
+#[must_use = "the worker stops when this is dropped"]
+pub struct Starting {
+    result: std::result::Result<(Arc<Handle>, Arc<Slot>), Option<Error>>,
+}
+
+impl Starting {
+    /// Blocks until the process is ready.
+    pub fn wait(self) -> Result<Worker> {
+        match self.result {
+            Ok((handle, slot)) => {
+                slot.wait_until(None);
+                Self::finish(handle, &slot)
+            }
+            Err(error) => Err(error.unwrap_or_else(gone)),
+        }
+    }
+
+    fn finish(handle: Arc<Handle>, slot: &Slot) -> Result<Worker> {
+        match slot.try_take() {
+            Some(Ok(_)) => Ok(Worker { handle }),
+            Some(Err(error)) => Err(error),
+            None => unreachable!("waited for"),
+        }
+    }
+}
+
+fn gone() -> Error {
+    Error::Cancelled {
+        what: "starting the worker (already awaited)".into(),
+    }
+}
+
+impl Future for Starting {
+    type Output = Result<Worker>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Worker>> {
+        match &mut self.result {
+            Ok((handle, slot)) => match slot.poll_take(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(_)) => Poll::Ready(Ok(Worker {
+                    handle: handle.clone(),
+                })),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            },
+            Err(error) => Poll::Ready(Err(error.take().unwrap_or_else(gone))),
+        }
+    }
 }
 
 impl Worker {
-    /// Calls `module.function(*args)` and waits for its result. `args` is a tuple or array
-    /// (positional arguments) or a struct/map (keyword arguments).
+    /// Creates the worker's state and thread and asks for the first process.
+    fn launch(cfg: Config) -> Starting {
+        let what = cfg.what();
+        let start = || -> Result<(Arc<Handle>, Arc<Slot>)> {
+            let channel_err = |action, source| Error::Channel {
+                what: what.clone(),
+                action,
+                source,
+            };
+            let core =
+                Core::new(cfg).map_err(|e| channel_err("cannot create its wake-up pipe", e))?;
+            let thread = {
+                let core = core.clone();
+                std::thread::Builder::new()
+                    .name("pybundle-worker".into())
+                    .spawn(move || supervisor::run(core))
+                    .map_err(|e| channel_err("cannot start its thread", e))?
+            };
+            let slot = core.request_start();
+            let handle = Arc::new(Handle {
+                core,
+                thread: Mutex::new(Some(thread)),
+            });
+            Ok((handle, slot))
+        };
+        Starting {
+            result: start().map_err(Some),
+        }
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.handle.core
+    }
+
+    pub(crate) fn handle(&self) -> &Arc<Handle> {
+        &self.handle
+    }
+
+    /// Calls `module.function` and waits for its result. `args` says the arguments by its
+    /// Rust shape: a tuple is the positional arguments (`&(x, y)`, `&()` for none),
+    /// `&Kwargs(&options)` the keyword arguments, any other value the one positional
+    /// argument (`&vec![1.0, 2.5]` calls `f([1.0, 2.5])`). See [`Request`] for both kinds at
+    /// once.
     pub fn call<R: DeserializeOwned>(
         &self,
         func: &str,
@@ -226,7 +197,8 @@ impl Worker {
         self.request(func).args(args).call()
     }
 
-    /// Sends a call and returns at once with a handle to its result.
+    /// Sends a call and returns at once with a handle to its result (which is also a
+    /// future).
     pub fn submit<R: DeserializeOwned>(
         &self,
         func: &str,
@@ -235,94 +207,124 @@ impl Worker {
         self.request(func).args(args).submit()
     }
 
+    /// Sends a call; `.await` the handle for the result. Dropping it before it completes
+    /// cancels the call (see [`CallHandle`]). A call that cannot be sent resolves to its
+    /// error.
+    pub fn call_async<R: DeserializeOwned>(
+        &self,
+        func: &str,
+        args: &(impl Serialize + ?Sized),
+    ) -> CallHandle<R> {
+        self.request(func).args(args).call_async()
+    }
+
     /// A call with options (timeout, progress messages).
     pub fn request(&self, func: &str) -> Request<'_> {
-        Request::new(Target::Worker(self), func)
+        Request::new(call::Target::Worker(self), func)
     }
 
-    /// Round-trips a ping through the process's reader (not its call threads); the time taken.
+    /// Round-trips a ping through the process's reading thread (not its call threads); the
+    /// time taken.
     pub fn ping(&self, timeout: Duration) -> Result<Duration> {
         let start = Instant::now();
-        let link = self.link()?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot::new("ping".into(), None, None);
-        if !link.register(id, slot.clone()) {
-            return Err(self.dead("ping"));
-        }
-        let frame = format!(r#"{{"type":"ping","id":{id}}}"#);
-        let _ = link.write(&[frame.as_bytes()]);
-        match slot.take(Some(start + timeout)) {
-            Some(outcome) => outcome.map(|_| start.elapsed()),
-            None => {
-                link.forget(id);
-                Err(Error::Timeout {
-                    what: "ping".into(),
-                    after: timeout,
-                })
-            }
-        }
+        let handle: CallHandle<serde::de::IgnoredAny> = self.send_ping(timeout);
+        handle.wait().map(|_| start.elapsed())
     }
 
-    /// The current process id, if one is running.
+    /// [`ping`](Worker::ping), awaited.
+    pub async fn ping_async(&self, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        let handle: CallHandle<serde::de::IgnoredAny> = self.send_ping(timeout);
+        handle.await.map(|_| start.elapsed())
+    }
+
+    fn send_ping<R: DeserializeOwned>(&self, timeout: Duration) -> CallHandle<R> {
+        let max = self.core().cfg.max_frame;
+        let submitted = self.core().submit(
+            |id| {
+                link::frames(Outgoing::Ping { id }.encode(), Vec::new(), max, 0).map_err(|source| {
+                    Error::Channel {
+                        what: "ping".into(),
+                        action: "cannot encode the ping",
+                        source,
+                    }
+                })
+            },
+            Submit {
+                what: "ping".into(),
+                on_message: None,
+                timeout: Some(timeout),
+                ping: true,
+            },
+        );
+        CallHandle::new(self, submitted)
+    }
+
+    /// The functions the worker serves, as `module.function`, sorted: those marked with
+    /// `@pybundle.export` in a module that marks any, else those its `__all__` names, else its
+    /// public functions. A call to another fails with [`Error::UnknownFunction`].
+    pub fn functions(&self) -> Vec<String> {
+        self.core().functions()
+    }
+
+    /// The current process id, if one is running and ready.
     pub fn pid(&self) -> Option<u32> {
-        lock(&self.inner.state)
-            .as_ref()
-            .filter(|p| p.link.is_alive())
-            .map(|p| p.link.pid)
+        self.core().pid()
     }
 
     /// The end of the current (or last) process's stderr, which also holds its stdout.
     pub fn stderr_tail(&self) -> String {
-        lock(&self.inner.state)
-            .as_ref()
-            .map(|p| p.link.stderr_tail())
-            .unwrap_or_default()
+        self.core().stderr_tail()
     }
 
     /// Calls sent and not yet finished.
     pub fn in_flight(&self) -> usize {
-        self.inner.in_flight.load(Ordering::Relaxed)
+        self.core().in_flight()
     }
 
-    fn dead(&self, what: &str) -> Error {
-        Error::WorkerCrashed {
-            what: what.into(),
-            status: "exited".into(),
-            stderr: String::new(),
-        }
+    /// Kills the current process and starts a new one (its init call runs again); returns
+    /// once the new one is ready. Calls in flight fail with [`Error::WorkerRestarted`]; the
+    /// way out of a call stuck in C code.
+    pub fn restart(&self) -> Result<()> {
+        let slot = self.core().restart(link::Restart {
+            reason: "Worker::restart".into(),
+            policy: false,
+        });
+        slot.wait_until(None);
+        slot.try_take().map_or(Ok(()), |r| r.map(drop))
     }
 
-    /// The running process, started again (with backoff after crashes) if it died.
-    fn link(&self) -> Result<Arc<Link>> {
-        let mut state = lock(&self.inner.state);
-        if let Some(proc) = state.as_ref() {
-            if proc.link.is_alive() {
-                return Ok(proc.link.clone());
-            }
-        }
-        let died_at = state.as_ref().and_then(|p| *lock(&p.link.died_at));
-        if let Some(old) = state.take() {
-            old.join();
-        }
-        let crashes = self.inner.cfg.crashes.load(Ordering::Relaxed);
-        if crashes > 1 {
-            // 50 ms, 100 ms, ... up to 5 s after repeated crashes, counted from the crash.
-            let backoff =
-                Duration::from_millis(50u64 << (crashes - 1).min(7)).min(Duration::from_secs(5));
-            let waited = died_at.map(|t| t.elapsed()).unwrap_or_default();
-            std::thread::sleep(backoff.saturating_sub(waited));
-        }
-        let proc = Proc::spawn(&self.inner.cfg)?;
-        let link = proc.link.clone();
-        *state = Some(proc);
-        Ok(link)
+    /// [`restart`](Worker::restart), awaited.
+    pub async fn restart_async(&self) -> Result<()> {
+        let slot = self.core().restart(link::Restart {
+            reason: "Worker::restart".into(),
+            policy: false,
+        });
+        SlotFuture(slot).await.map(drop)
+    }
+
+    /// Stops the worker for every clone: new calls fail with [`Error::WorkerStopped`], calls in
+    /// flight may finish for `grace` (then they fail with the same error), and the process is
+    /// asked to exit (killed after the `shutdown_timeout`). Returns once it is gone.
+    pub fn shutdown(&self, grace: Duration) {
+        let slot = self.core().stop(grace);
+        slot.wait_until(None);
+    }
+
+    /// [`shutdown`](Worker::shutdown), awaited: no thread is blocked meanwhile.
+    pub async fn shutdown_async(&self, grace: Duration) {
+        let slot = self.core().stop(grace);
+        let _ = SlotFuture(slot).await;
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(proc) = lock(&self.state).take() {
-            proc.shutdown(self.cfg.shutdown_timeout);
-        }
+/// Awaits a bare slot.
+struct SlotFuture(Arc<Slot>);
+
+impl Future for SlotFuture {
+    type Output = Result<crate::protocol::Payload>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.poll_take(cx)
     }
 }

@@ -9,7 +9,10 @@ In a one-shot script::
     pybundle.reply({"result": 42})   # the value `run()` returns
 
 In a function served by a worker, ``pybundle.send`` reports progress of the current call and
-``pybundle.cancelled()`` tells whether the Rust side cancelled it.
+``pybundle.cancelled()`` tells whether the Rust side cancelled it; both follow the call into
+asyncio tasks it starts. A thread the function starts has no call of its own: hand it
+``pybundle.current_call()`` and use that object's ``send``/``cancelled`` there. ``reply`` is
+for scripts only (a worker function returns its result).
 
 Run by hand (``python script.py``, no runtime around), ``input()`` returns None, ``send()``
 does nothing and ``reply()`` prints the value as JSON on stdout.
@@ -17,21 +20,26 @@ does nothing and ``reply()`` prints the value as JSON on stdout.
 
 from __future__ import annotations
 
-import _thread
+from . import _call, _protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional, TypeVar
 
     from ._channel import Channel
 
-__all__ = ["input", "reply", "send", "cancelled"]
+    F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["input", "reply", "send", "cancelled", "current_call", "export", "Call"]
+
+Call = _call.Call
 
 _active: Optional[Channel] = None
 _input: Any = None
 _replied = False
-# Per-thread state of worker calls: the id of the call being served and its cancel event.
-_local = _thread._local()
+# Serving worker calls (not running a script). (Not named `_worker`: that is the runner module,
+# which its import sets as an attribute of this package.)
+_in_worker = False
 
 
 def input() -> Any:  # noqa: A001 - the protocol's name for it
@@ -46,6 +54,11 @@ def reply(value: Any) -> None:
     carry (a set, an arbitrary object, NaN).
     """
     global _replied
+    if _in_worker:
+        raise RuntimeError(
+            "pybundle.reply() is for one-shot scripts; a worker function returns its result "
+            "(return the value instead)"
+        )
     if _replied:
         raise RuntimeError("pybundle.reply() was already called; a script replies once")
     if _active is None:
@@ -56,29 +69,52 @@ def reply(value: Any) -> None:
         sys.stdout.flush()
         _replied = True
         return
-    _active.send({"type": "reply"}, value, True)
+    _active.send(_protocol.reply(), value, True)
     _replied = True
 
 
 def send(value: Any) -> None:
-    """Sends a progress message; the Rust side receives it while the code still runs."""
+    """Sends a progress message; the Rust side receives it while the code still runs.
+
+    In a worker it belongs to the call being served; from a thread that serves no call it
+    raises ``RuntimeError`` (use ``current_call().send`` there)."""
     if _active is None:
         return
-    head: dict = {"type": "message"}
-    call = getattr(_local, "call", None)
+    call = _call.current.get()
     if call is not None:
-        head["id"] = call
-    _active.send(head, value, True)
+        call.send(value)
+    elif _in_worker:
+        raise RuntimeError(
+            "pybundle.send() was called from a thread that serves no worker call; take "
+            "call = pybundle.current_call() in the function and use call.send() in the thread"
+        )
+    else:
+        _active.send(_protocol.message(), value, True)
 
 
 def cancelled() -> bool:
-    """Whether the Rust side cancelled the worker call this thread is serving."""
-    call = getattr(_local, "cancel", None)
-    return call is not None and call.cancelled
+    """Whether the Rust side cancelled the worker call being served (False outside a call)."""
+    call = _call.current.get()
+    return call is not None and call.cancelled()
 
 
-def _install(channel: Channel, value: Any) -> None:
+def current_call() -> Optional[Call]:
+    """The worker call being served by this thread or task, or None (in a script, or in a
+    thread the function started)."""
+    return _call.current.get()
+
+
+def export(func: F) -> F:
+    """Marks a function as served by a worker. In a module that marks any function, only the
+    marked ones can be called; a module that marks none serves the names in its ``__all__``,
+    or else all its public functions."""
+    func.__pybundle_export__ = True  # type: ignore[attr-defined]
+    return func
+
+
+def _install(channel: Channel, value: Any, worker: bool = False) -> None:
     """Connects the API to the runtime (called by the runners before user code runs)."""
-    global _active, _input
+    global _active, _input, _in_worker
     _active = channel
     _input = value
+    _in_worker = worker

@@ -8,7 +8,8 @@ subprocesses never see them.
 
 Byte buffers (``bytes``, ``bytearray``, ``memoryview``) inside a value travel as binary frames
 after the JSON frame: the JSON holds ``{"$buffer": i}`` and its ``"buffers"`` field says how many
-binary frames follow.
+binary frames follow. numpy arrays travel the same way (see ``_arrays``). Frames are written
+from the objects' own memory (``writev``), and read straight into their final object.
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ import _thread
 import os
 import sys
 
+from . import _arrays
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO, List, Optional, Tuple
+    from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 _HEADER = 4
-# Frames up to this size are written with one system call (header and payload joined).
+# A lone frame up to this size is joined to its header (one small copy, one system call);
+# anything else goes out with writev, from where it is.
 _JOIN_LIMIT = 1 << 16
 _BUFFER_KEY = "$buffer"
+_IOV_MAX = 1024
+_writev = getattr(os, "writev", None)
 
 
 class ProtocolError(Exception):
@@ -39,6 +45,8 @@ class Channel:
         self._write_fd = write_fd
         self.max_frame = max_frame
         self._write_lock = _thread.allocate_lock()
+        # Checks each outgoing message head before it is sent (a worker checks call ids).
+        self.check: Optional[Callable[[dict], None]] = None
 
     @classmethod
     def from_stdio(cls, max_frame: int) -> Channel:
@@ -62,8 +70,10 @@ class Channel:
 
     # --- reading ---
 
-    def read_frame(self) -> Optional[bytes]:
-        """The next frame's payload, or None at a clean end of input."""
+    def read_frame(self, writable: bool = False) -> Optional[Any]:
+        """The next frame's payload (``bytes``, or a ``bytearray`` when ``writable``), or None
+        at a clean end of input. Either is allocated once at its final size and read into
+        directly."""
         header = self._reader.read(_HEADER)
         if not header:
             return None
@@ -74,21 +84,46 @@ class Channel:
             raise ProtocolError(
                 "incoming frame of %d bytes exceeds the limit of %d bytes" % (size, self.max_frame)
             )
-        payload = self._reader.read(size)
-        if len(payload) < size:
-            raise ProtocolError("input ended inside a frame of %d bytes" % size)
-        return payload
+        if not writable:
+            payload = self._reader.read(size)
+            if len(payload) < size:
+                raise ProtocolError("input ended inside a frame of %d bytes" % size)
+            return payload
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = self._reader.readinto(view[got:])
+            if not n:
+                raise ProtocolError("input ended inside a frame of %d bytes" % size)
+            got += n
+        return buf
 
-    def read_message(self) -> Optional[Tuple[Any, List[bytes]]]:
-        """The next JSON message and the binary frames it announces, or None at end of input."""
-        payload = self.read_frame()
-        if payload is None:
+    def read_message(self) -> Optional[Tuple[Any, List[Any]]]:
+        """The next JSON message and the binary frames it announces, or None at end of input.
+        Frames that hold numpy arrays are read into writable memory."""
+        reader = self._reader
+        header = reader.read(_HEADER)
+        size = int.from_bytes(header, "big")
+        if len(header) == _HEADER and size <= self.max_frame:
+            payload = reader.read(size)
+            if len(payload) < size:
+                raise ProtocolError("input ended inside a frame of %d bytes" % size)
+        elif not header:
             return None
+        else:
+            raise ProtocolError(
+                "input ended inside a frame header"
+                if len(header) < _HEADER
+                else "incoming frame of %d bytes exceeds the limit of %d bytes"
+                % (size, self.max_frame)
+            )
         msg = loads(payload)
         count = msg.get("buffers", 0) if isinstance(msg, dict) else 0
+        arrays = _arrays.frames_of(msg, set()) if count and b'"$ndarray"' in payload else ()
         buffers = []
-        for _ in range(count):
-            frame = self.read_frame()
+        for i in range(count):
+            frame = self.read_frame(i in arrays)
             if frame is None:
                 raise ProtocolError("input ended before all binary frames of a message")
             buffers.append(frame)
@@ -96,32 +131,55 @@ class Channel:
 
     # --- writing ---
 
-    def write_frames(self, frames: List[bytes]) -> None:
-        """Writes frames atomically with respect to other threads."""
+    def write_frames(self, frames: List[Any]) -> None:
+        """Writes frames (bytes-like, written from where they are) atomically with respect to
+        other threads."""
+        parts: List[Any] = []
         for frame in frames:
-            if len(frame) > self.max_frame:
+            size = len(frame)
+            if size > self.max_frame:
                 raise ValueError(
                     "pybundle: a message of %d bytes exceeds the frame limit of %d bytes; "
-                    "raise max_frame on the Rust side" % (len(frame), self.max_frame)
+                    "raise max_frame on the Rust side" % (size, self.max_frame)
                 )
+            parts.append(size.to_bytes(_HEADER, "big"))
+            parts.append(frame)
+        if len(parts) == 2 and len(parts[1]) <= _JOIN_LIMIT:
+            joined = parts[0] + parts[1]
+            with self._write_lock:
+                written = os.write(self._write_fd, joined)
+                if written < len(joined):
+                    self._write_all([memoryview(joined)[written:]])
+            return
         with self._write_lock:
-            for frame in frames:
-                header = len(frame).to_bytes(_HEADER, "big")
-                if len(frame) <= _JOIN_LIMIT:
-                    self._write_all(header + frame)
-                else:
-                    self._write_all(header)
-                    self._write_all(frame)
+            self._write_all(parts)
 
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._write_fd, view)
-            view = view[written:]
+    def _write_all(self, parts: List[Any]) -> None:
+        if len(parts) == 1 or _writev is None:
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(self._write_fd, view) :]
+            return
+        views = [memoryview(p) for p in parts]
+        while views:
+            written = _writev(self._write_fd, views[:_IOV_MAX])
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if written:
+                views[0] = views[0][written:]
 
-    def send_error(self, head: dict, info: dict) -> None:
-        """Sends an error report, cutting the traceback's start to fit the frame limit."""
-        head["error"] = info
+    def send_error(self, head: dict) -> None:
+        """Sends an error report (``head["error"]`` holds the info), cutting the traceback's
+        start to fit the frame limit."""
+        if self.check is not None:
+            self.check(head)
+        self.answer_error(head)
+
+    def answer_error(self, head: dict) -> None:
+        """``send_error`` without the check (the runner's own report)."""
+        info = head["error"]
         frame = encode(head, [])
         excess = len(frame) - self.max_frame
         if excess > 0:
@@ -134,21 +192,74 @@ class Channel:
 
     def send(self, head: dict, data: Any = None, has_data: bool = False) -> None:
         """Sends ``head``, plus ``data`` under the key "data" when ``has_data``."""
-        buffers: List[bytes] = []
-        self.write_frames([encode(head, buffers, data, has_data)] + buffers)
+        if self.check is not None:
+            self.check(head)
+        self.answer(head, data, has_data)
+
+    def answer(self, head: dict, data: Any = None, has_data: bool = False) -> None:
+        """``send`` without the check: for what the runner itself sends (a call's answer)."""
+        buffers: List[Any] = []
+        frame = encode(head, buffers, data, has_data)
+        size = len(frame)
+        if buffers or size > _JOIN_LIMIT or size > self.max_frame:
+            self.write_frames([frame] + buffers)
+            return
+        out = size.to_bytes(_HEADER, "big") + frame
+        with self._write_lock:
+            written = os.write(self._write_fd, out)
+            if written < len(out):
+                self._write_all([memoryview(out)[written:]])
 
 
-def encode(head: dict, buffers: List[bytes], data: Any = None, has_data: bool = False) -> bytes:
+def encode(head: dict, buffers: List[Any], data: Any = None, has_data: bool = False) -> bytes:
     """Encodes ``head`` (and ``data``) as compact UTF-8 JSON, byte buffers moved to ``buffers``.
 
     ``data`` is encoded on its own first, so an unencodable value (a set, NaN, ...) raises a
     ``TypeError``/``ValueError`` that names the user's value in the caller's code.
     """
 
+    # The common messages (a result, a progress message, a pong) go out without building a
+    # dict encoder's output: their head is a type and a call id.
+    quick = len(head) == 2 and type(head.get("id")) is int
+    if not has_data:
+        if quick:
+            return ('{"type":"%s","id":%d}' % (head["type"], head["id"])).encode("utf-8")
+        head["buffers"] = 0
+        return dumps_plain(head).encode("utf-8")
+    kind = type(data)
+    if kind is int or kind is float and data == data and data not in (_INF, -_INF):
+        body = repr(data)
+    elif kind is str:
+        body = _encode_str(data)
+    elif data is None:
+        body = "null"
+    else:
+        try:
+            # Most values are plain JSON: one cached encoder, no closure; anything else
+            # (bytes, arrays, an unencodable object) takes the full path below.
+            body = dumps_plain(data)
+        except _NotPlain:
+            body = None
+    if body is not None:
+        if quick:
+            text = '{"type":"%s","id":%d,"data":%s}' % (head["type"], head["id"], body)
+            return text.encode("utf-8")
+        head["buffers"] = 0
+        text = dumps_plain(head)
+        return (text[:-1] + ',"data":' + body + "}").encode("utf-8")
+
     def default(obj: Any) -> Any:
-        if isinstance(obj, (bytes, bytearray, memoryview)):
-            buffers.append(bytes(obj))
+        if isinstance(obj, (bytes, bytearray)):
+            buffers.append(obj)
             return {_BUFFER_KEY: len(buffers) - 1}
+        if isinstance(obj, memoryview):
+            buffers.append(obj.cast("B") if obj.c_contiguous else obj.tobytes())
+            return {_BUFFER_KEY: len(buffers) - 1}
+        np = _arrays.loaded()
+        if np is not None:
+            stand_in = _arrays.encode(obj, np, buffers)
+            if stand_in is not None:
+                return stand_in
         raise TypeError(
             "pybundle: object of type %s is not JSON serializable" % type(obj).__name__
         )
@@ -180,10 +291,25 @@ class _ScanContext:
         raise ValueError("pybundle: %s is not valid JSON" % name)
 
 
-_codec: Optional[Tuple[Any, Any]] = None
+_INF = float("inf")
 
 
-def _load_codec() -> Tuple[Any, Any]:
+def _encode_str(text: str) -> str:
+    return (_codec or _load_codec())[3](text)
+
+
+class _NotPlain(Exception):
+    """Raised by the plain encoder for a value JSON cannot hold as it is."""
+
+
+def _not_plain(obj: Any) -> Any:
+    raise _NotPlain
+
+
+_codec: Optional[Tuple[Any, Any, Any, Any]] = None
+
+
+def _load_codec() -> Tuple[Any, Any, Any, Any]:
     global _codec
     try:
         import _json
@@ -207,7 +333,16 @@ def _load_codec() -> Tuple[Any, Any]:
             encoder = make_encoder({}, default, encode_str, None, ":", ",", False, False, False)
             return "".join(encoder(value, 0))
 
-        _codec = (loads, dumps)
+        # Shared by all threads: without a markers dict it holds no state between calls (a
+        # circular value then ends in RecursionError instead of ValueError).
+        plain_encoder = make_encoder(
+            None, _not_plain, encode_str, None, ":", ",", False, False, False
+        )
+
+        def dumps_plain(value: Any) -> str:
+            return "".join(plain_encoder(value, 0))
+
+        _codec = (loads, dumps, dumps_plain, encode_str)
     except (ImportError, AttributeError, TypeError):
         import json
 
@@ -216,7 +351,10 @@ def _load_codec() -> Tuple[Any, Any]:
                 value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default
             )
 
-        _codec = (json.loads, dumps)
+        def dumps_plain(value: Any) -> str:
+            return dumps(value, _not_plain)
+
+        _codec = (json.loads, dumps, dumps_plain, lambda text: dumps(text, None))
     return _codec
 
 
@@ -230,6 +368,11 @@ def dumps(value: Any, default: Any) -> str:
     return (_codec or _load_codec())[1](value, default)
 
 
+def dumps_plain(value: Any) -> str:
+    """``dumps`` for plain JSON values; raises ``_NotPlain`` at anything else."""
+    return (_codec or _load_codec())[2](value)
+
+
 def decode_buffers(value: Any, buffers: List[bytes]) -> Any:
     """Replaces ``{"$buffer": i}`` objects in a decoded value by the i-th binary frame."""
     if not buffers:
@@ -237,6 +380,8 @@ def decode_buffers(value: Any, buffers: List[bytes]) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and _BUFFER_KEY in value:
             return buffers[value[_BUFFER_KEY]]
+        if _arrays.ARRAY_KEY in value:
+            return _arrays.decode(value, buffers)
         return {k: decode_buffers(v, buffers) for k, v in value.items()}
     if isinstance(value, list):
         return [decode_buffers(v, buffers) for v in value]

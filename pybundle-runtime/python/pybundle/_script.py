@@ -1,6 +1,6 @@
-"""Runner of one-shot scripts: ``python -I -c <bootstrap> LIB MAX_FRAME SCRIPT ARGS...``.
+"""Runner of one-shot scripts (argv: ``_protocol.SCRIPT_ARGV``).
 
-Reads the start frame (the input), then runs SCRIPT as ``__main__`` with
+Reads the start message (the input), then runs SCRIPT as ``__main__`` with
 ``sys.argv = [SCRIPT, *ARGS]``. An uncaught exception is reported as an error frame (and its
 traceback printed to stderr, as Python would); ``sys.exit`` keeps its meaning.
 """
@@ -13,29 +13,33 @@ import sys
 
 import pybundle
 
+from . import _protocol
 from ._channel import Channel, decode_buffers, error_info
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def main() -> None:
-    max_frame = int(sys.argv[2])
-    script = sys.argv[3]
-    args = sys.argv[4:]
-    channel = Channel.from_stdio(max_frame)
+    argv = _protocol.parse_argv(_protocol.SCRIPT_ARGV, sys.argv[1:])
+    script = argv["script"]
+    channel = Channel.from_stdio(int(argv["max_frame"]))
     # A crash in C code (a segfault) then leaves the Python stack of every thread on stderr,
     # which the runtime's error message ends with.
     faulthandler.enable()
     start = channel.read_message()
-    if start is None:
-        sys.stderr.write("pybundle: no start frame on stdin; run this through the runtime\n")
+    if start is None or start[0].get("type") != _protocol.START:
+        sys.stderr.write("pybundle: no start message on stdin; run this through the runtime\n")
         sys.exit(2)
     msg, buffers = start
     pybundle._install(channel, decode_buffers(msg.get("input"), buffers))
+    if msg.get("log_level") is not None:
+        from . import _logs
+
+        _logs.install(channel, msg["log_level"])
 
     # Like `python SCRIPT`: its directory first on sys.path, its path as argv[0].
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    sys.argv = [script] + args
+    sys.argv = [script] + argv["script_args"]
     main_module = sys.modules["__main__"]
     namespace = main_module.__dict__
     namespace.update(__file__=script, __cached__=None, __spec__=None, __package__=None)
@@ -50,7 +54,7 @@ def main() -> None:
         info = error_info(exc, _OWN_DIR)
         sys.stderr.write(info["traceback"])
         try:
-            channel.send_error({"type": "error"}, info)
+            channel.send_error(_protocol.error(info))
         except (OSError, ValueError):
             pass
         sys.exit(1)

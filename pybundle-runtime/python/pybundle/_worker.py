@@ -1,22 +1,27 @@
-"""Runner of long-lived workers: ``python -I -c <bootstrap> LIB MAX_FRAME THREADS SCRIPTS MODULE...``.
+"""Runner of long-lived workers (argv: ``_protocol.WORKER_ARGV``).
 
-Imports each MODULE once (from SCRIPTS), says ``ready``, then serves ``call`` messages on a
-pool of THREADS threads (see ``_Server``); ``cancel`` and ``ping`` are answered even when every
-thread is busy. Ends at ``shutdown`` or at the end of its input.
+Reads the start message, imports each module once (from the scripts directory), says
+``ready``, then serves ``call`` messages on a pool of threads (see ``_Server``); ``cancel`` and
+``ping`` are answered even when every thread is busy. Ends at ``shutdown`` or at the end of its
+input.
 """
 
 from __future__ import annotations
 
 import collections
-import importlib
 import faulthandler
+import importlib
 import os
+import signal
 import sys
 import threading
 import time
+import types
 
 import pybundle
 
+from . import _call, _protocol
+from ._call import Call
 from ._channel import Channel, ProtocolError, decode_buffers, error_info
 
 TYPE_CHECKING = False
@@ -28,31 +33,53 @@ _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 _QUICK = 0.0005
 
 
-class _Call:
-    """One call in flight; ``cancelled`` is set by the reader thread."""
-
-    __slots__ = ("id", "func", "args", "buffers", "cancelled")
-
-    def __init__(self, msg: dict, buffers: List[bytes]) -> None:
-        self.id = msg["id"]
-        self.func = msg["func"]
-        self.args = msg.get("args")
-        self.buffers = buffers
-        self.cancelled = False
-
-
+# The functions served, by `module.function` (filled by `_exports` before `ready`).
 _functions: Dict[str, Callable[..., Any]] = {}
+
+
+def _exports(modules: List[str]) -> Dict[str, Callable[..., Any]]:
+    """What each module serves: the functions marked with ``@pybundle.export`` if it marks
+    any, else the callables its ``__all__`` names, else its public functions (those defined in
+    it whose names do not start with an underscore)."""
+    table: Dict[str, Callable[..., Any]] = {}
+    for name in modules:
+        module = sys.modules[name]
+        members = vars(module)
+        marked = [(k, v) for k, v in members.items() if getattr(v, "__pybundle_export__", False)]
+        if marked:
+            chosen = marked
+        elif isinstance(members.get("__all__"), (list, tuple)):
+            chosen = [(k, members[k]) for k in members["__all__"] if callable(members.get(k))]
+        else:
+            chosen = [
+                (k, v)
+                for k, v in members.items()
+                if not k.startswith("_")
+                and isinstance(v, types.FunctionType)
+                and v.__module__ == name
+            ]
+        for attr, func in chosen:
+            table["%s.%s" % (name, attr)] = func
+    return table
+
+
+def _init_target(name: str, modules: List[str]) -> Callable[..., Any]:
+    """The init function: any attribute of one of the worker's modules."""
+    module, _, attr = name.rpartition(".")
+    if module not in modules:
+        raise LookupError(
+            "pybundle: the init function %r is not in the worker's modules %r" % (name, modules)
+        )
+    return getattr(sys.modules[module], attr)
 
 
 def _resolve(name: str) -> Callable[..., Any]:
     func = _functions.get(name)
     if func is None:
-        module_name, _, attr = name.rpartition(".")
-        if not module_name:
-            raise ValueError("pybundle: call %r as module.function" % name)
-        module = sys.modules.get(module_name) or importlib.import_module(module_name)
-        func = getattr(module, attr)
-        _functions[name] = func
+        raise LookupError(
+            "pybundle: this worker has no function %r; it serves: %s"
+            % (name, ", ".join(sorted(_functions)) or "nothing")
+        )
     return func
 
 
@@ -79,7 +106,7 @@ class _Server:
         self.state = threading.Lock()
         self.executing = 0
         self.pending: collections.deque = collections.deque()
-        self.running: Dict[int, _Call] = {}
+        self.running: Dict[int, Call] = {}
         self.done = threading.Event()
         # Functions whose last call took under _QUICK seconds.
         self.quick: Set[str] = set()
@@ -90,43 +117,57 @@ class _Server:
             if call is not None:
                 self._run(call)
 
-    def _next_call(self) -> Optional[_Call]:
+    def _next_call(self) -> Optional[Call]:
         """Reads until a call this thread may run arrives; None once the worker is done."""
+        channel, running, quick, state = self.channel, self.running, self.quick, self.state
+        read, done, call_type = channel.read_message, self.done, _protocol.CALL
+        clock = time.perf_counter
         with self.read_token:
-            while not self.done.is_set():
+            while not done.is_set():
                 try:
-                    message = self.channel.read_message()
+                    message = read()
                 except (ProtocolError, ValueError) as exc:
                     sys.stderr.write("pybundle worker: %s\n" % exc)
                     message = None
                 if message is None:
-                    self.done.set()
+                    done.set()
                     return None
                 msg, buffers = message
                 kind = msg.get("type")
-                if kind == "call":
-                    call = _Call(msg, buffers)
-                    self.running[call.id] = call
-                    with self.state:
+                if kind == call_type:
+                    call = Call(msg, buffers, channel)
+                    running[call.id] = call
+                    with state:
                         if self.executing >= self.limit:
                             self.pending.append(call)
                             continue
                         self.executing += 1
-                    if call.func not in self.quick:
+                    if call.func not in quick:
                         return call
-                    # Quick last time: run it on this thread, keeping the read token.
-                    self._run(call)
-                elif kind == "cancel":
-                    call = self.running.get(msg["id"])
+                    # Quick last time: run it on this thread, keeping the read token (the
+                    # common case of `_run`, inlined: this is the hot path of a warm call).
+                    start = clock()
+                    _serve_one(channel, call)
+                    if clock() - start >= _QUICK:
+                        quick.discard(call.func)
+                    del running[call.id]
+                    with state:
+                        if not self.pending:
+                            self.executing -= 1
+                            continue
+                        follow = self.pending.popleft()
+                    self._run(follow)
+                elif kind == _protocol.CANCEL:
+                    call = running.get(msg["id"])
                     if call is not None:
-                        call.cancelled = True
-                elif kind == "ping":
-                    self.channel.send({"type": "pong", "id": msg["id"]})
-                elif kind == "shutdown":
-                    self.done.set()
+                        call._cancelled = True
+                elif kind == _protocol.PING:
+                    channel.answer(_protocol.pong(msg["id"]))
+                elif kind == _protocol.SHUTDOWN:
+                    done.set()
         return None
 
-    def _run(self, call: _Call) -> None:
+    def _run(self, call: Call) -> None:
         while call is not None:
             start = time.perf_counter()
             _serve_one(self.channel, call)
@@ -144,59 +185,87 @@ class _Server:
             # Still counted in `executing`: the pending call runs on this thread.
 
 
-def _serve_one(channel: Channel, call: _Call) -> None:
-    local = pybundle._local
-    local.call = call.id
-    local.cancel = call
+def _serve_one(channel: Channel, call: Call) -> None:
+    """Runs one call and sends its answer (the runner's own message: no check needed)."""
+    if call._cancelled:
+        # Cancelled while it waited for a thread: it never runs.
+        call._finish()
+        channel.answer(_protocol.finished(call.id))
+        return
+    token = _call.current.set(call)
     try:
-        func = _resolve(call.func)
-        args = decode_buffers(call.args, call.buffers) if call.buffers else call.args
-        if isinstance(args, list):
-            result = func(*args)
-        elif isinstance(args, dict):
-            result = func(**args)
-        elif args is None:
-            result = func()
+        func = _functions.get(call.func) or _resolve(call.func)
+        args, kwargs = call.args, call.kwargs
+        if call.buffers:
+            args = decode_buffers(args, call.buffers)
+            kwargs = decode_buffers(kwargs, call.buffers)
+        result = func(*args, **kwargs) if kwargs else func(*args)
+        call._finish()
+        if call._cancelled:
+            channel.answer(_protocol.finished(call.id))
         else:
-            result = func(args)
-        if not call.cancelled:
-            channel.send({"type": "result", "id": call.id}, result, True)
+            channel.answer(_protocol.result(call.id), result, True)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-        if not call.cancelled:
-            try:
-                channel.send_error({"type": "error", "id": call.id}, error_info(exc, _OWN_DIR))
-            except (OSError, ValueError):
-                pass
+        call._finish()
+        try:
+            if call._cancelled:
+                channel.answer(_protocol.finished(call.id))
+            else:
+                channel.answer_error(_protocol.error(error_info(exc, _OWN_DIR), id=call.id))
+        except (OSError, ValueError):
+            pass
     finally:
-        local.call = None
-        local.cancel = None
+        _call.current.reset(token)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass
 
 
 def main() -> None:
-    max_frame = int(sys.argv[2])
-    threads = max(1, int(sys.argv[3]))
-    scripts = sys.argv[4]
-    modules = sys.argv[5:]
-    channel = Channel.from_stdio(max_frame)
+    argv = _protocol.parse_argv(_protocol.WORKER_ARGV, sys.argv[1:])
+    threads = max(1, int(argv["threads"]))
+    channel = Channel.from_stdio(int(argv["max_frame"]))
     # A crash in C code (a segfault) then leaves the Python stack of every thread on stderr,
     # which the runtime's error message ends with.
     faulthandler.enable()
-    pybundle._install(channel, None)
-    sys.path.insert(0, scripts)
+    # Ctrl-C in a terminal reaches the whole process group, this worker included: the Rust
+    # side decides when it stops (a graceful shutdown lets calls finish). A handler, not
+    # SIG_IGN, so that programs the functions start get the default back at exec.
+    signal.signal(signal.SIGINT, _ignore)
+    pybundle._install(channel, None, worker=True)
+    channel.check = _call.check
+    start = channel.read_message()
+    if start is None or start[0].get("type") != _protocol.START:
+        sys.stderr.write("pybundle: no start message on stdin; run this through the runtime\n")
+        sys.exit(2)
+    msg, buffers = start
+    if msg.get("log_level") is not None:
+        from . import _logs
+
+        _logs.install(channel, msg["log_level"])
+    sys.path.insert(0, argv["scripts"])
     sys.argv = [""]
     try:
-        for name in modules:
+        for name in argv["modules"]:
             importlib.import_module(name)
+        init = msg.get("init")
+        if init is not None:
+            func = _init_target(init["func"], argv["modules"])
+            args = decode_buffers(init.get("args") or [], buffers)
+            kwargs = decode_buffers(init.get("kwargs") or {}, buffers)
+            func(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - reported to Rust as a failed start
         info = error_info(exc, _OWN_DIR)
         sys.stderr.write(info["traceback"])
-        channel.send_error({"type": "fatal"}, info)
+        channel.send_error(_protocol.fatal(info))
         sys.exit(1)
 
+    _functions.update(_exports(argv["modules"]))
     server = _Server(channel, threads)
     for i in range(threads + 1):
         threading.Thread(target=server.serve, name="pybundle-%d" % i, daemon=True).start()
-    channel.send({"type": "ready", "pid": os.getpid()})
+    channel.send(_protocol.ready(os.getpid(), sorted(_functions)))
     server.done.wait()
     sys.stdout.flush()
     sys.stderr.flush()

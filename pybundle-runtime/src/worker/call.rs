@@ -1,33 +1,40 @@
-//! One call to a worker: building it ([`Request`]) and waiting for, polling or cancelling it
+//! One call to a worker: building it ([`Request`]) and waiting for, awaiting or cancelling it
 //! ([`CallHandle`]).
 
+use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::process::{self, Link, MessageFn, Slot};
-use super::Worker;
-use crate::buffer;
+use super::args::Args;
+use super::core::Submit;
+use super::link;
+use super::pool::WorkerPool;
+use super::slot::{MessageFn, Slot};
+use super::{Handle, Worker};
+use crate::buffer::{self, Frame};
+use crate::protocol::{Outgoing, Payload};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy)]
 pub(super) enum Target<'a> {
     Worker(&'a Worker),
-    Pool(&'a crate::WorkerPool),
+    Pool(&'a WorkerPool),
 }
 
 /// A call being configured: [`args`](Request::args), [`timeout`](Request::timeout),
-/// [`on_message`](Request::on_message), then [`call`](Request::call) or
-/// [`submit`](Request::submit).
-#[must_use = "a request does nothing until `call` or `submit`"]
+/// [`on_message`](Request::on_message), then [`call`](Request::call),
+/// [`submit`](Request::submit) or [`call_async`](Request::call_async).
+#[must_use = "a request does nothing until `call`, `submit` or `call_async`"]
 pub struct Request<'a> {
     target: Target<'a>,
     func: String,
-    args: Result<(Vec<u8>, Vec<Vec<u8>>)>,
+    args: Result<Args>,
     timeout: Option<Duration>,
     on_message: Option<MessageFn>,
 }
@@ -37,143 +44,242 @@ impl<'a> Request<'a> {
         Request {
             target,
             func: func.to_owned(),
-            args: Ok((b"[]".to_vec(), Vec::new())),
+            args: Ok(Args::default()),
             timeout: None,
             on_message: None,
         }
-    }
-
-    pub(crate) fn for_pool(pool: &'a crate::WorkerPool, func: &str) -> Self {
-        Self::new(Target::Pool(pool), func)
     }
 
     fn what(&self) -> String {
         format!("call `{}`", self.func)
     }
 
-    /// The arguments: a tuple or array (positional), a struct or map (keywords), or one other
-    /// value (a single positional argument). [`Buffer`](crate::Buffer)s inside travel as binary
-    /// frames.
-    pub fn args(mut self, args: &(impl Serialize + ?Sized)) -> Self {
+    /// Adds arguments by their Rust shape: a tuple (or fixed-size array) gives positional
+    /// arguments, `&()` none, [`Kwargs`](crate::Kwargs) keyword arguments, and any other value
+    /// is **one** positional argument (a `Vec` is one list, a map one dict).
+    /// [`Buffer`](crate::Buffer)s inside travel as binary frames.
+    pub fn args<'b>(self, args: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
+        self.with(|a| a.add(args), "cannot encode the arguments")
+    }
+
+    /// Adds one positional argument (whatever its shape).
+    pub fn arg<'b>(self, value: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
+        self.with(|a| a.arg(value), "cannot encode an argument")
+    }
+
+    /// Adds the fields of a struct (or the entries of a map) as keyword arguments.
+    pub fn kwargs<'b>(self, value: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
+        self.with(|a| a.kwargs(value), "cannot encode the keyword arguments")
+    }
+
+    /// Adds one keyword argument: `.arg(&x).kwarg("scale", &2)` calls `f(x, scale=2)`.
+    pub fn kwarg<'b>(self, name: &str, value: &'b (impl Serialize + ?Sized)) -> Request<'b>
+    where
+        'a: 'b,
+    {
+        self.with(|a| a.kwarg(name, value), "cannot encode a keyword argument")
+    }
+
+    fn with(
+        mut self,
+        add: impl FnOnce(&mut Args) -> serde_json::Result<()>,
+        action: &'static str,
+    ) -> Self {
         let what = self.what();
-        self.args = buffer::to_json_with_buffers(args).map_err(|source| Error::Json {
-            what,
-            action: "cannot encode the arguments",
-            source,
-        });
+        if let Ok(args) = &mut self.args {
+            if let Err(source) = add(args) {
+                self.args = Err(Error::Json {
+                    what,
+                    action,
+                    source,
+                });
+            }
+        }
         self
     }
 
-    /// Fails the call with [`Error::Timeout`] (and cancels it) if it has not finished in time.
+    /// Fails the call with [`Error::Timeout`] (and cancels it in the process) if it has not
+    /// finished in time; enforced by the worker's thread, so an awaited call times out too.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// Receives the call's `pybundle.send(value)` messages, in order, on the worker's reader
-    /// thread: keep it short, and do not wait for calls of the same worker from it (their
-    /// replies come through that very thread).
+    /// Receives the call's `pybundle.send(value)` messages, in order, on the thread that reads
+    /// the worker's output (a waiting caller's or the worker's own): keep it short, and do not
+    /// wait for calls of the same worker from it.
     pub fn on_message(mut self, f: impl FnMut(serde_json::Value) + Send + 'static) -> Self {
         self.on_message = Some(Box::new(f));
         self
     }
 
-    /// Sends the call and waits for its result.
+    /// Sends the call and waits for its result. [`BufferRef`](crate::BufferRef)s in the
+    /// arguments are written from where they are, without a copy.
     pub fn call<R: DeserializeOwned>(self) -> Result<R> {
-        self.submit()?.wait()
-    }
-
-    /// Sends the call; the handle waits for, polls or cancels it.
-    pub fn submit<R: DeserializeOwned>(self) -> Result<CallHandle<R>> {
-        let what = self.what();
-        let (args, frames) = self.args?;
-        let worker = match self.target {
-            Target::Worker(w) => w,
-            Target::Pool(p) => p.least_busy(),
-        };
-        let inner = &worker.inner;
-        let link = worker.link()?;
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut head = format!(
-            r#"{{"type":"call","id":{id},"buffers":{},"func":"#,
-            frames.len()
-        )
-        .into_bytes();
-        serde_json::to_writer(&mut head, &self.func).map_err(|source| Error::Json {
-            what: what.clone(),
-            action: "cannot encode the name",
-            source,
-        })?;
-        head.extend_from_slice(br#","args":"#);
-        head.extend_from_slice(&args);
-        head.push(b'}');
-        for len in std::iter::once(head.len()).chain(frames.iter().map(Vec::len)) {
-            if len > inner.cfg.max_frame {
-                return Err(Error::FrameTooLarge {
-                    what,
-                    len,
-                    max: inner.cfg.max_frame,
-                });
+        let worker = self.worker();
+        let lends = self.args.as_ref().is_ok_and(Args::borrows);
+        if !lends {
+            let submitted = self.send(worker, 0)?;
+            return CallHandle::new(worker, Ok(submitted)).wait();
+        }
+        let ticket = worker.core().ticket();
+        // However this ends (an answer, a timeout, a crash, a panic), nothing may point at the
+        // borrowed bytes once this function returns.
+        struct Lent<'w>(&'w Worker, u64);
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                self.0.core().unborrow(self.1);
             }
         }
-        let slot = Slot::new(what.clone(), self.on_message, Some(inner.in_flight.clone()));
-        if !link.register(id, slot.clone()) {
-            slot.complete(Err(worker.dead(&what)));
-        } else {
-            let mut all: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
-            all.push(&head);
-            all.extend(frames.iter().map(Vec::as_slice));
-            // A failed write means the process died; its reader fails the slot.
-            let _ = link.write(&all);
+        let _lent = Lent(worker, ticket);
+        let submitted = self.send(worker, ticket)?;
+        CallHandle::new(worker, Ok(submitted)).wait()
+    }
+
+    /// Sends the call; `.await` the handle. A call that cannot be sent resolves to its error.
+    /// Borrowed buffers are copied.
+    pub fn call_async<R: DeserializeOwned>(self) -> CallHandle<R> {
+        let worker = self.worker();
+        let submitted = self.owned().send(worker, 0);
+        CallHandle::new(worker, submitted)
+    }
+
+    /// Sends the call; the handle waits for, polls, awaits or cancels it. Borrowed buffers
+    /// are copied.
+    pub fn submit<R: DeserializeOwned>(self) -> Result<CallHandle<R>> {
+        let worker = self.worker();
+        let submitted = self.owned().send(worker, 0)?;
+        Ok(CallHandle::new(worker, Ok(submitted)))
+    }
+
+    /// The request with borrowed buffers copied, for a call that outlives the borrow.
+    fn owned(mut self) -> Self {
+        if let Ok(args) = &mut self.args {
+            args.own_frames();
         }
-        Ok(CallHandle {
-            slot,
-            id,
-            link,
-            deadline: self.timeout.map(|t| (Instant::now() + t, t)),
-            _result: PhantomData,
-        })
+        self
+    }
+
+    fn worker(&self) -> &'a Worker {
+        match self.target {
+            Target::Worker(w) => w,
+            Target::Pool(p) => p.least_busy(),
+        }
+    }
+
+    fn send(self, worker: &Worker, ticket: u64) -> Result<(u64, Arc<Slot>)> {
+        let what = self.what();
+        let args = self.args?;
+        worker.core().check_function(&self.func, &what)?;
+        let (positional, kwargs, frames) = (args.positional(), args.keywords(), args.frames);
+        let core = worker.core();
+        let max = core.cfg.max_frame;
+        let func = self.func;
+        let encode = |id| {
+            let head = Outgoing::Call {
+                id,
+                func: &func,
+                args: &positional,
+                kwargs: kwargs.as_deref(),
+                buffers: frames.len(),
+            }
+            .encode();
+            for len in std::iter::once(head.len()).chain(frames.iter().map(Frame::len)) {
+                if len > max {
+                    return Err(Error::FrameTooLarge {
+                        what: what.clone(),
+                        len,
+                        max,
+                    });
+                }
+            }
+            link::frames(head, frames, max, ticket).map_err(|source| Error::Channel {
+                what: what.clone(),
+                action: "cannot encode the call",
+                source,
+            })
+        };
+        core.submit(
+            encode,
+            Submit {
+                what: format!("call `{func}`"),
+                on_message: self.on_message,
+                timeout: self.timeout,
+                ping: false,
+            },
+        )
     }
 }
 
-/// A call in flight. [`wait`](CallHandle::wait), [`wait_timeout`](CallHandle::wait_timeout)
-/// or [`try_result`](CallHandle::try_result) hand out its result once;
-/// [`cancel`](CallHandle::cancel) discards it.
+/// A call in flight. [`wait`](CallHandle::wait), [`wait_timeout`](CallHandle::wait_timeout),
+/// [`try_result`](CallHandle::try_result) or `.await` hand out its result once.
+///
+/// Dropping a handle whose call has not finished cancels the call: the process is told (the
+/// function sees `pybundle.cancelled()` turn true; one still queued there is skipped) and its
+/// result is discarded. [`detach`](CallHandle::detach) lets a call run on unobserved instead.
+/// A handle keeps its worker running.
 pub struct CallHandle<R> {
+    worker: Option<Arc<Handle>>,
     slot: Arc<Slot>,
     id: u64,
-    link: Arc<Link>,
-    deadline: Option<(Instant, Duration)>,
+    /// The result was handed out, or the handle was detached: dropping it cancels nothing.
+    settled: bool,
     _result: PhantomData<fn() -> R>,
 }
 
 impl<R: DeserializeOwned> CallHandle<R> {
-    /// Waits for the result (or the call's timeout).
-    pub fn wait(self) -> Result<R> {
-        match self.slot.take(self.deadline.map(|d| d.0)) {
-            Some(outcome) => self.decode(outcome),
-            None => Err(self.expire()),
+    pub(super) fn new(worker: &Worker, submitted: Result<(u64, Arc<Slot>)>) -> Self {
+        match submitted {
+            Ok((id, slot)) => CallHandle {
+                worker: Some(worker.handle().clone()),
+                slot,
+                id,
+                settled: false,
+                _result: PhantomData,
+            },
+            Err(error) => {
+                let slot = Arc::new(Slot::new(String::new(), None));
+                slot.complete(Err(error));
+                CallHandle {
+                    worker: None,
+                    slot,
+                    id: 0,
+                    settled: false,
+                    _result: PhantomData,
+                }
+            }
         }
+    }
+
+    /// Waits for the result (or the call's timeout).
+    pub fn wait(mut self) -> Result<R> {
+        if let Some(worker) = &self.worker {
+            worker.core.wait(&self.slot, None);
+        }
+        self.take()
+            .unwrap_or_else(|| unreachable!("waited without a limit"))
     }
 
     /// Waits at most `timeout`; `None` if the call is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        let mut until = Instant::now() + timeout;
-        if let Some((deadline, _)) = self.deadline {
-            until = until.min(deadline);
+        if let Some(worker) = &self.worker {
+            worker.core.wait(&self.slot, Some(Instant::now() + timeout));
         }
-        match self.slot.take(Some(until)) {
-            Some(outcome) => Some(self.decode(outcome)),
-            None if self.deadline.is_some_and(|d| Instant::now() >= d.0) => {
-                Some(Err(self.expire()))
-            }
-            None => None,
-        }
+        self.take()
     }
 
     /// The result if it is there; `None` if the call is still running.
     pub fn try_result(&mut self) -> Option<Result<R>> {
-        self.wait_timeout(Duration::ZERO)
+        self.take()
     }
 
     /// Whether the result has arrived (or the call failed).
@@ -184,26 +290,27 @@ impl<R: DeserializeOwned> CallHandle<R> {
     /// Cancels the call: its result is discarded and Python code can see
     /// `pybundle.cancelled()` turn true. Waiting afterwards gives [`Error::Cancelled`].
     pub fn cancel(&self) {
-        if self.link.forget(self.id) {
-            self.slot.complete(Err(Error::Cancelled {
-                what: self.slot.what.clone(),
-            }));
-            let frame = format!(r#"{{"type":"cancel","id":{}}}"#, self.id);
-            let _ = self.link.write(&[frame.as_bytes()]);
+        if let Some(worker) = &self.worker {
+            worker.core.abandon(self.id, |what| Error::Cancelled {
+                what: what.to_owned(),
+            });
         }
     }
 
-    fn expire(&self) -> Error {
-        self.cancel();
-        Error::Timeout {
-            what: self.slot.what.clone(),
-            after: self.deadline.map(|d| d.1).unwrap_or_default(),
-        }
+    /// Lets the call run to its end without anyone waiting: dropping this handle then cancels
+    /// nothing, and the result is discarded.
+    pub fn detach(mut self) {
+        self.settled = true;
     }
 
-    fn decode(&self, outcome: Result<process::Reply>) -> Result<R> {
-        let reply = outcome?;
-        buffer::from_json_with_buffers(&reply.data, reply.frames).map_err(|source| Error::Json {
+    fn take(&mut self) -> Option<Result<R>> {
+        let outcome = self.slot.try_take()?;
+        self.settled = true;
+        Some(self.decode(outcome))
+    }
+
+    fn decode(&self, outcome: Result<Payload>) -> Result<R> {
+        buffer::from_payload(outcome?).map_err(|source| Error::Json {
             what: self.slot.what.clone(),
             action: "cannot decode the result into the requested type",
             source,
@@ -211,19 +318,32 @@ impl<R: DeserializeOwned> CallHandle<R> {
     }
 }
 
-/// Awaiting a handle gives its result, on any async runtime (the worker's reader thread wakes
-/// the task). The call's [`timeout`](Request::timeout) is enforced by the blocking waits only:
-/// with `.await`, use the runtime's own timeout and [`cancel`](CallHandle::cancel).
-impl<R: DeserializeOwned> std::future::Future for CallHandle<R> {
+impl<R> Drop for CallHandle<R> {
+    fn drop(&mut self) {
+        if self.settled || self.slot.is_done() {
+            return;
+        }
+        if let Some(worker) = &self.worker {
+            worker.core.abandon(self.id, |what| Error::Cancelled {
+                what: what.to_owned(),
+            });
+        }
+    }
+}
+
+/// Awaiting a handle gives its result, on any async runtime: the worker's thread wakes the
+/// task. The call's [`timeout`](Request::timeout) applies; dropping the future cancels the
+/// call.
+impl<R: DeserializeOwned> Future for CallHandle<R> {
     type Output = Result<R>;
 
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<R>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
         match self.slot.poll_take(cx) {
-            Some(outcome) => std::task::Poll::Ready(self.decode(outcome)),
-            None => std::task::Poll::Pending,
+            Poll::Ready(outcome) => {
+                self.settled = true;
+                Poll::Ready(self.decode(outcome))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

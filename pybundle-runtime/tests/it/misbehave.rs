@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pybundle_runtime::protocol::DEFAULT_MAX_FRAME;
-use pybundle_runtime::{Environment, Error, Worker, WorkerEvent};
+use pybundle_runtime::{Buffer, Environment, Error, Worker, WorkerEvent};
 use serde_json::Value;
 
 use crate::script::env_for;
@@ -58,6 +58,8 @@ fn worker_capped(env: &Environment, max_frame: usize) -> Worker {
     env.worker(["wbad"])
         .threads(2)
         .max_frame(max_frame)
+        .max_message(1 << 20)
+        .frame_timeout(Duration::from_secs(2))
         .forward_stderr(false)
         .shutdown_timeout(Duration::from_secs(1))
         .start()
@@ -96,7 +98,13 @@ fn crash_rounds_capped(
         expect_threads(base + 2, &format!("with a live worker, round {round}"));
         let bystander = w.submit::<f64>("wbad.sleep", &(30,)).unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        let err = w.call::<Value>(func, &args).unwrap_err();
+        // `args` lists the positional arguments (`null`: none).
+        let positional = args.as_array().cloned().unwrap_or_default();
+        let err = positional
+            .iter()
+            .fold(w.request(func), |r, a| r.arg(a))
+            .call::<Value>()
+            .unwrap_err();
         check(&err);
         let other = bystander.wait().unwrap_err();
         assert_eq!(
@@ -179,6 +187,52 @@ fn case(name: &str) -> String {
                 assert!(*len > 100_000, "{len}");
             })
         }
+        "worker-partial-frame" => {
+            let start = Instant::now();
+            let seen = crash_rounds(2, "wbad.partial_frame", serde_json::json!([1000]), |err| {
+                let Error::Protocol { detail, .. } = err else {
+                    panic!("wrong error: {err}")
+                };
+                assert!(detail.contains("stopped arriving halfway"), "{detail}");
+                assert!(detail.contains("500 of 1034 bytes"), "{detail}");
+            });
+            // Two rounds of a 2 s frame timeout, not the scripts' 60 s sleeps.
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "{:?}",
+                start.elapsed()
+            );
+            seen
+        }
+        "worker-message-cap" => {
+            let before = rss_kib("self");
+            // 24 frames of 64 KiB, each under the frame cap, 1.5 MiB together: over 1 MiB.
+            // (The message cap is never below the frame cap plus 1 MiB: the frame cap is low.)
+            let args = serde_json::json!([24, 65536]);
+            let mut seen = crash_rounds_capped(2, "wbad.many_frames", args, 128 << 10, |err| {
+                let Error::MessageTooLarge { max, .. } = err else {
+                    panic!("wrong error: {err}")
+                };
+                assert_eq!(*max, (1 << 20) + (128 << 10));
+            });
+            // 2^25 empty frames: refused at the announcement (it used to cost 783 MB).
+            seen += " | ";
+            seen += &crash_rounds(
+                1,
+                "wbad.many_frames",
+                serde_json::json!([1 << 25, -1]),
+                |err| {
+                    assert!(
+                        matches!(err, Error::MessageTooLarge { .. }),
+                        "wrong error: {err}"
+                    );
+                },
+            );
+            let after = rss_kib("self");
+            assert!(after < before + 20 * 1024, "RSS {before} -> {after} KiB");
+            seen
+        }
+        "worker-in-flight" => in_flight_case(),
         "worker-hang" => {
             let env = env();
             let base = threads();
@@ -312,12 +366,77 @@ fn case(name: &str) -> String {
             expect_threads(base, "after the flooding worker was dropped");
             format!("RSS {before} -> {after} KiB")
         }
-        "script-segfault" | "script-exit" | "script-hang" | "script-garbage"
-        | "script-oversized" | "script-flood" | "script-grandchild" => {
-            script_case(&name["script-".len()..])
-        }
+        "script-segfault"
+        | "script-exit"
+        | "script-hang"
+        | "script-garbage"
+        | "script-oversized"
+        | "script-flood"
+        | "script-grandchild"
+        | "script-partial"
+        | "script-flood-captured" => script_case(&name["script-".len()..]),
         other => panic!("unknown case {other}"),
     }
+}
+
+/// Answers nobody has taken yet, and calls the process cannot read yet, count against
+/// `max_in_flight`; past it calls fail, the process lives on.
+fn in_flight_case() -> String {
+    let env = env();
+    let base = threads();
+    let w = env
+        .worker(["wbad"])
+        .threads(4)
+        .max_in_flight(7 << 19)
+        .forward_stderr(false)
+        .start()
+        .unwrap();
+    let first = pid(&w);
+    let handles: Vec<_> = (0..8)
+        .map(|_| w.submit::<Buffer>("wbad.big_bytes", &(1 << 20,)).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.in_flight() > 0 {
+        assert!(Instant::now() < deadline, "answers never came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.wait()).collect();
+    let kept = outcomes.iter().filter(|o| o.is_ok()).count();
+    let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(kept, 3, "{refused:?}");
+    for err in &refused {
+        assert!(
+            matches!(err, Error::InFlightLimit { limit, .. } if *limit == 7 << 19),
+            "{err}"
+        );
+    }
+    let answer_refused = refused[0].to_string();
+    drop(outcomes);
+    assert_eq!(pid(&w), first, "the process was harmed");
+
+    // Calls the process cannot read (it holds the GIL) wait in memory, up to the cap.
+    let busy = w.submit::<f64>("wbad.hold_gil", &(2.0,)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let data = vec![7u8; 1 << 20];
+    let mut queued = Vec::new();
+    let refusal = loop {
+        match w.submit::<usize>("wbad.length", &(Buffer::new(data.clone()),)) {
+            Ok(handle) => queued.push(handle),
+            Err(err) => break err,
+        }
+        assert!(queued.len() < 16, "16 MiB queued under a 3.5 MiB cap");
+    };
+    assert!(matches!(refusal, Error::InFlightLimit { .. }), "{refusal}");
+    assert!(!queued.is_empty());
+    assert_eq!(busy.wait().unwrap(), 2.0);
+    for handle in queued {
+        assert_eq!(handle.wait().unwrap(), 1 << 20);
+    }
+    assert_eq!(pid(&w), first);
+    drop(w);
+    assert_reaped(first);
+    expect_threads(base, "after the in-flight case");
+    format!("{answer_refused} | {refusal}")
 }
 
 fn script_case(which: &str) -> String {
@@ -337,6 +456,21 @@ fn script_case(which: &str) -> String {
         // Captured output is read by a thread, which the grandchild's open pipe must not hold.
         script = script.capture_output();
     }
+    if which == "flood-captured" {
+        script = env
+            .script("misbehave")
+            .arg("flood")
+            .arg(FLOOD.to_string())
+            .capture_output()
+            .capture_limit(1 << 20)
+            .on_message({
+                let seen = messages.clone();
+                move |m| seen.lock().unwrap().push(m)
+            });
+    }
+    if which == "partial" {
+        script = script.frame_timeout(Duration::from_secs(1));
+    }
     let start = Instant::now();
     let run = script.run::<u64>();
     let messages = messages.lock().unwrap().clone();
@@ -355,6 +489,25 @@ fn script_case(which: &str) -> String {
                 start.elapsed()
             );
             return format!("returned in {:?}", start.elapsed());
+        }
+        ("flood-captured", Ok(out)) => {
+            assert!(out.reply >= FLOOD);
+            let output = out.output.unwrap();
+            assert!(
+                output.len() < (1 << 20) + 200,
+                "{} bytes kept",
+                output.len()
+            );
+            // All but the last MiB of at least FLOOD bytes.
+            let dropped: u64 = output
+                .strip_prefix("[pybundle: the first ")
+                .and_then(|rest| rest.split(' ').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("{:?}", &output[..200]));
+            assert!(dropped >= FLOOD - (1 << 20), "{dropped}");
+            assert!(output[..200].contains("bytes of output were dropped (capture_limit)"));
+            let after = rss_kib("self");
+            assert!(after < before + 20 * 1024, "RSS {before} -> {after} KiB");
+            return format!("kept {} bytes; RSS {before} -> {after} KiB", output.len());
         }
         ("flood", Ok(out)) => {
             assert!(out.reply >= FLOOD);
@@ -385,6 +538,17 @@ fn script_case(which: &str) -> String {
                 panic!("wrong error: {err}")
             };
             assert!(detail.contains("not a frame stream"), "{detail}");
+        }
+        "partial" => {
+            let Error::Protocol { detail, .. } = &err else {
+                panic!("wrong error: {err}")
+            };
+            assert!(detail.contains("stopped arriving halfway"), "{detail}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{:?}",
+                start.elapsed()
+            );
         }
         "oversized" => {
             let Error::FrameTooLarge { max, .. } = &err else {
@@ -505,6 +669,21 @@ fn a_100_mb_stderr_flood_neither_blocks_nor_grows_memory() {
 }
 
 #[test]
+fn a_worker_stuck_halfway_through_a_message_is_replaced() {
+    run("worker-partial-frame");
+}
+
+#[test]
+fn a_message_over_the_message_cap_is_refused_with_bounded_memory() {
+    run("worker-message-cap");
+}
+
+#[test]
+fn answers_and_calls_in_flight_are_capped() {
+    run("worker-in-flight");
+}
+
+#[test]
 fn scripts_that_misbehave() {
     for which in [
         "segfault",
@@ -513,6 +692,8 @@ fn scripts_that_misbehave() {
         "garbage",
         "oversized",
         "flood",
+        "flood-captured",
+        "partial",
         "grandchild",
     ] {
         run(&format!("script-{which}"));

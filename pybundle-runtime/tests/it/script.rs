@@ -325,3 +325,46 @@ fn a_missing_script_is_named() {
     assert!(matches!(err, Error::ScriptNotFound { .. }), "{err}");
     assert!(err.to_string().contains("does_not_exist.py"), "{err}");
 }
+
+#[test]
+fn bytes_in_a_reply_travel_as_binary_frames_both_ways() {
+    #[derive(serde::Serialize)]
+    struct Input {
+        blob: pybundle_runtime::Buffer,
+    }
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        blob: pybundle_runtime::Buffer,
+        made: pybundle_runtime::Buffer,
+        view: pybundle_runtime::Buffer,
+        array: pybundle_runtime::Buffer,
+        input_type: String,
+    }
+    each(
+        "bytes_in_a_reply_travel_as_binary_frames_both_ways",
+        |env| {
+            let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+            let mut heads = Vec::new();
+            let out = env
+                .script("bytes_reply")
+                .input(&Input {
+                    blob: pybundle_runtime::Buffer::new(blob.clone()),
+                })
+                .on_message(|m| heads.push(m))
+                .run::<Reply>()
+                .unwrap();
+            let reply = out.reply;
+            assert_eq!(reply.input_type, "bytes");
+            assert_eq!(reply.blob.len(), blob.len() + 2);
+            assert_eq!(&reply.blob[..blob.len()], &blob[..]);
+            assert_eq!(&reply.blob[blob.len()..], b"\x00\xff");
+            assert_eq!(reply.made[..], (0..=255u8).collect::<Vec<_>>());
+            assert_eq!(
+                (&reply.view[..], &reply.array[..]),
+                (&b"view"[..], &b"array"[..])
+            );
+            // Outside a Buffer a callback sees the reference to the frame it arrived in.
+            assert_eq!(heads.len(), 1);
+        },
+    );
+}

@@ -137,10 +137,10 @@ fn one_call(w: &pybundle_runtime::Worker, rng: &mut Rng, n: u64, seed: u64) -> u
         0 => {
             let data: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
             let back: Buffer = w
-                .call("wmod.echo", &(Buffer(data.clone()),))
+                .call("wmod.echo", &(Buffer::new(data.clone()),))
                 .unwrap_or_else(|e| fail(&e));
             assert!(
-                back.0 == data,
+                back[..] == data[..],
                 "call {n} (seed {seed}): {size} bytes differ"
             );
         }

@@ -28,6 +28,10 @@ elif case == "oversized":
     payload = b'{"type":"reply","data":"' + b"z" * int(sys.argv[2]) + b'"}'
     os.write(pybundle._active._write_fd, len(payload).to_bytes(4, "big") + payload)
     time.sleep(60)
+elif case == "partial":
+    payload = b'{"type":"reply","data":"' + b"z" * 1000 + b'"}'
+    os.write(pybundle._active._write_fd, (len(payload).to_bytes(4, "big") + payload)[:100])
+    time.sleep(60)
 elif case == "grandchild":
     # Holds the stderr pipe open long after this script ends.
     child = subprocess.Popen(["sleep", "600"])

@@ -76,7 +76,7 @@ def garbage(kind):
         _raw(_frame(b'{"type":"surprise","id":1}'))
     elif kind == "cut-binary":
         # A message announcing a binary frame, then the end of the output.
-        os.write(pybundle._active._write_fd, _frame(b'{"type":"result","id":0,"buffers":1}'))
+        os.write(pybundle._active._write_fd, _frame(b'{"type":"result","id":0,"data":null,"buffers":1}'))
         os._exit(0)
     raise ValueError(kind)
 
@@ -98,3 +98,39 @@ def spawn_and_exit(code):
     child = subprocess.Popen(["sleep", "600"])
     _say("grandchild %d" % child.pid)
     os._exit(code)
+
+
+def partial_frame(length):
+    """Half a frame written straight to the frame descriptor, then silence: stuck mid-write."""
+    payload = b'{"type":"result","id":0,"data":"' + b"z" * length + b'"}'
+    os.write(pybundle._active._write_fd, _frame(payload)[: 4 + length // 2])
+    time.sleep(60)
+
+
+def many_frames(count, size):
+    """A result announcing `count` binary frames of `size` bytes (each under the frame cap),
+    written straight to the frame descriptor; `size` < 0 writes the announcement alone."""
+    head = b'{"type":"result","id":%d,"data":null,"buffers":%d}' % (
+        pybundle.current_call().id,
+        count,
+    )
+    os.write(pybundle._active._write_fd, _frame(head))
+    if size >= 0:
+        block = _frame(b"b" * size)
+        for _ in range(count):
+            os.write(pybundle._active._write_fd, block)
+    time.sleep(60)
+
+
+def big_bytes(n):
+    return b"x" * n
+
+
+def length(data):
+    return len(data)
+
+
+def hold_gil(seconds):
+    # Nothing else in the process runs meanwhile, not even the thread reading calls.
+    ctypes.PyDLL(None).usleep(int(seconds * 1e6))
+    return seconds

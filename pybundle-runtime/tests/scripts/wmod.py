@@ -95,3 +95,14 @@ def list_len(values):
 
 def unencodable():
     return {1, 2}
+
+
+_marks = []
+
+
+def mark(tag):
+    _marks.append(tag)
+
+
+def marks():
+    return list(_marks)

@@ -1,0 +1,51 @@
+"""numpy functions for the data tests (run with an interpreter that has numpy)."""
+import numpy as np
+
+
+def info(a):
+    return {
+        "type": type(a).__name__,
+        "dtype": a.dtype.str,
+        "shape": list(a.shape),
+        "values": a.tolist(),
+        "writable": bool(a.flags.writeable),
+    }
+
+
+def scale(a, k):
+    return a * k
+
+
+def double_in_place(a):
+    a *= 2
+    return a
+
+
+def make(kind):
+    if kind == "f32":
+        return np.arange(6, dtype=np.float32).reshape(2, 3) / 4
+    if kind == "i64":
+        return np.array([1, -2, 3**30], dtype=np.int64)
+    if kind == "bool":
+        return np.array([[True, False], [False, True]])
+    if kind == "zero_d":
+        return np.array(7.5)
+    if kind == "strided":
+        return np.arange(20, dtype=np.int32).reshape(4, 5)[:, ::2]
+    if kind == "fortran":
+        return np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3))
+    if kind == "big_endian":
+        return np.arange(4, dtype=">i4")
+    if kind == "scalars":
+        return {"f32": np.float32(1.5), "i64": np.int64(2**40), "b": np.bool_(True)}
+    if kind == "objects":
+        return np.array([{"a": 1}], dtype=object)
+    if kind == "strings":
+        return np.array(["text"])
+    if kind == "big":
+        return np.ones(256 * 1024 * 1024 // 4, dtype=np.float32)
+    raise ValueError(kind)
+
+
+def total(a):
+    return float(a.sum())
