@@ -44,9 +44,17 @@ impl Ui {
         bar
     }
 
-    /// A result line on stdout (a path, JSON): what scripts read, shown even with `-q`.
+    /// A result line on stdout (a path, JSON): what scripts read, shown even with `-q`. A
+    /// reader that went away (`| head`) ends the output quietly instead of a panic.
     pub fn result(&self, line: impl std::fmt::Display) {
-        println!("{line}");
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            tracing::warn!("cannot write to stdout: {e}");
+        }
     }
 
     /// A line another program (cargo) meant for the user, on stderr as it is.
