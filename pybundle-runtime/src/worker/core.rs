@@ -327,7 +327,7 @@ impl Core {
         }
         if let Some((deadline, after)) = deadline {
             state.timers.push(Reverse((deadline, id, after)));
-            wake |= state.next_tick.map_or(true, |t| deadline < t);
+            wake |= state.next_tick.is_none_or(|t| deadline < t);
         }
         if !call.ping {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
