@@ -39,23 +39,17 @@ pub struct Options {
     pub extra: Vec<String>,
 }
 
-/// Runs `cargo build` for the package, then writes the bundled copies; returns them, in
-/// cargo's order.
-pub fn build(
-    target: &Target,
-    cargo_args: &Options,
-    archive: &Path,
-    ui: &Ui,
-) -> Result<Vec<PathBuf>> {
+/// `cargo <verb>` for the package with `options` (`build` or `test`).
+pub fn command(verb: &str, target: &Target, cargo_args: &Options, ui: &Ui) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.args([
-        "build",
-        "--message-format=json-render-diagnostics",
-        "--manifest-path",
-    ])
-    .arg(&target.manifest_path)
-    .args(["--package", &target.name]);
+    cmd.arg(verb);
+    if verb == "build" {
+        cmd.arg("--message-format=json-render-diagnostics");
+    }
+    cmd.arg("--manifest-path")
+        .arg(&target.manifest_path)
+        .args(["--package", &target.name]);
     if let Some(dir) = &cargo_args.target_dir {
         cmd.arg("--target-dir").arg(dir);
     }
@@ -84,6 +78,19 @@ pub fn build(
         cmd.arg("--verbose");
     }
     cmd.args(&cargo_args.extra);
+    cmd
+}
+
+/// Runs `cargo build` for the package, then writes the bundled copies; returns them, in
+/// cargo's order.
+pub fn build(
+    target: &Target,
+    cargo_args: &Options,
+    archive: &Path,
+    ui: &Ui,
+) -> Result<Vec<PathBuf>> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = command("build", target, cargo_args, ui);
     cmd.stdout(Stdio::piped()).stdin(Stdio::null());
     tracing::debug!("running {cmd:?}");
 

@@ -53,6 +53,15 @@ pub enum Command {
     /// Build, then run the application's binary (like `cargo run`).
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
+    /// Build the package's tests and run them with the bundle (`cargo test`, the program
+    /// reading the archive from PYBUNDLE_ARCHIVE).
+    #[command(after_help = EXIT_CODES)]
+    Test(TestArgs),
+    /// Run the development environment's Python (the pixi environment in place, with the
+    /// activation variables) with `pybundle` and the scripts folder importable, e.g.
+    /// `cargo pybundle python -m unittest discover -s tests`.
+    #[command(after_help = EXIT_CODES)]
+    Python(PythonArgs),
     /// Resolve and pack only: write the archive (for inspection or CI caching).
     #[command(after_help = EXIT_CODES)]
     Pack(PackArgs),
@@ -128,6 +137,32 @@ pub struct RunArgs {
     pub cargo: CargoArgs,
     /// Arguments for the application (after `--`).
     #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// `cargo pybundle test`.
+#[derive(Debug, Args, Clone)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub package: PackageArgs,
+    #[command(flatten)]
+    pub cargo: CargoArgs,
+    /// Further arguments for `cargo test` (after `--`), e.g. a test name and `-- --nocapture`.
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    pub cargo_args: Vec<String>,
+}
+
+/// `cargo pybundle python`.
+#[derive(Debug, Args, Clone)]
+pub struct PythonArgs {
+    #[command(flatten)]
+    pub package: PackageArgs,
+    /// Arguments for the interpreter; options for cargo pybundle go before them.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
 }
 

@@ -4,7 +4,8 @@ use anyhow::{bail, Context as _, Result};
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    BuildArgs, Command, InspectArgs, PackArgs, PackageArgs, PixiArgs, Pybundle, RunArgs,
+    BuildArgs, CargoArgs, Command, InspectArgs, PackArgs, PackageArgs, PixiArgs, Pybundle,
+    PythonArgs, RunArgs, TestArgs,
 };
 use crate::failure::{ChildExit, Step};
 use crate::metadata::{self, Config, Target};
@@ -21,6 +22,8 @@ pub fn run(cli: Pybundle, ui: &Ui) -> Result<()> {
     match cli.command {
         Command::Build(args) => build_command(&args, ui),
         Command::Run(args) => run_app(&args, ui),
+        Command::Test(args) => test(&args, ui),
+        Command::Python(args) => python(&args, ui),
         Command::Pack(args) => pack_only(&args, ui),
         Command::Inspect(args) => inspect(&args, ui),
         Command::Pixi(args) => pixi_passthrough(&args, ui),
@@ -65,13 +68,17 @@ pub enum Purpose<'a> {
     Build(&'a [String]),
     /// `pack`: the archive alone.
     Pack,
+    /// `python`: the environment in place and its development record; the archive is only
+    /// packed when no record exists yet (the record takes the interpreter and the activation
+    /// from it).
+    Develop,
 }
 
 impl<'a> Purpose<'a> {
     fn cargo_args(self) -> &'a [String] {
         match self {
             Purpose::Build(args) => args,
-            Purpose::Pack => &[],
+            Purpose::Pack | Purpose::Develop => &[],
         }
     }
 }
@@ -133,6 +140,9 @@ pub fn prepare(
     fs_err::create_dir_all(&out_dir).context(Step::Pack)?;
     let archive = out_dir.join(ARCHIVE_NAME);
     let key_path = out_dir.join(format!("{ARCHIVE_NAME}.key"));
+    if matches!(purpose, Purpose::Develop) && recorded(&target, &resolved.prefix) {
+        return Ok((target, archive));
+    }
     let key = reuse_key(&input, &project, &pixi, &layer).context(Step::Pack)?;
     if archive.is_file() && fs_err::read_to_string(&key_path).ok().as_deref() == Some(key.as_str())
     {
@@ -158,6 +168,16 @@ pub fn prepare(
     report(&packed, &archive, ui);
     write_dev_record(&target, &project, &resolved.prefix, &archive).context(Step::Pack)?;
     Ok((target, archive))
+}
+
+/// Whether the development record names the environment at `prefix` (and its interpreter
+/// is there).
+fn recorded(target: &Target, prefix: &Path) -> bool {
+    let path = pybundle_runtime::dev::Record::path(&target.target_dir, &target.name);
+    fs_err::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<pybundle_runtime::dev::Record>(&b).ok())
+        .is_some_and(|r| r.prefix == prefix && r.interpreter.is_file())
 }
 
 /// Records the environment in place for development mode (see `pybundle_runtime::dev`): a
@@ -314,19 +334,88 @@ fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
         Purpose::Build(&args.cargo_args),
         ui,
     )?;
-    let cargo = &args.cargo;
-    let options = cargo_build::Options {
+    let options = cargo_options(&args.cargo, &args.package, &args.cargo_args);
+    let binaries = cargo_build::build(&target, &options, &archive, ui).context(Step::Cargo)?;
+    Ok(binaries)
+}
+
+fn cargo_options(
+    cargo: &CargoArgs,
+    package: &PackageArgs,
+    extra: &[String],
+) -> cargo_build::Options {
+    cargo_build::Options {
         release: cargo.release,
         target: cargo.target.clone(),
         features: cargo.features.clone(),
         all_features: cargo.all_features,
         no_default_features: cargo.no_default_features,
         bin: cargo.bin.clone(),
-        target_dir: args.package.target_dir.clone(),
-        extra: args.cargo_args.clone(),
-    };
-    let binaries = cargo_build::build(&target, &options, &archive, ui).context(Step::Cargo)?;
-    Ok(binaries)
+        target_dir: package.target_dir.clone(),
+        extra: extra.to_vec(),
+    }
+}
+
+/// `cargo pybundle test`: `cargo test` of the package, its programs reading the bundle from
+/// `PYBUNDLE_ARCHIVE` (they have none appended). Exits with cargo's status.
+fn test(args: &TestArgs, ui: &Ui) -> Result<()> {
+    let (target, archive) = prepare(
+        &args.package,
+        args.cargo.release,
+        Purpose::Build(&args.cargo_args),
+        ui,
+    )?;
+    let options = cargo_options(&args.cargo, &args.package, &args.cargo_args);
+    let mut cmd = cargo_build::command("test", &target, &options, ui);
+    cmd.env(
+        pybundle_runtime::dev::ARCHIVE_VAR,
+        std::path::absolute(&archive)?,
+    );
+    ui.status(
+        "Testing",
+        format!("{} with {}", target.name, archive.display()),
+    );
+    let status = cmd
+        .status()
+        .context("running cargo test")
+        .context(Step::Cargo)?;
+    exit_with(status)
+}
+
+/// `cargo pybundle python`: the interpreter of the environment in place, as development mode
+/// runs it (activation variables), with the runtime's `pybundle` package and the scripts
+/// folder on `PYTHONPATH`.
+fn python(args: &PythonArgs, ui: &Ui) -> Result<()> {
+    let (target, _) = prepare(&args.package, false, Purpose::Develop, ui)?;
+    let record_path = pybundle_runtime::dev::Record::path(&target.target_dir, &target.name);
+    let record: pybundle_runtime::dev::Record =
+        serde_json::from_slice(&fs_err::read(&record_path)?)
+            .with_context(|| format!("reading {}", record_path.display()))?;
+    let lib = target.work_dir().join("python");
+    runtime::python_half(&target, false, ui)
+        .and_then(|half| half.write_to(&lib))
+        .with_context(|| format!("writing the pybundle Python package to {}", lib.display()))
+        .context(Step::Pack)?;
+    let mut path = vec![lib, record.scripts.clone()];
+    path.extend(
+        std::env::var_os("PYTHONPATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    );
+    let mut cmd = std::process::Command::new(&record.interpreter);
+    for (k, v) in record.variables() {
+        let current = std::env::var(&k).ok();
+        cmd.env(
+            &k,
+            pybundle_runtime::dev::compose(&k, &v, current.as_deref()),
+        );
+    }
+    cmd.env("PYTHONPATH", std::env::join_paths(path)?)
+        .args(&args.args);
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {}", record.interpreter.display()))?;
+    exit_with(status)
 }
 
 fn run_app(args: &RunArgs, ui: &Ui) -> Result<()> {

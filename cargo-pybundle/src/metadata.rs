@@ -100,7 +100,8 @@ pub struct Target {
     pub target_dir: PathBuf,
     /// The parsed configuration.
     pub config: Config,
-    /// Names of the package's executable targets (bins, examples, tests, benches).
+    /// File names (without cargo's hash) of the programs cargo builds for the package: bins,
+    /// examples, tests, benches and the library's unit tests.
     pub executables: Vec<String>,
     /// The `pybundle-runtime` the package links, if any.
     pub runtime: Option<crate::runtime::AppRuntime>,
@@ -161,16 +162,12 @@ pub fn load(args: &Selection, deps: Option<&[String]>) -> Result<Target> {
     let executables = package
         .targets
         .iter()
+        // Every target cargo can run: bins, examples, tests, benches, and the unit tests of
+        // the library (named after it); not the build script.
         .filter(|t| {
-            t.kind.iter().any(|k| {
-                matches!(
-                    k,
-                    cargo_metadata::TargetKind::Bin
-                        | cargo_metadata::TargetKind::Example
-                        | cargo_metadata::TargetKind::Test
-                        | cargo_metadata::TargetKind::Bench
-                )
-            })
+            t.kind
+                .iter()
+                .any(|k| !matches!(k, cargo_metadata::TargetKind::CustomBuild))
         })
         .map(|t| t.name.replace('-', "_").to_string())
         .chain(

@@ -15,7 +15,7 @@
 //!   from that runtime's own `python/` folder, so it always matches the Rust half compiled into
 //!   the program, whatever this CLI's version.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
 use pybundle_runtime::format::{FORMAT_VERSION, PYTHON_PKG_DIR};
 use std::collections::{BTreeSet, HashMap};
@@ -327,6 +327,67 @@ impl PythonHalf {
             }
         }
         Ok(())
+    }
+}
+
+impl PythonHalf {
+    /// Writes the `pybundle` package into `dir` (`dir/pybundle/…`), rewriting only files that
+    /// differ, for running scripts outside a bundle (`cargo pybundle python`). Bytecode is
+    /// left out.
+    pub fn write_to(&self, dir: &Path) -> Result<()> {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        match self {
+            PythonHalf::Dir { path, .. } => read_tree(path, Path::new(""), &mut files)?,
+            PythonHalf::Own => embedded_tree(&pybundle_runtime::PYTHON_PACKAGE, &mut files),
+        }
+        for (rel, contents) in files {
+            let dest = dir.join(rel);
+            if fs_err::read(&dest).ok().as_deref() == Some(&contents[..]) {
+                continue;
+            }
+            if let Some(parent) = dest.parent() {
+                fs_err::create_dir_all(parent)?;
+            }
+            let mut tmp = tempfile::NamedTempFile::new_in(dest.parent().unwrap_or(dir))?;
+            std::io::Write::write_all(&mut tmp, &contents)?;
+            tmp.persist(&dest)
+                .map_err(|e| e.error)
+                .with_context(|| format!("writing {}", dest.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn skipped(name: &std::ffi::OsStr) -> bool {
+    name == "__pycache__" || Path::new(name).extension().is_some_and(|e| e == "pyc")
+}
+
+fn read_tree(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) -> Result<()> {
+    for entry in fs_err::read_dir(root.join(rel))? {
+        let entry = entry?;
+        if skipped(&entry.file_name()) {
+            continue;
+        }
+        let rel = rel.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            read_tree(root, &rel, out)?;
+        } else {
+            out.push((rel.clone(), fs_err::read(root.join(&rel))?));
+        }
+    }
+    Ok(())
+}
+
+fn embedded_tree(dir: &'static include_dir::Dir<'static>, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    for entry in dir.entries() {
+        match entry {
+            include_dir::DirEntry::Dir(d) if skipped(d.path().as_os_str()) => {}
+            include_dir::DirEntry::Dir(d) => embedded_tree(d, out),
+            include_dir::DirEntry::File(f) if skipped(f.path().as_os_str()) => {}
+            include_dir::DirEntry::File(f) => {
+                out.push((f.path().to_path_buf(), f.contents().to_vec()))
+            }
+        }
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Bundle {
     repair_wait: Duration,
     lock_timeout: Duration,
     progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+    /// Development mode: the environment in place instead of the (empty) archive.
+    dev: Option<Arc<crate::dev::InPlace>>,
 }
 
 #[derive(Clone)]
@@ -89,15 +91,63 @@ impl std::fmt::Debug for Bundle {
 }
 
 impl Bundle {
-    /// The archive `cargo pybundle build` embedded into this executable.
+    /// The Python environment of this program, in this order:
     ///
-    /// Built without one (plain `cargo build`), this returns [`Error::NotBundled`], whose
-    /// message says to build with `cargo pybundle build`.
+    /// 1. the archive `cargo pybundle build` appended to this executable;
+    /// 2. else the archive file named by `PYBUNDLE_ARCHIVE` (what `cargo pybundle test` sets
+    ///    for the test programs it runs; see [`Bundle::from_file`]);
+    /// 3. else, in a debug build (`debug_assertions`, the dev profile), **development mode**:
+    ///    the pixi environment that `cargo pybundle` installed for this package and the live
+    ///    scripts folder of the source tree, found from what the last `cargo pybundle`
+    ///    command recorded in the target directory (see [`crate::dev`]) — never from the
+    ///    working directory. Nothing is extracted; a script edit is seen by the next script
+    ///    run or worker start, without a rebuild.
+    ///
+    /// A release build never falls back to development mode: without (1) or (2) this is
+    /// [`Error::NotBundled`], saying to build with `cargo pybundle build --release`; so is a
+    /// debug build with no recorded environment, saying to run `cargo pybundle build` once.
     pub fn embedded() -> Result<Bundle> {
-        match crate::embed::embedded_archive() {
-            Some(archive) => Bundle::new(Archive::Embedded(archive)),
-            None => Err(Error::NotBundled),
+        if let Some(archive) = crate::embed::embedded_archive() {
+            return Bundle::new(Archive::Embedded(archive));
         }
+        if let Some(path) = std::env::var_os(crate::dev::ARCHIVE_VAR) {
+            tracing::debug!(path = ?path, "bundle from {}", crate::dev::ARCHIVE_VAR);
+            return Bundle::from_file(&path).map_err(|e| Error::ArchiveVar {
+                path: path.into(),
+                source: Box::new(e),
+            });
+        }
+        if cfg!(debug_assertions) {
+            return Bundle::development();
+        }
+        Err(Error::NotBundled {
+            hint: "this release build was made without one (a plain `cargo build --release`); \
+                   build it with `cargo pybundle build --release`, which writes the program \
+                   with its bundle to `target/release/bundled/` (development mode, which runs \
+                   the pixi environment in place, is for debug builds only)"
+                .into(),
+        })
+    }
+
+    /// Development mode explicitly (what [`Bundle::embedded`] falls back to in a debug build
+    /// without a bundle): the pixi environment in place and the live scripts folder, as
+    /// recorded for this program by the last `cargo pybundle` command. [`Bundle::ready`] only
+    /// writes the `pybundle` Python package next to the record (once); the cache options have
+    /// no effect. [`Bundle::manifest`] describes the environment in place (id
+    /// [`crate::dev::DEV_ID`], no files).
+    pub fn development() -> Result<Bundle> {
+        let in_place = crate::dev::InPlace::lookup()?;
+        tracing::debug!("development mode: {in_place:?}");
+        let manifest = in_place.manifest();
+        Ok(Bundle {
+            dev: Some(Arc::new(in_place)),
+            ..Bundle::with_manifest(Archive::Static(&[]), manifest, Arc::from(&[][..]), 0)
+        })
+    }
+
+    /// Whether this bundle is development mode's environment in place.
+    pub fn is_development(&self) -> bool {
+        self.dev.is_some()
     }
 
     /// A bundle from an archive in static memory (no copy is made).
@@ -147,11 +197,26 @@ impl Bundle {
                 source: None,
             });
         }
-        Ok(Bundle {
+        Ok(Bundle::with_manifest(
             archive,
             manifest,
-            manifest_json: manifest_json.into(),
+            manifest_json.into(),
             body_offset,
+        ))
+    }
+
+    fn with_manifest(
+        archive: Archive,
+        manifest: Manifest,
+        manifest_json: Arc<[u8]>,
+        body_offset: usize,
+    ) -> Bundle {
+        Bundle {
+            archive,
+            manifest,
+            manifest_json,
+            body_offset,
+            dev: None,
             origin: None,
             cache_dir: None,
             app_name: None,
@@ -160,7 +225,7 @@ impl Bundle {
             repair_wait: DEFAULT_REPAIR_WAIT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             progress: None,
-        })
+        }
     }
 
     /// The bundle's manifest.
@@ -273,7 +338,13 @@ impl Bundle {
     ///
     /// The returned [`Environment`] keeps a shared lock on the bundle directory for as long
     /// as it (or a clone) lives, so another version's cleanup never removes it while in use.
+    ///
+    /// In development mode ([`Bundle::development`]) nothing is extracted or locked: the
+    /// environment in place is returned.
     pub fn ready(&self) -> Result<Environment> {
+        if let Some(dev) = &self.dev {
+            return dev.environment();
+        }
         let root = cache::resolve_root(self.cache_dir.as_deref())?;
         self.ready_in(&root)
             .map_err(|e| cache::explain(e, &root, self.manifest.unpacked_size))

@@ -12,11 +12,27 @@
 //!
 //! The `pybundle` Python package comes from this crate (the same Python half as the Rust half
 //! it talks to), written once under `<target dir>/pybundle/<package>/dev-lib/<hash>/`.
+//!
+//! What is live: every one-shot script run reads the script file then, so an edit shows on the
+//! next call; a worker imports its modules when it starts, so a running worker keeps the code
+//! it loaded until it is restarted (`Worker::restart`, or the next run of the program). The
+//! environment is what pixi installed: after changing the pixi manifest, run `cargo pybundle
+//! build` (or `pixi install`) again. Release builds never use development mode (see
+//! [`crate::Bundle::embedded`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::environment::Environment;
+use crate::format::{Manifest, PythonInfo};
+use crate::{Error, Result};
+
+/// Environment variable: an archive for a program that has none appended (`cargo pybundle
+/// test` sets it for the test binaries it runs).
+pub const ARCHIVE_VAR: &str = "PYBUNDLE_ARCHIVE";
 
 /// The version of [`Record`]'s layout; a record of another version is not used.
 pub const RECORD_VERSION: u32 = 1;
@@ -68,34 +84,204 @@ impl Record {
     }
 }
 
-/// The record for the program at `exe`, looked up as the module docs say; `package` is
-/// `CARGO_PKG_NAME` when cargo started the program.
+/// A recorded activation value for this machine: `${NAME}` inside the value of `NAME` becomes
+/// its `current` value (how `PATH` additions join this machine's `PATH`).
+pub fn compose(name: &str, value: &str, current: Option<&str>) -> String {
+    crate::environment::compose(name, value, current)
+}
+
+/// The record for the program at `exe`, looked up as the module docs say: the nearest
+/// `pybundle/` folder among the four directories above the program, a record there of the
+/// package `package` names (`CARGO_PKG_NAME`, which `cargo run` and `cargo test` set for the
+/// package's programs, including a test added since the record was written) or that lists the
+/// program's name among the package's executables (a program started directly); when several
+/// qualify, the one of `package`, else none.
 pub fn find(exe: &Path, package: Option<&str>) -> Option<(PathBuf, Record)> {
     let stem = exe_stem(exe)?;
     for dir in exe.ancestors().skip(1).take(4) {
         let records = dir.join("pybundle");
-        if !records.is_dir() {
+        let Ok(entries) = std::fs::read_dir(&records) else {
             continue;
-        }
-        let candidates: Vec<PathBuf> = match package {
-            Some(package) => vec![records.join(package).join(RECORD_FILE)],
-            None => std::fs::read_dir(&records)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok().map(|e| e.path().join(RECORD_FILE)))
-                .collect(),
         };
-        let mut found = candidates.into_iter().filter_map(|path| {
-            let record: Record = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-            let ours = record.version == RECORD_VERSION
-                && (package.is_some() || record.binaries.contains(&stem));
-            ours.then_some((path, record))
-        });
-        if let Some(hit) = found.next() {
-            return Some(hit);
+        let mut found: Vec<(PathBuf, Record)> = entries
+            .filter_map(|e| {
+                let path = e.ok()?.path().join(RECORD_FILE);
+                let record: Record = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+                let named = Some(record.package.as_str()) == package;
+                let ours =
+                    record.version == RECORD_VERSION && (named || record.binaries.contains(&stem));
+                ours.then_some((path, record))
+            })
+            .collect();
+        if found.len() > 1 {
+            found.retain(|(_, r)| Some(r.package.as_str()) == package);
+        }
+        if found.len() == 1 {
+            return found.pop();
         }
     }
     None
+}
+
+/// The environment in place that development mode runs against.
+#[derive(Debug)]
+pub(crate) struct InPlace {
+    record_path: PathBuf,
+    record: Record,
+}
+
+impl InPlace {
+    /// The record for this program (see [`find`]), its paths checked; [`Error::NotBundled`]
+    /// with the command to run when there is none or what it names is gone.
+    pub(crate) fn lookup() -> Result<InPlace> {
+        let exe = std::env::current_exe().map_err(|e| Error::NotBundled {
+            hint: format!(
+                "cannot find this program's own path to look for a development environment                  ({e}); build it with `cargo pybundle build`"
+            ),
+        })?;
+        let package = std::env::var("CARGO_PKG_NAME").ok();
+        let Some((record_path, record)) = find(&exe, package.as_deref()) else {
+            return Err(Error::NotBundled {
+                hint: format!(
+                    "no development environment is recorded for {} (looked for                      `pybundle/<package>/{RECORD_FILE}` in the target directory above it); run                      `cargo pybundle build` once in the package's directory: it installs the                      pixi environment, and then `cargo run` and `cargo test` use it and the                      scripts folder in place",
+                    exe.display()
+                ),
+            });
+        };
+        let project = record
+            .manifest_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        for (what, path) in [
+            ("interpreter", &record.interpreter),
+            ("scripts folder", &record.scripts),
+        ] {
+            if !path.exists() {
+                return Err(Error::NotBundled {
+                    hint: format!(
+                        "the development environment recorded in {} names the {what} {}, which                          does not exist any more; run `cargo pybundle build` again in {}",
+                        record_path.display(),
+                        path.display(),
+                        project.display()
+                    ),
+                });
+            }
+        }
+        Ok(InPlace {
+            record_path,
+            record,
+        })
+    }
+
+    /// What [`crate::Bundle::manifest`] shows in development mode: the package's name, the id
+    /// [`DEV_ID`], the environment's prefix as the build prefix, the activation as recorded,
+    /// no files, relocations or packages.
+    pub(crate) fn manifest(&self) -> Manifest {
+        let r = &self.record;
+        Manifest {
+            format_version: crate::format::FORMAT_VERSION,
+            id: DEV_ID.to_owned(),
+            name: r.package.clone(),
+            creator: format!("development mode ({})", self.record_path.display()),
+            platform: String::new(),
+            python: PythonInfo {
+                path: r.interpreter.to_string_lossy().into_owned(),
+                version: String::new(),
+            },
+            build_prefix: r.prefix.to_string_lossy().into_owned(),
+            relocations: Vec::new(),
+            activation: r.activation.clone(),
+            scripts_dir: r.scripts.to_string_lossy().into_owned(),
+            unpacked_size: 0,
+            file_count: 0,
+            packages: Vec::new(),
+        }
+    }
+
+    /// The environment in place: the recorded prefix and interpreter, the live scripts folder,
+    /// the activation with `${PREFIX}`/`${BUNDLE}` filled in, and this crate's `pybundle`
+    /// package (written once next to the record).
+    pub(crate) fn environment(&self) -> Result<Environment> {
+        let dir = self.record_path.parent().unwrap_or(Path::new("."));
+        let lib = python_lib(dir)?;
+        let r = &self.record;
+        Ok(Environment {
+            root: r.project_root.clone(),
+            prefix: r.prefix.clone(),
+            interpreter: r.interpreter.clone(),
+            scripts: r.scripts.clone(),
+            lib,
+            vars: r.variables(),
+            lock: None,
+            location: None,
+        })
+    }
+}
+
+/// The id [`crate::Bundle::manifest`] shows in development mode (16 characters, like the
+/// short id of a real bundle).
+pub const DEV_ID: &str = "development-mode";
+
+/// This crate's `pybundle` package written under `<dir>/dev-lib/<hash>/` (once per content:
+/// written into a temporary folder and renamed, so a concurrent start never sees half of it);
+/// returns that folder.
+fn python_lib(dir: &Path) -> Result<PathBuf> {
+    static WRITTEN: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut files = Vec::new();
+    collect(&crate::PYTHON_PACKAGE, &mut files);
+    files.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hash = Sha256::new();
+    for (path, contents) in &files {
+        hash.update(path.as_os_str().as_encoded_bytes());
+        hash.update([0]);
+        hash.update((contents.len() as u64).to_le_bytes());
+        hash.update(contents);
+    }
+    let hex = crate::extract::hex_lower(&hash.finalize());
+    let lib = dir.join("dev-lib").join(&hex[..16]);
+    if written.as_deref() == Some(lib.as_path()) || lib.join("pybundle").is_dir() {
+        *written = Some(lib.clone());
+        return Ok(lib);
+    }
+    let parent = dir.join("dev-lib");
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io("cannot create", &parent, e))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = parent.join(format!(".tmp-{}-{nanos}", std::process::id()));
+    let written_ok = (|| {
+        for (path, contents) in &files {
+            let dest = tmp.join(path);
+            if let Some(p) = dest.parent() {
+                std::fs::create_dir_all(p).map_err(|e| Error::io("cannot create", p, e))?;
+            }
+            std::fs::write(&dest, contents).map_err(|e| Error::io("cannot write", &dest, e))?;
+        }
+        match std::fs::rename(&tmp, &lib) {
+            Ok(()) => Ok(()),
+            // Another process wrote the same content first.
+            Err(_) if lib.join("pybundle").is_dir() => Ok(()),
+            Err(e) => Err(Error::io("cannot move the Python package to", &lib, e)),
+        }
+    })();
+    if tmp.exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written_ok?;
+    *written = Some(lib.clone());
+    Ok(lib)
+}
+
+fn collect(dir: &'static include_dir::Dir<'static>, out: &mut Vec<(&'static Path, &'static [u8])>) {
+    for entry in dir.entries() {
+        match entry {
+            include_dir::DirEntry::Dir(d) if d.path().ends_with("__pycache__") => {}
+            include_dir::DirEntry::Dir(d) => collect(d, out),
+            include_dir::DirEntry::File(f) => out.push((f.path(), f.contents())),
+        }
+    }
 }
 
 /// The executable's name without cargo's `-<16 hex digits>` suffix of test binaries.
@@ -152,7 +338,18 @@ mod tests {
             let found = find(&target.join(exe), None).map(|(_, r)| r);
             assert_eq!(found.as_ref(), Some(&app), "{exe}");
         }
-        // cargo names the package: that record, whatever the binary is called.
+        // Two packages list the name: the one cargo names (CARGO_PKG_NAME), else neither.
+        write(&target, &record("other", &["other", "it"]));
+        let by_package = find(
+            &target.join("debug/deps/it-0123456789abcdef"),
+            Some("other"),
+        );
+        assert_eq!(by_package.map(|(_, r)| r.package).as_deref(), Some("other"));
+        assert_eq!(
+            find(&target.join("debug/deps/it-0123456789abcdef"), None),
+            None
+        );
+        // cargo names the package: its record, for a program added since it was written.
         let by_package = find(&target.join("debug/examples/demo"), Some("other"));
         assert_eq!(by_package.map(|(_, r)| r.package).as_deref(), Some("other"));
         // Neither a known binary nor a package: nothing, not a guess.

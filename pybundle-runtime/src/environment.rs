@@ -86,7 +86,8 @@ impl Environment {
         self
     }
 
-    /// The directory the bundle was extracted to (holds `env/`, `scripts/`, `lib/`).
+    /// The directory the bundle was extracted to (holds `env/`, `scripts/`, `lib/`); in
+    /// development mode the pixi project's root, which `${BUNDLE}` stands for.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -13,13 +13,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     // --- bundle / cache / extract / relocate ---
-    /// The binary was built without an archive (plain `cargo build`) and no development
-    /// environment was found.
+    /// The program has no bundle appended, `PYBUNDLE_ARCHIVE` is not set, and it is either a
+    /// release build (which never falls back) or a debug build for which no development
+    /// environment was found. `hint` says which, and the command to run.
+    #[error("this program has no Python bundle: {hint}")]
+    NotBundled {
+        /// What was looked for, and what to do.
+        hint: String,
+    },
+
+    /// `PYBUNDLE_ARCHIVE` names a file that is not a usable bundle.
     #[error(
-        "this program was built without a Python bundle; build it with `cargo pybundle build` \
-         (or run it in development mode from its project directory)"
+        "PYBUNDLE_ARCHIVE names `{}`, which is not a usable bundle (point it at an archive \
+         from `cargo pybundle pack` or a bundled program, or unset it)",
+        path.display()
     )]
-    NotBundled,
+    ArchiveVar {
+        /// The file named.
+        path: PathBuf,
+        /// Why it cannot be used.
+        #[source]
+        source: Box<Error>,
+    },
 
     /// An I/O operation on a path failed.
     #[error("{action} `{}`", path.display())]

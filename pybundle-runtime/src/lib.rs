@@ -9,7 +9,8 @@
 //! # fn main() -> Result<(), pybundle_runtime::Error> {
 //! use pybundle_runtime::Bundle;
 //!
-//! // Fails with Error::NotBundled (saying to use `cargo pybundle build`) in a plain build.
+//! // The appended bundle; in a plain debug build the pixi environment in place (development
+//! // mode, see `dev`); a plain release build fails with Error::NotBundled.
 //! let env = Bundle::embedded()?.ready()?;
 //! let status = env.command("hello")?.status().expect("the bundled python starts");
 //! assert!(status.success());

@@ -126,3 +126,228 @@ fn plain_cargo_commands_and_bundled_builds_share_everything() {
     let cache = tempfile::tempdir().unwrap();
     assert_eq!(greeting(&bundled, cache.path()), "hello, loop");
 }
+
+/// A plain `cargo <args>` of the package at `manifest` in the shared target dir, as a developer
+/// types it (incremental compilation as cargo defaults it).
+fn plain_cargo(manifest: &Path, args: &[&str]) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(&args[..1])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(shared_target())
+        .args(&args[1..])
+        .env_remove("CARGO_INCREMENTAL")
+        .env_remove("PYBUNDLE_ARCHIVE");
+    cmd
+}
+
+/// `cargo run --message-format=json`: the units cargo compiled (`fresh: false`) and the lines
+/// the program printed.
+fn cargo_run(manifest: &Path, name: &str) -> (Vec<String>, Vec<String>) {
+    let out = plain_cargo(manifest, &["run", "--message-format=json", "--", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut compiled = Vec::new();
+    let mut printed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(m) if m.get("reason").is_some() => {
+                if m["reason"] == "compiler-artifact" && m["fresh"] == false {
+                    compiled.push(m["target"]["name"].as_str().unwrap_or("?").to_owned());
+                }
+            }
+            _ => printed.push(line.to_owned()),
+        }
+    }
+    (compiled, printed)
+}
+
+/// Every file cargo-pybundle keeps for `package` in the shared target dir, with its size and
+/// modification time, except the Python package development mode writes once.
+fn kept_files(package: &str) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, std::time::SystemTime)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                if entry.file_name() != "dev-lib" {
+                    walk(&entry.path(), out);
+                }
+            } else {
+                out.push((entry.path(), meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&shared_target().join("pybundle").join(package), &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn cargo_run_and_test_use_the_environment_and_scripts_in_place() {
+    let Some(tc) =
+        testkit::toolchain("cargo_run_and_test_use_the_environment_and_scripts_in_place")
+    else {
+        return;
+    };
+    let (copy, manifest) = example("hello");
+    let bundled = pybundle_build(&tc, &manifest, false);
+    let cache = tempfile::tempdir().unwrap();
+    assert_eq!(greeting(&bundled, cache.path()), "hello, loop");
+
+    // Plain cargo run: the program has no bundle and runs the environment in place.
+    let (_, printed) = cargo_run(&manifest, "dev");
+    assert_eq!(
+        printed.first().map(String::as_str),
+        Some("hello, dev"),
+        "{printed:?}"
+    );
+    let prefix = manifest.with_file_name(".pixi/envs/default");
+    assert!(
+        printed[1].contains(&*prefix.to_string_lossy()),
+        "not the environment in place: {printed:?}"
+    );
+    // Plain cargo test: the example's test calls the same API.
+    let test = plain_cargo(&manifest, &["test"]).output().unwrap();
+    assert!(test.status.success(), "{}", stderr(&test));
+
+    // An edit shows on the next cargo run: nothing compiled, no archive or key written.
+    let before = kept_files("hello");
+    assert!(
+        before
+            .iter()
+            .any(|(p, ..)| p.ends_with("debug/bundle.tar.zst")),
+        "{before:?}"
+    );
+    for (from, word) in [("hello", "howdy"), ("howdy", "bonjour")] {
+        edit_greeting(&manifest, from, word);
+        let (compiled, printed) = cargo_run(&manifest, "dev");
+        assert_eq!(
+            compiled,
+            Vec::<String>::new(),
+            "cargo run compiled something"
+        );
+        assert_eq!(printed.first().cloned(), Some(format!("{word}, dev")));
+        assert_eq!(
+            kept_files("hello"),
+            before,
+            "cargo run wrote into target/pybundle"
+        );
+    }
+
+    // The program started directly, elsewhere, without cargo's variables: the same record.
+    let plain = shared_target().join("debug/hello");
+    let out = Command::new(&plain)
+        .arg("elsewhere")
+        .current_dir(cache.path())
+        .env_remove("CARGO_PKG_NAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("bonjour, elsewhere"));
+
+    // The environment gone: the error names the record and the one command to run.
+    let envs = manifest.with_file_name(".pixi");
+    std::fs::rename(&envs, copy.path().join("moved-pixi")).unwrap();
+    let out = Command::new(&plain).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("dev.json") && err.contains("run `cargo pybundle build` again"),
+        "{err}"
+    );
+    std::fs::rename(copy.path().join("moved-pixi"), &envs).unwrap();
+}
+
+#[test]
+fn a_plain_release_build_refuses_to_run_without_a_bundle() {
+    let Some(_tc) = testkit::toolchain("a_plain_release_build_refuses_to_run_without_a_bundle")
+    else {
+        return;
+    };
+    let (_copy, manifest) = example("hello");
+    let build = plain_cargo(&manifest, &["build", "--release"])
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", stderr(&build));
+    let out = Command::new(shared_target().join("release/hello"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("has no Python bundle") && err.contains("cargo pybundle build --release"),
+        "{err}"
+    );
+}
+
+#[test]
+fn python_tests_of_a_script_run_with_the_environments_interpreter() {
+    let Some(tc) =
+        testkit::toolchain("python_tests_of_a_script_run_with_the_environments_interpreter")
+    else {
+        return;
+    };
+    let (_copy, manifest) = example("hello");
+    let project = manifest.parent().unwrap();
+    let unittest = |expect_ok: bool| {
+        let out = with_toolchain(&tc)
+            .args(["python", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target())
+            .args(["--", "-m", "unittest", "discover", "-v", "-s", "tests"])
+            .current_dir(project)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.success(), expect_ok, "{err}");
+        assert!(err.contains("test_greets_by_name"), "{err}");
+        err
+    };
+    let passed = unittest(true);
+    assert!(passed.contains("Ran 2 tests"), "{passed}");
+    // The tests read the live script: an edit that breaks the greeting fails them.
+    edit_greeting(&manifest, "hello", "howdy");
+    let failed = unittest(false);
+    assert!(failed.contains("howdy, unittest"), "{failed}");
+    // And the command line runner gives the reply as JSON.
+    let out = with_toolchain(&tc)
+        .args(["python", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(shared_target())
+        .args(["--", "-m", "pybundle", "run", "python/hello.py", "--input"])
+        .arg(r#"{"name": "cli"}"#)
+        .current_dir(project)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["greeting"], "howdy, cli");
+}
+
+#[test]
+fn cargo_pybundle_test_runs_the_tests_against_the_bundle() {
+    let Some(tc) = testkit::toolchain("cargo_pybundle_test_runs_the_tests_against_the_bundle")
+    else {
+        return;
+    };
+    let (_copy, manifest) = example("hello");
+    let out = with_toolchain(&tc)
+        .args(["test", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(shared_target())
+        .env("PYBUNDLE_CACHE_DIR", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("the_script_greets_by_name ... ok"), "{text}");
+    assert!(text.contains("Testing"), "{text}");
+}

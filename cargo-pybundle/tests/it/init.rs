@@ -47,6 +47,29 @@ fn init_project_builds_and_runs() {
         said.starts_with("3 words, counted by Python 3.11"),
         "{said}"
     );
+
+    // After that one build, plain cargo run and cargo test work (development mode).
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let plain = |verb: &str, args: &[&str]| {
+        let out = std::process::Command::new(&cargo)
+            .args([verb, "-q", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(crate::support::shared_target())
+            .args(args)
+            .env_remove("PYBUNDLE_ARCHIVE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo {verb}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = plain("run", &["--", "two", "words"]);
+    assert!(
+        said.starts_with("2 words, counted by Python 3.11"),
+        "{said}"
+    );
+    let tested = plain("test", &[]);
+    assert!(tested.contains("1 passed"), "{tested}");
 }
 
 #[test]

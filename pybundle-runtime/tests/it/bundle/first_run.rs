@@ -361,7 +361,7 @@ fn from_file_reads_archives_and_programs() {
 fn built_without_a_bundle_says_how_to_build_one() {
     // This test binary has no archive appended.
     let err = Bundle::embedded().unwrap_err();
-    assert!(matches!(err, Error::NotBundled));
+    assert!(matches!(err, Error::NotBundled { .. }));
     assert!(err.to_string().contains("cargo pybundle build"), "{err}");
 }
 
