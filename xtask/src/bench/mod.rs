@@ -4,6 +4,7 @@
 //! `--quick` writes its report to `target/bench/BENCHMARKS.md` instead, never over the committed
 //! one.
 
+mod devloop;
 mod measure;
 mod peers;
 mod protocol;
@@ -164,6 +165,7 @@ pub fn run(quick: bool) -> Result<()> {
     topics.push(measure::warm(&setup, &peers)?);
     topics.push(protocol::run(&setup)?);
     topics.push(measure::builds(&setup)?);
+    topics.push(devloop::script_edit(&setup)?);
     let load_after = report::loadavg();
     let out = setup.target.join("bench");
     fs_err::create_dir_all(&out)?;

@@ -26,6 +26,8 @@ const OURS: &[&str] = &[
     "repeat_build_overhead_s",
     "app_edit_rebuild_s",
     "app_edit_rebuild_plain_s",
+    "script_edit_dev_s",
+    "script_edit_repack_s",
 ];
 const PEERS: &[&str] = &[
     "conda_pack_bytes",
