@@ -57,6 +57,9 @@ pub fn run(s: &Setup) -> Result<Topic> {
 
     let (mut p50, mut p99, mut rate, mut bytes, mut list) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The raw-pipe floors bench_worker measures in the same run, and the other directions.
+    let (mut floor50, mut floor99, mut floor_rate) = (Vec::new(), Vec::new(), Vec::new());
+    let mut gbs: Vec<Vec<f64>> = vec![Vec::new(); GB_ROWS.len()];
     let calls = if s.quick { "2000" } else { "20000" };
     for _ in 0..if s.quick { 1 } else { 3 } {
         let out = example("bench_worker", &[calls])?;
@@ -66,6 +69,16 @@ pub fn run(s: &Setup) -> Result<Topic> {
             .context("no p50 / p99 in bench_worker's row")?;
         p50.push(number(a)?);
         p99.push(number(b)?);
+        let floor = &table_row(&out, "| raw pipe ping-pong (floor)")?[1];
+        let (a, b) = floor
+            .split_once('/')
+            .context("no p50 / p99 in bench_worker's floor row")?;
+        floor50.push(number(a)?);
+        floor99.push(number(b)?);
+        floor_rate.push(number(&table_row(&out, "| raw pipe pipelined (floor")?[1])?);
+        for ((start, ..), samples) in GB_ROWS.iter().zip(&mut gbs) {
+            samples.push(rate_in_parens(&table_row(&out, start)?[1])? / 1e3);
+        }
         rate.push(number(&table_row(&out, "| pipelined throughput")?[1])?);
         bytes.push(rate_in_parens(&table_row(&out, "| 256 MB as a binary frame")?[1])? / 1e3);
         list.push(rate_in_parens(
@@ -86,20 +99,102 @@ pub fn run(s: &Setup) -> Result<Topic> {
             "The runtime's own bench programs (`bench_script`, `bench_worker` in \
              pybundle-runtime/examples), run with the bundle's extracted interpreter; \
              bench_worker {} time(s) with {calls} timed calls each (medians over the runs). \
-             Bytes: 256 MB as one binary frame; the JSON list row sends 16 MB as a list of numbers.",
+             Each worker row sits beside the raw-pipe floor bench_worker measures in the same \
+             run (a Rust and a Python process passing the same bytes over a pipe, no protocol). \
+             The JSON list row sends 16 MB as a list of numbers.",
             p50.len()
         ),
-        rows: vec![
+        rows: [
             oneshot_row,
             bare_row,
-            row("worker call round trip p50", Some("worker_call_p50_us"), "µs", &p50),
-            row("worker call round trip p99", Some("worker_call_p99_us"), "µs", &p99),
-            row("pipelined calls (512 in flight)", Some("worker_calls_per_s"), "calls/s", &rate),
-            row("byte buffer as a binary frame", Some("bytes_gb_per_s"), "GB/s", &bytes),
-            row("the same bytes as a JSON list", Some("json_list_mb_per_s"), "MB/s", &list),
-        ],
+            row(
+                "worker call round trip p50",
+                Some("worker_call_p50_us"),
+                "µs",
+                &p50,
+            ),
+            row(
+                "raw pipe ping-pong p50 (floor)",
+                Some("raw_pipe_p50_us"),
+                "µs",
+                &floor50,
+            ),
+            row(
+                "worker call round trip p99",
+                Some("worker_call_p99_us"),
+                "µs",
+                &p99,
+            ),
+            row(
+                "raw pipe ping-pong p99 (floor)",
+                Some("raw_pipe_p99_us"),
+                "µs",
+                &floor99,
+            ),
+            row(
+                "pipelined calls (512 in flight)",
+                Some("worker_calls_per_s"),
+                "calls/s",
+                &rate,
+            ),
+            row(
+                "raw pipe pipelined messages (floor)",
+                Some("raw_pipe_messages_per_s"),
+                "msg/s",
+                &floor_rate,
+            ),
+            row(
+                "256 MB bytes Rust → Python, binary frame",
+                Some("bytes_gb_per_s"),
+                "GB/s",
+                &bytes,
+            ),
+        ]
+        .into_iter()
+        .chain(
+            GB_ROWS
+                .iter()
+                .zip(&gbs)
+                .map(|((_, what, key), samples)| row(what, Some(key), "GB/s", samples)),
+        )
+        .chain([row(
+            "16 MB as a JSON list",
+            Some("json_list_mb_per_s"),
+            "MB/s",
+            &list,
+        )])
+        .collect(),
     })
 }
+
+/// bench_worker's rows read as GB/s: (row start, what, results.json key).
+const GB_ROWS: &[(&str, &str, &str)] = &[
+    (
+        "| raw pipe copy Rust → Python",
+        "raw pipe copy Rust → Python, 256 MB (floor)",
+        "raw_copy_to_python_gb_per_s",
+    ),
+    (
+        "| 256 MB bytes Python → Rust",
+        "256 MB bytes Python → Rust",
+        "bytes_from_python_gb_per_s",
+    ),
+    (
+        "| raw pipe copy Python → Rust",
+        "raw pipe copy Python → Rust, 256 MB (floor)",
+        "raw_copy_from_python_gb_per_s",
+    ),
+    (
+        "| 256 MB numpy float32 Rust → Python",
+        "256 MB numpy float32 array Rust → Python",
+        "numpy_to_python_gb_per_s",
+    ),
+    (
+        "| 256 MB numpy float32 Python → Rust",
+        "256 MB numpy float32 array Python → Rust",
+        "numpy_from_python_gb_per_s",
+    ),
+];
 
 /// `<cache>/outliers-<id16>/env/bin/python3.11`.
 fn extracted_python(cache: &Path) -> Result<PathBuf> {
