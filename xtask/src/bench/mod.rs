@@ -164,6 +164,7 @@ pub fn run(quick: bool) -> Result<()> {
     topics.push(measure::first_run(&setup, &peers)?);
     topics.push(measure::warm(&setup, &peers)?);
     topics.push(protocol::run(&setup)?);
+    topics.push(protocol::start_costs(&setup)?);
     topics.push(measure::builds(&setup)?);
     topics.push(devloop::script_edit(&setup)?);
     let load_after = report::loadavg();

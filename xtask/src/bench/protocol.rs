@@ -167,6 +167,94 @@ pub fn run(s: &Setup) -> Result<Topic> {
     })
 }
 
+/// The runtime's start costs from its `first_run` example on the outliers archive: the warm
+/// `ready()` in process (marker, lock and trust walk), `Environment::check_location()` (the
+/// identity re-check before each start) and a whole warm start in a fresh process.
+pub fn start_costs(s: &Setup) -> Result<Topic> {
+    let runs = if s.quick { 1 } else { 3 };
+    let (mut ready, mut check, mut process, mut bare) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let out = tools::output(
+            Command::new(tools::cargo())
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "pybundle-runtime",
+                    "--example",
+                    "first_run",
+                    "--",
+                ])
+                .arg(&s.archive)
+                .arg("1")
+                .current_dir(&s.root),
+            "running the first_run example",
+        )?;
+        let p50 = |start: &str| -> Result<f64> {
+            let cell = &table_row(&out, start)?[1];
+            duration_us(cell.split('/').next().unwrap_or(cell))
+        };
+        ready.push(p50("| warm ready(), in process")?);
+        check.push(p50("| Environment::check_location()")?);
+        process.push(p50("| warm start: process + mmap + ready()")? / 1e3);
+        bare.push(p50("| bare `true` process")? / 1e3);
+    }
+    Ok(Topic {
+        title: "Runtime start costs".into(),
+        compare: false,
+        about: format!(
+            "pybundle-runtime's `first_run` example on the outliers archive, {runs} time(s): \
+             p50 of 2000 warm `ready()` calls in one process (completion marker, shared lock, \
+             the cache's ownership walk), of 2000 `Environment::check_location()` calls (the \
+             re-check before each process start), and of 20 fresh processes that map the \
+             archive and call `ready()`, beside 20 runs of `true`."
+        ),
+        rows: vec![
+            row(
+                "warm `ready()`, in process (p50)",
+                Some("warm_ready_us"),
+                "µs",
+                &ready,
+            ),
+            row(
+                "`check_location()` (p50)",
+                Some("check_location_us"),
+                "µs",
+                &check,
+            ),
+            row(
+                "warm start: process + map + `ready()` (p50)",
+                Some("warm_start_process_ms"),
+                "ms",
+                &process,
+            ),
+            row("bare `true` process (p50)", None, "ms", &bare),
+        ],
+    })
+}
+
+/// A Debug-printed duration ("19.5µs", "1.20ms", "850ns", "1.5s") in µs.
+fn duration_us(cell: &str) -> Result<f64> {
+    let cell = cell.trim();
+    let split = cell
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .with_context(|| format!("no unit in {cell:?}"))?;
+    let (value, unit) = cell.split_at(split);
+    let value: f64 = value
+        .parse()
+        .with_context(|| format!("no number in {cell:?}"))?;
+    Ok(value
+        * match unit.trim() {
+            "ns" => 1e-3,
+            "µs" | "us" => 1.0,
+            "ms" => 1e3,
+            "s" => 1e6,
+            other => bail!("unknown unit {other:?} in {cell:?}"),
+        })
+}
+
 /// bench_worker's rows read as GB/s: (row start, what, results.json key).
 const GB_ROWS: &[(&str, &str, &str)] = &[
     (
@@ -246,5 +334,9 @@ mod tests {
         assert_eq!(number("76648 calls/s").unwrap(), 76648.0);
         assert_eq!(rate_in_parens("310.2 ms (825.3 MB/s)").unwrap(), 825.3);
         assert!(number("p50 µs").is_err());
+        assert_eq!(duration_us("19.5µs ").unwrap(), 19.5);
+        assert_eq!(duration_us("1.20ms").unwrap(), 1200.0);
+        assert_eq!(duration_us("850ns").unwrap(), 0.85);
+        assert!(duration_us("12").is_err());
     }
 }
