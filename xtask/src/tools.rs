@@ -209,3 +209,46 @@ pub fn target_dir(root: &Path) -> Result<PathBuf> {
         .map(PathBuf::from)
         .context("cargo metadata has no target_directory")
 }
+
+/// `examples/<name>` copied to `dest` as a package of its own, so that nothing a build or a
+/// bench does lands in the source tree: without what a build there may have left (`.pixi`,
+/// `target`, `pixi.lock`, `__pycache__`), pybundle-runtime by absolute path, a `[workspace]` of
+/// its own and the workspace's Cargo.lock beside it (the same dependency versions). Files that
+/// already exist in `dest` are overwritten; its `.pixi` is kept, so a second copy reuses the
+/// installed environment.
+pub fn copy_example(root: &Path, name: &str, dest: &Path) -> Result<PathBuf> {
+    let src = root.join("examples").join(name);
+    fs_err::create_dir_all(dest)?;
+    for entry in walkdir::WalkDir::new(&src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name();
+            name != ".pixi" && name != "target" && name != "pixi.lock" && name != "__pycache__"
+        })
+    {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(&src)?;
+        if entry.file_type().is_dir() {
+            fs_err::create_dir_all(dest.join(rel))?;
+        } else {
+            fs_err::copy(entry.path(), dest.join(rel))?;
+        }
+    }
+    let cargo_toml = dest.join("Cargo.toml");
+    let runtime = root.join("pybundle-runtime");
+    let original = fs_err::read_to_string(&cargo_toml)?;
+    let text = original.replace(
+        "\"../../pybundle-runtime\"",
+        &format!("{:?}", runtime.display().to_string()),
+    );
+    if text == original {
+        bail!(
+            "{} does not depend on \"../../pybundle-runtime\"; the copy would not build",
+            src.join("Cargo.toml").display()
+        );
+    }
+    fs_err::write(&cargo_toml, format!("{text}\n[workspace]\n"))?;
+    fs_err::copy(root.join("Cargo.lock"), dest.join("Cargo.lock"))?;
+    Ok(dest.to_path_buf())
+}

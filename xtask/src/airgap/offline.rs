@@ -188,32 +188,7 @@ fn simple_index(wheels: &Path, dir: &Path) -> Result<PathBuf> {
 /// examples/pyreport copied to `dest` as a package of its own (the workspace's Cargo.lock beside
 /// it, pybundle-runtime by absolute path), with the local index as its PyPI index.
 fn copy_example(root: &Path, dest: &Path) -> Result<PathBuf> {
-    let src = root.join("examples/pyreport");
-    fs::create_dir_all(dest)?;
-    for entry in walkdir::WalkDir::new(&src)
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|e| {
-            let name = e.file_name();
-            name != ".pixi" && name != "target" && name != "pixi.lock" && name != "__pycache__"
-        })
-    {
-        let entry = entry?;
-        let rel = entry.path().strip_prefix(&src)?;
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(dest.join(rel))?;
-        } else {
-            fs::copy(entry.path(), dest.join(rel))?;
-        }
-    }
-    let cargo_toml = dest.join("Cargo.toml");
-    let runtime = root.join("pybundle-runtime");
-    let text = fs::read_to_string(&cargo_toml)?.replace(
-        "\"../../pybundle-runtime\"",
-        &format!("{:?}", runtime.display().to_string()),
-    );
-    fs::write(&cargo_toml, format!("{text}\n[workspace]\n"))?;
-    fs::copy(root.join("Cargo.lock"), dest.join("Cargo.lock"))?;
+    crate::tools::copy_example(root, "pyreport", dest)?;
     let pyproject = dest.join("pyproject.toml");
     let text = fs::read_to_string(&pyproject)?;
     fs::write(

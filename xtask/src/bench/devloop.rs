@@ -4,50 +4,24 @@
 use super::measure::row;
 use super::{timed, Setup, Topic};
 use anyhow::Result;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// Appends a comment line to a script and puts the original back when dropped, so the bench
-/// leaves the examples as it found them.
-struct Edit {
-    path: PathBuf,
-    original: Vec<u8>,
-    n: usize,
-}
-
-impl Edit {
-    fn new(path: PathBuf) -> Result<Edit> {
-        let original = fs_err::read(&path)?;
-        Ok(Edit {
-            path,
-            original,
-            n: 0,
-        })
-    }
-
-    /// A new content: the original plus a distinct comment.
-    fn next(&mut self) -> Result<()> {
-        self.n += 1;
-        let mut text = self.original.clone();
-        text.extend_from_slice(format!("# bench edit {}\n", self.n).as_bytes());
-        fs_err::write(&self.path, text)?;
-        Ok(())
-    }
-}
-
-impl Drop for Edit {
-    fn drop(&mut self) {
-        if let Err(e) = fs_err::write(&self.path, &self.original) {
-            eprintln!("bench: cannot restore {}: {e}", self.path.display());
-        }
-    }
+/// A new content for the script: its original plus a distinct comment.
+fn edit(script: &Path, original: &[u8], n: usize) -> Result<()> {
+    let mut text = original.to_vec();
+    text.extend_from_slice(format!("# bench edit {n}\n").as_bytes());
+    fs_err::write(script, text)?;
+    Ok(())
 }
 
 /// `cargo-pybundle pybundle <cmd> -q -p hello` in the dev profile, with the test toolchain.
 fn cli_dev(s: &Setup, cmd: &str) -> Command {
     let mut c = Command::new(&s.cli);
     c.args(["pybundle", cmd, "-q", "-p", "hello", "--manifest-path"])
-        .arg(s.root.join("examples/hello/Cargo.toml"))
+        .arg(s.examples.join("hello/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&s.target)
         .current_dir(&s.root)
         .env("PYBUNDLE_PIXI", &s.pixi)
         .env(
@@ -65,19 +39,24 @@ pub fn script_edit(s: &Setup) -> Result<Topic> {
         &mut cli_dev(s, "build"),
         "cargo pybundle build -p hello (dev)",
     )?;
-    let mut edit = Edit::new(s.root.join("examples/hello/python/hello.py"))?;
+    let script = s.examples.join("hello/python/hello.py");
+    let original = fs_err::read(&script)?;
     let cargo_run = || {
         let mut c = Command::new(crate::tools::cargo());
-        c.args(["run", "-q", "-p", "hello", "--", "bench"])
+        c.args(["run", "-q", "--manifest-path"])
+            .arg(s.examples.join("hello/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&s.target)
+            .args(["--", "bench"])
             .current_dir(&s.root)
             .env_remove("PYBUNDLE_ARCHIVE");
         c
     };
     let (mut dev, mut repack) = (Vec::new(), Vec::new());
-    for _ in 0..s.slow_runs {
-        edit.next()?;
+    for i in 0..s.slow_runs {
+        edit(&script, &original, 2 * i)?;
         dev.push(timed(&mut cargo_run(), "cargo run after a script edit")?.0);
-        edit.next()?;
+        edit(&script, &original, 2 * i + 1)?;
         let (build, _) = timed(
             &mut cli_dev(s, "build"),
             "cargo pybundle build after a script edit",
@@ -87,13 +66,13 @@ pub fn script_edit(s: &Setup) -> Result<Topic> {
         let (first, _) = timed(&mut run, "the bundled program's first run")?;
         repack.push(build + first);
     }
-    drop(edit);
+    fs_err::write(&script, &original)?;
     remove_cache(&cache);
     Ok(Topic {
         title: "Script edit → next reply".into(),
         compare: true,
-        about: "examples/hello in the dev profile, a comment appended to python/hello.py before \
-                each run (the file is restored afterwards). Development mode: `cargo run -p \
+        about: "A copy of examples/hello (under the bench's target dir) in the dev profile, a \
+                comment appended to python/hello.py before each run. Development mode: `cargo run -p \
                 hello` (the plain program runs the pixi environment and the scripts in place: \
                 nothing packed, compiled or extracted). Repack path: `cargo pybundle build -p \
                 hello` (re-pack, write the bundled copy) plus the bundled program's first run \

@@ -99,6 +99,9 @@ pub struct Setup {
     pub prefix: PathBuf,
     /// Scratch space under `<target>/bench/work`.
     pub work: PathBuf,
+    /// Copies of the examples the bench builds and edits, `<target>/bench/src/<name>` (a bench
+    /// run leaves the source tree as it found it).
+    pub examples: PathBuf,
     /// Repetitions of a slow row (builds, extractions).
     pub slow_runs: usize,
     /// Repetitions of a fast row (process starts).
@@ -125,7 +128,9 @@ impl Setup {
             example,
             "--manifest-path",
         ])
-        .arg(self.root.join(format!("examples/{example}/Cargo.toml")))
+        .arg(self.examples.join(example).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&self.target)
         .current_dir(&self.root)
         .env("PYBUNDLE_PIXI", &self.pixi)
         .env(
@@ -217,13 +222,18 @@ fn prepare(quick: bool) -> Result<Setup> {
         fs_err::remove_dir_all(&work)?;
     }
     fs_err::create_dir_all(&work)?;
+    let examples = target.join("bench/src");
+    for name in ["outliers", "hello"] {
+        tools::copy_example(&root, name, &examples.join(name))?;
+    }
     let mut setup = Setup {
         cli: target.join("release/cargo-pybundle"),
         app: target.join("release/bundled/outliers"),
         hello: target.join("release/bundled/hello"),
         archive: target.join("pybundle/outliers/release/bundle.tar.zst"),
         // pixi installs the example's environment in the example's project folder.
-        prefix: root.join("examples/outliers/.pixi/envs/default"),
+        prefix: examples.join("outliers/.pixi/envs/default"),
+        examples,
         root,
         target,
         pixi,
