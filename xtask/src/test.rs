@@ -1,7 +1,8 @@
 //! `cargo xtask test`: prepare the real test toolchain (pixi + the local channel), then run
 //! `cargo fmt --check`, `cargo clippy -D warnings`, `cargo xtask deps`, the whole workspace's
 //! tests and doctests with the toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`,
-//! the air-gap cases and the release check. Every step runs whatever the others said, and the run ends with one summary: counts of
+//! the air-gap cases, a short stress pass (`cargo xtask stress` with 60 s per fuzz target and
+//! the soak at 100k calls) and the release check. Every step runs whatever the others said, and the run ends with one summary: counts of
 //! passed, failed and ignored tests, and every skip by name (tests report theirs through
 //! `testkit::skip`, which appends to `PYBUNDLE_SKIP_LOG`). Under `CI` a skip fails the run.
 
@@ -79,6 +80,20 @@ pub fn run(extra: &[String]) -> Result<()> {
             Err(e) => {
                 eprintln!("xtask: airgap: FAILED: {e:#}");
                 summary.failures.push(format!("airgap: {e:#}"));
+            }
+        }
+    }
+    // A short stress pass: every fuzz target briefly, the soak at 100k calls.
+    if extra.is_empty() {
+        match crate::stress::short() {
+            Ok(rows) => {
+                for (what, ok) in rows {
+                    summary.step(&what, ok);
+                }
+            }
+            Err(e) => {
+                eprintln!("xtask: stress: FAILED: {e:#}");
+                summary.failures.push(format!("short stress pass: {e:#}"));
             }
         }
     }
