@@ -231,17 +231,22 @@ fn hello_cases(machine: &Machine, report: &mut Report) {
     report.case(
         "hello with a read-only home and no PYBUNDLE_CACHE_DIR",
         || {
+            // No silent fallback: a program that picks another cache directory by itself puts
+            // executables where nobody chose (and where another user may have planted some).
             let out = machine.run(&Run::user(&[hello, "readonly"], READ_ONLY_HOME))?;
-            let first = if out.success {
-                format!("ran from a fallback: {}", one_line(&out.stdout))
-            } else if out.stderr.contains("PYBUNDLE_CACHE_DIR") {
-                format!("refused, saying: {}", out.stderr.trim())
-            } else {
+            if out.success {
                 bail!(
-                "failed without saying how to choose a cache directory (PYBUNDLE_CACHE_DIR)\n{}",
-                out.output()
-            );
-            };
+                    "ran from a fallback cache directory instead of refusing:\n{}",
+                    out.output()
+                );
+            }
+            if !out.stderr.contains("PYBUNDLE_CACHE_DIR") {
+                bail!(
+                    "failed without saying how to choose a cache directory (PYBUNDLE_CACHE_DIR)\n{}",
+                    out.output()
+                );
+            }
+            let first = format!("refused, saying: {}", out.stderr.trim());
             let cache = "/tmp/pybundle-readonly-home";
             machine
                 .run(
