@@ -89,7 +89,7 @@ pub fn sizes(s: &Setup, peers: &Peers) -> Result<Topic> {
 /// First run: the app with a fresh cache (extract + relocate + run the script) against
 /// `tar --zstd -xf` of the same archive, alternating; then the peers' first runs.
 pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
-    let (mut ours, mut tar) = (Vec::new(), Vec::new());
+    let (mut ours, mut tar, mut pixi) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..s.slow_runs {
         let cache = s.work.join(format!("cold-cache-{i}"));
         // Each run writes ~130 MB: without a sync the next run (ours or tar's) pays for the
@@ -116,6 +116,7 @@ pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
         )?;
         tar.push(t);
         fs_err::remove_dir_all(&dir)?;
+        pixi.push(pixi_frozen_install(s, i)?);
     }
     let why = peers.why.as_str();
     Ok(Topic {
@@ -123,8 +124,10 @@ pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
         compare: true,
         about: "Ours: the app run with an empty cache dir (extract + relocate + run the numpy \
                 script and print). Peers: `tar --zstd -xf` of the same archive (extraction only), \
-                conda-pack's tar.gz extracted + `bin/conda-unpack`, and the PyInstaller binary's \
-                first run after building it."
+                conda-pack's tar.gz extracted + `bin/conda-unpack`, the PyInstaller binary's \
+                first run after building it, and \"just ship pixi\": `pixi install --frozen` of \
+                the same pixi.toml and pixi.lock into an empty project folder, every package \
+                already in pixi's package cache (linking only, no download)."
             .into(),
         rows: vec![
             row(
@@ -138,6 +141,12 @@ pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
                 Some("tar_zstd_extract_s"),
                 "s",
                 &tar,
+            ),
+            row(
+                "`pixi install --frozen`, warm package cache",
+                Some("pixi_frozen_install_s"),
+                "s",
+                &pixi,
             ),
             peer_row(
                 "conda-pack: `tar xzf` + `conda-unpack`",
@@ -155,6 +164,26 @@ pub fn first_run(s: &Setup, peers: &Peers) -> Result<Topic> {
             ),
         ],
     })
+}
+
+/// `pixi install --frozen` of the outliers copy's manifest and lock in a fresh folder (run `i`);
+/// the packages are in pixi's cache since the bench's build installed them.
+fn pixi_frozen_install(s: &Setup, i: usize) -> Result<f64> {
+    let dir = s.work.join(format!("pixi-frozen-{i}"));
+    fs_err::create_dir_all(&dir)?;
+    for file in ["pixi.toml", "pixi.lock"] {
+        fs_err::copy(s.examples.join("outliers").join(file), dir.join(file))?;
+    }
+    settle()?;
+    let (t, _) = timed(
+        Command::new(&s.pixi)
+            .args(["install", "--frozen", "--manifest-path"])
+            .arg(dir.join("pixi.toml"))
+            .env_remove("PIXI_CONFIG_FILE"),
+        "pixi install --frozen",
+    )?;
+    fs_err::remove_dir_all(&dir)?;
+    Ok(t)
 }
 
 /// Warm start: the app with its cache ready against a bare interpreter start, the same

@@ -13,6 +13,7 @@ const OURS: &[&str] = &[
     "pack_s",
     "first_run_s",
     "tar_zstd_extract_s",
+    "pixi_frozen_install_s",
     "warm_start_ms",
     "hello_warm_ms",
     "python_same_work_ms",
