@@ -284,16 +284,21 @@ const GB_ROWS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// `<cache>/outliers-<id16>/env/bin/python3.11`.
+/// `<cache>/outliers-<id16>/env/bin/python3.11` (the cache also holds hello's bundle, which
+/// has no numpy).
 fn extracted_python(cache: &Path) -> Result<PathBuf> {
     for entry in fs_err::read_dir(cache)? {
-        let python = entry?.path().join("env/bin/python3.11");
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with("outliers-") {
+            continue;
+        }
+        let python = entry.path().join("env/bin/python3.11");
         if python.is_file() {
             return Ok(python);
         }
     }
     bail!(
-        "no extracted bundle with env/bin/python3.11 in {}",
+        "no extracted outliers bundle with env/bin/python3.11 in {}",
         cache.display()
     )
 }
