@@ -128,10 +128,10 @@ pub(crate) fn explain(err: Error, root: &Path, needed: u64) -> Error {
         #[cfg(unix)]
         Some(libc::ENOSPC | libc::EDQUOT) => {
             let free = free_space(root)
-                .map(|f| format!(", {} MB free", mb(f)))
+                .map(|f| format!(", {} MiB free", mb(f)))
                 .unwrap_or_default();
             format!(
-                "no space left on its filesystem (the bundle needs about {} MB{free}); free some \
+                "no space left on its filesystem (the bundle needs about {} MiB{free}); free some \
                  space there, or set PYBUNDLE_CACHE_DIR to a directory on a filesystem with \
                  room. Nothing half-extracted was kept",
                 mb(needed)

@@ -29,7 +29,7 @@ impl StderrReporter {
             }
             self.announced.store(true, Ordering::Relaxed);
             eprintln!(
-                "{}: first run, unpacking its Python environment ({} MB)...",
+                "{}: first run, unpacking its Python environment ({} MiB)...",
                 self.name,
                 p.bytes_total >> 20
             );

@@ -3,12 +3,14 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use fs_err as fs;
 
 use super::machine::{Machine, Run, USER};
 use super::root::{FORBIDDEN, SYSTEM_LIBRARIES};
+use crate::tools;
 
 /// Home of the unprivileged user.
 const HOME: &str = "/home/user";
@@ -121,7 +123,65 @@ pub fn run_all(machine: &Machine, binaries: &[(String, PathBuf)]) -> Result<(usi
         "every library of the extracted environments resolves on the machine",
         || libraries(machine),
     );
+    report.case(
+        "the programs link only glibc and libgcc_s, GLIBC_2.34 at most",
+        || linkage(binaries),
+    );
     Ok((report.passed, report.failed))
+}
+
+/// The shared libraries a program may need (Debian's `libc6` and `libgcc-s1`).
+const PROGRAM_LIBRARIES: &[&str] = &[
+    "libc.so.6",
+    "libgcc_s.so.1",
+    "libm.so.6",
+    "ld-linux-x86-64.so.2",
+];
+
+/// The newest glibc symbol version a program may ask for (what README promises).
+const MAX_GLIBC: (u32, u32) = (2, 34);
+
+/// `readelf` on each built program: its NEEDED libraries and the newest `GLIBC_x.y` it asks for.
+fn linkage(binaries: &[(String, PathBuf)]) -> Result<String> {
+    let mut detail = Vec::new();
+    for (name, binary) in binaries {
+        let dynamic = tools::output(Command::new("readelf").arg("-dW").arg(binary), "readelf -d")?;
+        let needed: Vec<&str> = dynamic
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .filter_map(|l| l.split_once('[')?.1.split_once(']').map(|(lib, _)| lib))
+            .collect();
+        if let Some(other) = needed.iter().find(|lib| !PROGRAM_LIBRARIES.contains(lib)) {
+            bail!(
+                "{name} needs {other} (all: {needed:?}); README promises glibc and libgcc_s only"
+            );
+        }
+        let versions = tools::output(Command::new("readelf").arg("-VW").arg(binary), "readelf -V")?;
+        let newest = versions
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .filter_map(|w| w.strip_prefix("GLIBC_"))
+            .filter_map(|v| {
+                let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+                Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+            })
+            .max()
+            .context("no GLIBC_ symbol versions")?;
+        if newest > MAX_GLIBC {
+            bail!(
+                "{name} asks for GLIBC_{}.{}, newer than the GLIBC_{}.{} README promises",
+                newest.0,
+                newest.1,
+                MAX_GLIBC.0,
+                MAX_GLIBC.1
+            );
+        }
+        detail.push(format!("{name}: GLIBC_{}.{}", newest.0, newest.1));
+    }
+    Ok(format!(
+        "{} ({})",
+        PROGRAM_LIBRARIES.join(", "),
+        detail.join(", ")
+    ))
 }
 
 /// Copies the binaries in and makes the users' homes.

@@ -498,7 +498,7 @@ fn a_full_filesystem_says_so_and_leaves_nothing_half_extracted() {
         for part in [
             &cache.display().to_string(),
             "no space left",
-            "needs about 9 MB",
+            "needs about 9 MiB",
             "PYBUNDLE_CACHE_DIR",
         ] {
             assert!(msg.contains(part), "`{part}` not in: {msg}");
