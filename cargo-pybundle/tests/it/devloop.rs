@@ -195,6 +195,20 @@ fn cargo_run_and_test_use_the_environment_and_scripts_in_place() {
         return;
     };
     let (copy, manifest) = example("hello");
+    // Before any cargo pybundle command: the error names the one command to run.
+    let record = shared_target().join("pybundle/hello/dev.json");
+    if record.exists() {
+        std::fs::remove_file(&record).unwrap();
+    }
+    let early = plain_cargo(&manifest, &["run", "-q"]).output().unwrap();
+    assert!(!early.status.success());
+    let err = stderr(&early);
+    assert!(
+        err.contains("no development environment is recorded")
+            && err.contains("run `cargo pybundle build` once"),
+        "{err}"
+    );
+
     let bundled = pybundle_build(&tc, &manifest, false);
     let cache = tempfile::tempdir().unwrap();
     assert_eq!(greeting(&bundled, cache.path()), "hello, loop");

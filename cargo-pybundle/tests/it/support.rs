@@ -35,7 +35,12 @@ pub fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
 /// Cargo.lock beside it, pybundle-runtime by absolute path), so building it never writes into
 /// the source tree (pixi puts `.pixi/` and `pixi.lock` beside the manifest). Returns the dir
 /// and the copy's Cargo.toml.
-pub fn example(name: &str) -> (tempfile::TempDir, PathBuf) {
+///
+/// The copy holds a lock on the example's name until it is dropped: copies of one example built
+/// into [`shared_target`] share its `pybundle/<package>/` folder, its development record and
+/// its `bundled/<name>` program, so tests of the same example take turns.
+pub fn example(name: &str) -> (ExampleCopy, PathBuf) {
+    let guard = example_lock(name);
     let root = testkit::workspace_root();
     let tmp = tempfile::tempdir().unwrap();
     let dst = tmp.path().join(name);
@@ -71,7 +76,41 @@ pub fn example(name: &str) -> (tempfile::TempDir, PathBuf) {
     );
     std::fs::write(&manifest, format!("{patched}\n[workspace]\n")).unwrap();
     std::fs::copy(root.join("Cargo.lock"), dst.join("Cargo.lock")).unwrap();
-    (tmp, manifest)
+    (
+        ExampleCopy {
+            dir: tmp,
+            _turn: guard,
+        },
+        manifest,
+    )
+}
+
+/// A copy of an example (see [`example`]): its temp dir, and the example's turn.
+pub struct ExampleCopy {
+    dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl ExampleCopy {
+    /// The temp dir holding the copy.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The lock of one example's name, for this test binary.
+fn example_lock(name: &str) -> std::sync::MutexGuard<'static, ()> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<String, &'static Mutex<()>>>> = OnceLock::new();
+    let lock = *LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.to_owned())
+        .or_insert_with(|| Box::leak(Box::new(Mutex::new(()))));
+    // A test that failed while holding it poisons it; the next one may still run.
+    lock.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn copy_tree(src: &Path, dst: &Path) {
