@@ -26,17 +26,19 @@ fn storm_child() {
     let bundle = Bundle::from_file(&archive)
         .unwrap()
         .verify(role == "verify");
-    if let Some(go) = std::env::var_os("PYBUNDLE_IT_GO").map(PathBuf::from) {
-        while !go.exists() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    // The barrier: say "ready" with a file, then block on stdin (a pipe the parent holds
+    // open) until the parent closes it, which releases every child at the same moment.
+    if let Some(ready) = std::env::var_os("PYBUNDLE_IT_READY").map(PathBuf::from) {
+        std::fs::write(ready.join(std::process::id().to_string()), "").unwrap();
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest).unwrap();
     }
     let env = bundle.ready().unwrap_or_else(|e| panic!("ready: {e}"));
     assert!(env.interpreter().exists());
     println!("CHILD-OK {}", env.root().display());
 }
 
-fn child(role: &str, archive: &Path, cache: &Path, log: &Path, go: Option<&Path>) -> Command {
+fn child(role: &str, archive: &Path, cache: &Path, log: &Path, ready: Option<&Path>) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -50,9 +52,9 @@ fn child(role: &str, archive: &Path, cache: &Path, log: &Path, go: Option<&Path>
     .env("PYBUNDLE_TEST_EXTRACT_LOG", log)
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    match go {
-        Some(go) => cmd.env("PYBUNDLE_IT_GO", go),
-        None => cmd.env_remove("PYBUNDLE_IT_GO"),
+    match ready {
+        Some(ready) => cmd.env("PYBUNDLE_IT_READY", ready),
+        None => cmd.env_remove("PYBUNDLE_IT_READY"),
     };
     cmd
 }
@@ -191,7 +193,13 @@ fn sigkill_at_twenty_random_moments() {
 
     let mut rng = Rng::from_env();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for round in 0..20 {
+    // Twenty rounds, and more (up to 80) until ten kills landed mid-extraction: random moments
+    // on a loaded machine may fall mostly into process start-up.
+    const MID: &str = "killed while extracting or relocating";
+    for round in 0..80 {
+        if round >= 20 && seen.get(MID).copied().unwrap_or(0) >= 10 {
+            break;
+        }
         let delay = rng.duration(whole);
         let mut c = child("ready", &archive_path, &cache, &log, None)
             .stdout(Stdio::null())
@@ -208,7 +216,7 @@ fn sigkill_at_twenty_random_moments() {
         } else if complete {
             "killed after the rename into place"
         } else if names.iter().any(|n| n.starts_with(".tmp-")) {
-            "killed while extracting or relocating"
+            MID
         } else {
             "killed before extracting (start-up, lock)"
         };
@@ -241,6 +249,10 @@ fn sigkill_at_twenty_random_moments() {
         std::fs::remove_dir_all(&cache).unwrap();
     }
     eprintln!("kills: {seen:?}");
+    assert!(
+        seen.get(MID).copied().unwrap_or(0) >= 10,
+        "fewer than ten kills landed mid-extraction: {seen:?}"
+    );
 }
 
 #[test]
@@ -303,22 +315,49 @@ fn sigkill_during_a_repair_at_twenty_random_moments() {
     eprintln!("kills during repairs: {seen:?}");
 }
 
-/// Starts `n` children at once (they wait for a go file) and checks that all succeed in one
-/// directory; returns the number of extractions logged.
+/// A pipe (read end, write end), both close-on-exec: the children get the read end as stdin,
+/// and only this process ever holds the write end.
+fn gate() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which has room for two.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and nothing else owns them.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// Starts `n` children at once (a barrier: each says it is ready, then all are released
+/// together by closing the pipe on their stdin) and checks that all succeed in one directory;
+/// returns the number of extractions logged.
 fn at_once(n: usize, roles: &[&str], archive: &Path, cache: &Path, scratch: &Path) -> usize {
-    let (go, log) = (scratch.join("go"), scratch.join("log"));
-    let _ = std::fs::remove_file(&go);
+    let (ready, log) = (scratch.join("ready"), scratch.join("log"));
+    let _ = std::fs::remove_dir_all(&ready);
+    std::fs::create_dir_all(&ready).unwrap();
     let _ = std::fs::remove_file(&log);
+    let (gate, gate_writer) = gate();
     let children: Vec<_> = (0..n)
         .map(|i| {
-            child(roles[i % roles.len()], archive, cache, &log, Some(&go))
+            child(roles[i % roles.len()], archive, cache, &log, Some(&ready))
+                .stdin(gate.try_clone().unwrap())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    // Let them all start and wait on the go file.
-    std::thread::sleep(Duration::from_millis(500));
-    std::fs::write(&go, "").unwrap();
+    drop(gate);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_dir(&ready).unwrap().count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "not all {n} children reached the barrier"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(gate_writer);
     let roots: BTreeSet<String> = children.into_iter().map(wait_ok).collect();
     assert_eq!(roots.len(), 1, "all used one directory: {roots:?}");
     let left: Vec<_> = top(cache)
