@@ -180,14 +180,7 @@ pub fn run(quick: bool) -> Result<()> {
         out.join("results.json"),
         serde_json::to_string_pretty(&json)? + "\n",
     )?;
-    let md = report::markdown(
-        &setup,
-        &topics,
-        &json,
-        &peer_notes,
-        &load_before,
-        &load_after,
-    );
+    let md = report::markdown(&setup, &topics, &peer_notes, &load_before, &load_after);
     // Only a full run may replace the committed report: a quick run (used by the test suite)
     // has single samples and no peers, so it goes beside results.json.
     let md_path = if quick {
