@@ -50,6 +50,10 @@
 //! - A binary file that holds the build prefix without a placeholder cannot be relocated; it
 //!   is listed as a warning and keeps the build machine's path.
 
+// Library functions past 80 lines (clippy.toml) are split along their steps (issue 19);
+// inline tests are out of its scope.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 // The steps `main` strings together; only the command line sees them whole.
 mod cargo_build;
 mod cli;

@@ -79,6 +79,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults, for the package in `dir`: what an empty table means.
+    fn defaults(dir: &Path) -> Config {
+        Config {
+            manifest: dir.join("pixi.toml"),
+            environment: "default".into(),
+            scripts: dir.join("python"),
+            pixi_version: None,
+            pixi_sha256: None,
+            lock: Lock::Locked,
+            exclude: DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
+            compression_level: None,
+            channel_mirrors: BTreeMap::new(),
+        }
+    }
+
     /// The zstd level: `compression-level`, else by profile.
     pub fn level(&self, release: bool) -> i32 {
         self.compression_level.unwrap_or(if release {
@@ -294,17 +309,7 @@ pub fn parse(table: &Value, dir: &Path) -> Result<Config> {
             kind(table)
         );
     };
-    let mut config = Config {
-        manifest: dir.join("pixi.toml"),
-        environment: "default".into(),
-        scripts: dir.join("python"),
-        pixi_version: None,
-        pixi_sha256: None,
-        lock: Lock::Locked,
-        exclude: DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
-        compression_level: None,
-        channel_mirrors: BTreeMap::new(),
-    };
+    let mut config = Config::defaults(dir);
     for (key, value) in map {
         let bad =
             |expected: &str| anyhow!("`{key}` must be {expected}, not {} `{value}`", kind(value));
@@ -359,22 +364,29 @@ pub fn parse(table: &Value, dir: &Path) -> Result<Config> {
                 let table = value
                     .as_object()
                     .ok_or_else(|| bad("a table of channel = \"url\""))?;
-                for (channel, url) in table {
-                    let url = string(url).ok_or_else(|| {
-                        anyhow!(
-                            "`channel-mirrors.{channel}` must be a URL string, not {}",
-                            kind(url)
-                        )
-                    })?;
-                    config
-                        .channel_mirrors
-                        .insert(channel.clone(), url.to_owned());
-                }
+                add_mirrors(&mut config.channel_mirrors, table)?;
             }
             _ => bail!("unknown key `{key}`; valid keys: {}", KEYS.join(", ")),
         }
     }
     Ok(config)
+}
+
+/// The `channel-mirrors` table's entries, each URL checked to be a string, added to `mirrors`.
+fn add_mirrors(
+    mirrors: &mut BTreeMap<String, String>,
+    table: &serde_json::Map<String, Value>,
+) -> Result<()> {
+    for (channel, url) in table {
+        let url = string(url).ok_or_else(|| {
+            anyhow!(
+                "`channel-mirrors.{channel}` must be a URL string, not {}",
+                kind(url)
+            )
+        })?;
+        mirrors.insert(channel.clone(), url.to_owned());
+    }
+    Ok(())
 }
 
 fn string(value: &Value) -> Option<&str> {

@@ -387,54 +387,12 @@ impl Bundle {
             let Some(lock) = cache::lock(&root, &dir_name, LockKind::Shared, timeout)? else {
                 unreachable!("a waiting lock returns a file or an error")
             };
-            let mut damaged = None;
-            if let Some((_, meta)) = complete()? {
-                if !self.verify {
-                    return self.environment(&root, &dir_name, &meta, lock);
-                }
-                let seen = cache::identity(&root, &dir_name);
-                let damage = self.damaged(&dir)?;
-                if damage.is_empty() {
-                    return self.environment(&root, &dir_name, &meta, lock);
-                }
-                tracing::warn!(
-                    dir = %dir.display(),
-                    damaged = %crate::verify::summary(&damage),
-                    "the extracted bundle no longer matches its archive; extracting it again"
-                );
-                damaged = Some((damage, seen));
-            }
-            drop(lock);
-            let lock = match &damaged {
-                None => cache::lock(&root, &dir_name, LockKind::Exclusive, timeout)?,
-                // Users of the damaged bundle hold shared locks for as long as they run: wait
-                // for them a bounded time only. Once the marker is gone or the directory was
-                // replaced, another process is repairing it: then wait like any first run.
-                Some((damage, seen)) => Some(
-                    cache::lock_exclusive_within(
-                        &root,
-                        &dir_name,
-                        self.repair_wait,
-                        timeout,
-                        || {
-                            complete().is_ok_and(|c| c.is_some())
-                                && cache::identity(&root, &dir_name) == *seen
-                        },
-                    )?
-                    .ok_or_else(|| Error::Damaged {
-                        dir: dir.clone(),
-                        damaged: damage.clone(),
-                        reason: format!(
-                            "it was not repaired because other processes are using it (waited \
-                             {:?} for them): stop them and run again, or delete the directory",
-                            self.repair_wait
-                        ),
-                    })?,
-                ),
+            let damaged = match self.look(&root, &dir_name, &marker, lock)? {
+                Look::Ready(environment) => return Ok(environment),
+                Look::Missing => None,
+                Look::Damaged(damage, seen) => Some((damage, seen)),
             };
-            let Some(lock) = lock else {
-                unreachable!("a waiting lock returns a file or an error")
-            };
+            let lock = self.lock_to_extract(&root, &dir_name, &marker, damaged.as_ref())?;
             let extracted = match &damaged {
                 None => complete()?.is_none(),
                 // Repaired by another process meanwhile: check that one again.
@@ -463,13 +421,79 @@ impl Bundle {
                 continue;
             };
             if extracted && self.remove_old_versions {
-                let name = self.app_name.as_deref().unwrap_or(&self.manifest.name);
-                let app = self.app_identity();
-                for old in cache::remove_other_versions(&root, name, &dir_name, &app) {
-                    tracing::debug!(dir = %old.display(), "removed an unused older version");
-                }
+                self.remove_older_versions(&root, &dir_name);
             }
             return self.environment(&root, &dir_name, &meta, lock);
+        }
+    }
+
+    /// The look under the shared `lock`: a complete bundle (verified when asked) is used and
+    /// keeps the lock; otherwise the lock is released and what was found is returned.
+    fn look(&self, root: &Dir, dir_name: &str, marker: &[u8], lock: std::fs::File) -> Result<Look> {
+        let Some((_, meta)) = cache::complete(root, dir_name, marker)? else {
+            return Ok(Look::Missing);
+        };
+        if !self.verify {
+            return self
+                .environment(root, dir_name, &meta, lock)
+                .map(Look::Ready);
+        }
+        let dir = root.join(dir_name);
+        let seen = cache::identity(root, dir_name);
+        let damage = self.damaged(&dir)?;
+        if damage.is_empty() {
+            return self
+                .environment(root, dir_name, &meta, lock)
+                .map(Look::Ready);
+        }
+        tracing::warn!(
+            dir = %dir.display(),
+            damaged = %crate::verify::summary(&damage),
+            "the extracted bundle no longer matches its archive; extracting it again"
+        );
+        Ok(Look::Damaged(damage, seen))
+    }
+
+    /// The exclusive lock to extract (or repair, when `damaged`) the bundle under.
+    fn lock_to_extract(
+        &self,
+        root: &Dir,
+        dir_name: &str,
+        marker: &[u8],
+        damaged: Option<&(Vec<String>, Identity)>,
+    ) -> Result<std::fs::File> {
+        let timeout = self.lock_timeout;
+        let Some((damage, seen)) = damaged else {
+            let Some(lock) = cache::lock(root, dir_name, LockKind::Exclusive, timeout)? else {
+                unreachable!("a waiting lock returns a file or an error")
+            };
+            return Ok(lock);
+        };
+        // Users of the damaged bundle hold shared locks for as long as they run: wait for
+        // them a bounded time only. Once the marker is gone or the directory was replaced,
+        // another process is repairing it: then wait like any first run.
+        cache::lock_exclusive_within(root, dir_name, self.repair_wait, timeout, || {
+            cache::complete(root, dir_name, marker).is_ok_and(|c| c.is_some())
+                && cache::identity(root, dir_name) == *seen
+        })?
+        .ok_or_else(|| Error::Damaged {
+            dir: root.join(dir_name),
+            damaged: damage.clone(),
+            reason: format!(
+                "it was not repaired because other processes are using it (waited {:?} for \
+                 them): stop them and run again, or delete the directory",
+                self.repair_wait
+            ),
+        })
+    }
+
+    /// After a fresh extraction: the application's other versions that no process uses are
+    /// removed.
+    fn remove_older_versions(&self, root: &Dir, dir_name: &str) {
+        let name = self.app_name.as_deref().unwrap_or(&self.manifest.name);
+        let app = self.app_identity();
+        for old in cache::remove_other_versions(root, name, dir_name, &app) {
+            tracing::debug!(dir = %old.display(), "removed an unused older version");
         }
     }
 
@@ -641,4 +665,17 @@ fn error_chain(e: &Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The identity of an extracted bundle's directory when it was looked at.
+type Identity = Option<(u64, u64, i64, i64)>;
+
+/// What a look at the cache under the shared lock found.
+enum Look {
+    /// A complete bundle, verified when asked, now in use.
+    Ready(Environment),
+    /// No complete bundle: it is extracted.
+    Missing,
+    /// A complete bundle whose files no longer match the archive, and its directory's identity.
+    Damaged(Vec<String>, Identity),
 }

@@ -191,46 +191,7 @@ impl State<'_> {
                     set_mode(&path, mode | 0o700)?;
                 }
             }
-            T::Regular | T::Continuous => {
-                let declared = self.declared.saturating_add(size);
-                if declared > self.opts.bytes_total {
-                    return Err(Error::ArchiveLimit {
-                        entry: name,
-                        limit: format!(
-                            "its {size} bytes would take the files past the {} bytes the \
-                             manifest declares (unpacked_size)",
-                            self.opts.bytes_total
-                        ),
-                    });
-                }
-                self.declared = declared;
-                self.parent(&rel, &name)?;
-                let mut file = create_new(&path, mode, &name)?;
-                let mut written = 0u64;
-                loop {
-                    let n = match item.entry.read(buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(archive_err(e)),
-                    };
-                    file.write_all(&buf[..n])
-                        .map_err(|e| Error::io("cannot write", &path, e))?;
-                    written += n as u64;
-                }
-                if written != size {
-                    return Err(Error::Archive {
-                        detail: format!(
-                            "entry `{name}` ends after {written} of its {size} bytes (truncated \
-                             archive)"
-                        ),
-                        source: None,
-                    });
-                }
-                self.bytes += written;
-                set_file_mode(&file, &path, mode)?;
-                self.out.files.insert(rel);
-            }
+            T::Regular | T::Continuous => self.file(item, buf, rel, &path, mode, name)?,
             T::Symlink => {
                 let target = item
                     .link
@@ -244,20 +205,7 @@ impl State<'_> {
                 self.parent(&rel, &name)?;
                 make_symlink(target, &path, &name)?;
             }
-            T::Link => {
-                let target = item
-                    .link
-                    .as_deref()
-                    .and_then(safe_relative)
-                    .filter(|t| self.out.files.contains(t))
-                    .ok_or_else(|| {
-                        unsafe_entry("hard link to something that is not an earlier file")
-                    })?;
-                self.parent(&rel, &name)?;
-                std::fs::hard_link(self.dest.join(&target), &path)
-                    .map_err(|e| Error::io("cannot create hard link", &path, e))?;
-                self.out.files.insert(rel);
-            }
+            T::Link => self.hard_link(item, rel, &path, &name)?,
             _ => {
                 return Err(unsafe_entry(
                     "devices, fifos and other special files are not extracted",
@@ -265,6 +213,82 @@ impl State<'_> {
             }
         }
         self.out.entries += 1;
+        Ok(())
+    }
+
+    /// A regular file: checked against the declared total, written whole, given its mode.
+    fn file<R: Read>(
+        &mut self,
+        item: &mut entries::Item<'_, R>,
+        buf: &mut [u8],
+        rel: PathBuf,
+        path: &Path,
+        mode: u32,
+        name: String,
+    ) -> Result<()> {
+        let size = item.entry.size();
+        let declared = self.declared.saturating_add(size);
+        if declared > self.opts.bytes_total {
+            return Err(Error::ArchiveLimit {
+                entry: name,
+                limit: format!(
+                    "its {size} bytes would take the files past the {} bytes the \
+                     manifest declares (unpacked_size)",
+                    self.opts.bytes_total
+                ),
+            });
+        }
+        self.declared = declared;
+        self.parent(&rel, &name)?;
+        let mut file = create_new(path, mode, &name)?;
+        let mut written = 0u64;
+        loop {
+            let n = match item.entry.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(archive_err(e)),
+            };
+            file.write_all(&buf[..n])
+                .map_err(|e| Error::io("cannot write", path, e))?;
+            written += n as u64;
+        }
+        if written != size {
+            return Err(Error::Archive {
+                detail: format!(
+                    "entry `{name}` ends after {written} of its {size} bytes (truncated \
+                     archive)"
+                ),
+                source: None,
+            });
+        }
+        self.bytes += written;
+        set_file_mode(&file, path, mode)?;
+        self.out.files.insert(rel);
+        Ok(())
+    }
+
+    /// A hard link: its target must be a file this extraction wrote earlier.
+    fn hard_link<R: Read>(
+        &mut self,
+        item: &entries::Item<'_, R>,
+        rel: PathBuf,
+        path: &Path,
+        name: &str,
+    ) -> Result<()> {
+        let target = item
+            .link
+            .as_deref()
+            .and_then(safe_relative)
+            .filter(|t| self.out.files.contains(t))
+            .ok_or_else(|| Error::UnsafeEntry {
+                entry: name.to_owned(),
+                reason: "hard link to something that is not an earlier file",
+            })?;
+        self.parent(&rel, name)?;
+        std::fs::hard_link(self.dest.join(&target), path)
+            .map_err(|e| Error::io("cannot create hard link", path, e))?;
+        self.out.files.insert(rel);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{ChildStdout, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -274,26 +275,7 @@ impl<'a> Script<'a> {
             action,
             source,
         };
-        let mut cmd = self.env.python();
-        for (name, value) in &self.envs {
-            match value {
-                Some(v) => cmd.env(name, v),
-                None => cmd.env_remove(name),
-            };
-        }
-        let args = protocol::argv(&table::SCRIPT_ARGV, |name| match name {
-            "lib" => vec![self.env.lib_dir().into()],
-            "max_frame" => vec![self.max_frame.to_string().into()],
-            "script" => vec![path.clone().into()],
-            _ => self.args.clone(),
-        });
-        let mut guard = child::spawn_runner(
-            cmd,
-            self.env.interpreter(),
-            &table::SCRIPT_ARGV,
-            args,
-            self.capture,
-        )?;
+        let mut guard = self.spawn(&path)?;
         let pid = guard.pid();
         tracing::debug!(script = %self.name, pid, "started script");
         let sink = Arc::new(Mutex::new(StderrSink::Capture {
@@ -308,30 +290,10 @@ impl<'a> Script<'a> {
             ),
             None => None,
         };
-        let watchdog = if self.timeout.is_some() || self.abort.is_some() {
-            let dog = Watchdog::start(pid, self.timeout)
-                .map_err(|e| channel_err("cannot start the timeout thread", e))?;
-            if let Some(abort) = &self.abort {
-                abort.register(dog.signal.clone());
-            }
-            Some(dog)
-        } else {
-            None
-        };
-        // The runner reads the start message before any user code runs, so this cannot block
-        // on a child that is busy writing. A broken pipe means the child died; its exit
-        // status tells why.
-        if let Some(mut stdin) = guard.child().stdin.take() {
-            let written =
-                protocol::write_frame(&mut stdin, &start, self.max_frame).and_then(|()| {
-                    frames.iter().try_for_each(|f| {
-                        protocol::write_frame(&mut stdin, f.bytes(), self.max_frame)
-                    })
-                });
-            if let Err(e) = written {
-                tracing::debug!(script = %self.name, "writing the input failed: {e}");
-            }
-        }
+        let watchdog = self
+            .watchdog(pid)
+            .map_err(|e| channel_err("cannot start the timeout thread", e))?;
+        self.send_start(&mut guard, &start, &frames);
         let stdout = guard.child().stdout.take();
         Ok(Running {
             guard,
@@ -349,6 +311,59 @@ impl<'a> Script<'a> {
             timed_out: false,
             what,
         })
+    }
+
+    /// Spawns the runner for the script at `path`, with the environment changes asked for.
+    fn spawn(&self, path: &Path) -> Result<ChildGuard> {
+        let mut cmd = self.env.python();
+        for (name, value) in &self.envs {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
+        let args = protocol::argv(&table::SCRIPT_ARGV, |name| match name {
+            "lib" => vec![self.env.lib_dir().into()],
+            "max_frame" => vec![self.max_frame.to_string().into()],
+            "script" => vec![path.to_path_buf().into()],
+            _ => self.args.clone(),
+        });
+        child::spawn_runner(
+            cmd,
+            self.env.interpreter(),
+            &table::SCRIPT_ARGV,
+            args,
+            self.capture,
+        )
+    }
+
+    /// Starts the watchdog thread when a timeout or an abort handle asks for one.
+    fn watchdog(&self, pid: u32) -> std::io::Result<Option<Watchdog>> {
+        if self.timeout.is_none() && self.abort.is_none() {
+            return Ok(None);
+        }
+        let dog = Watchdog::start(pid, self.timeout)?;
+        if let Some(abort) = &self.abort {
+            abort.register(dog.signal.clone());
+        }
+        Ok(Some(dog))
+    }
+
+    /// Sends the start message and the input's binary frames to the child's stdin.
+    fn send_start(&self, guard: &mut ChildGuard, start: &[u8], frames: &[Frame]) {
+        // The runner reads the start message before any user code runs, so this cannot block
+        // on a child that is busy writing. A broken pipe means the child died; its exit
+        // status tells why.
+        if let Some(mut stdin) = guard.child().stdin.take() {
+            let written = protocol::write_frame(&mut stdin, start, self.max_frame).and_then(|()| {
+                frames
+                    .iter()
+                    .try_for_each(|f| protocol::write_frame(&mut stdin, f.bytes(), self.max_frame))
+            });
+            if let Err(e) = written {
+                tracing::debug!(script = %self.name, "writing the input failed: {e}");
+            }
+        }
     }
 }
 

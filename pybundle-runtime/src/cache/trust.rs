@@ -24,7 +24,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use super::dir::{is_symlink_error, Dir, Kind, Meta};
 use crate::{Error, Result};
@@ -36,10 +36,7 @@ const MAX_LINKS: usize = 40;
 /// way; with `create`, missing directories are made `0700`.
 pub(crate) fn open_root(root: &Path, create: bool) -> Result<Dir> {
     let me = super::current_uid();
-    let refuse = |reason: String| Error::Cache {
-        path: root.to_path_buf(),
-        reason,
-    };
+    let refuse = |reason| refused(root, reason);
     let top = Dir::open_path(Path::new("/")).map_err(|e| Error::io("cannot open", "/", e))?;
     let top_meta = top
         .meta()
@@ -64,28 +61,7 @@ pub(crate) fn open_root(root: &Path, create: bool) -> Result<Dir> {
                 make_dir(parent, parent_meta, &name, me).map_err(refuse)?
             }
             Err(e) if is_symlink_error(&e) => {
-                let link = parent.join(&name);
-                let meta = parent
-                    .stat(&name)
-                    .map_err(|e| Error::io("cannot read metadata of", &link, e))?;
-                if meta.kind != Kind::Symlink {
-                    return Err(refuse(format!("`{}` is not a directory", link.display())));
-                }
-                if meta.uid != 0 && meta.uid != me {
-                    return Err(refuse(format!(
-                        "the symlink `{}` is owned by uid {}, neither you (uid {me}) nor root",
-                        link.display(),
-                        meta.uid
-                    )));
-                }
-                check_step(parent.path(), parent_meta, &name, &meta, me).map_err(refuse)?;
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(refuse(format!("more than {MAX_LINKS} symlinks on the way")));
-                }
-                let target = parent
-                    .read_link(&name)
-                    .map_err(|e| Error::io("cannot read symlink", &link, e))?;
+                let target = follow_link(root, parent, parent_meta, &name, me, &mut links)?;
                 if target.is_absolute() {
                     stack.truncate(1);
                 }
@@ -104,7 +80,58 @@ pub(crate) fn open_root(root: &Path, create: bool) -> Result<Dir> {
         unreachable!("`/` is never popped")
     };
     check_root(&meta, me).map_err(refuse)?;
-    match writers(&meta, me) {
+    make_private(root, &dir, &meta, me)?;
+    // Known by the path asked for (what relocated files name), not the one symlinks led to.
+    Ok(dir.known_as(root.to_path_buf()))
+}
+
+/// The error that refuses the cache root `root` for `reason`.
+fn refused(root: &Path, reason: String) -> Error {
+    Error::Cache {
+        path: root.to_path_buf(),
+        reason,
+    }
+}
+
+/// A symlink met on the walk to `root`: checked (its owner, then the step like a directory),
+/// counted against [`MAX_LINKS`], and its target returned for the walk to follow.
+fn follow_link(
+    root: &Path,
+    parent: &Dir,
+    parent_meta: &Meta,
+    name: &OsStr,
+    me: u32,
+    links: &mut usize,
+) -> Result<PathBuf> {
+    let refuse = |reason| refused(root, reason);
+    let link = parent.join(name);
+    let meta = parent
+        .stat(name)
+        .map_err(|e| Error::io("cannot read metadata of", &link, e))?;
+    if meta.kind != Kind::Symlink {
+        return Err(refuse(format!("`{}` is not a directory", link.display())));
+    }
+    if meta.uid != 0 && meta.uid != me {
+        return Err(refuse(format!(
+            "the symlink `{}` is owned by uid {}, neither you (uid {me}) nor root",
+            link.display(),
+            meta.uid
+        )));
+    }
+    check_step(parent.path(), parent_meta, name, &meta, me).map_err(refuse)?;
+    *links += 1;
+    if *links > MAX_LINKS {
+        return Err(refuse(format!("more than {MAX_LINKS} symlinks on the way")));
+    }
+    parent
+        .read_link(name)
+        .map_err(|e| Error::io("cannot read symlink", &link, e))
+}
+
+/// The opened root `dir` made private (`chmod go-w`) when others may write to it, unless it
+/// is sticky.
+fn make_private(root: &Path, dir: &Dir, meta: &Meta, me: u32) -> Result<()> {
+    match writers(meta, me) {
         // A shared directory by design (`/tmp` itself as the root): left as it is. Others can
         // add entries but not rename or delete ours, and every entry used must be ours.
         Some(_) if meta.mode & 0o1000 != 0 => {}
@@ -119,16 +146,18 @@ pub(crate) fn open_root(root: &Path, create: bool) -> Result<Dir> {
                 meta.mode
             );
             dir.set_mode(private).map_err(|e| {
-                refuse(format!(
-                    "it is writable by {who} (mode {:o}) and cannot be made private: {e}",
-                    meta.mode
-                ))
+                refused(
+                    root,
+                    format!(
+                        "it is writable by {who} (mode {:o}) and cannot be made private: {e}",
+                        meta.mode
+                    ),
+                )
             })?;
         }
         None => {}
     }
-    // Known by the path asked for (what relocated files name), not the one symlinks led to.
-    Ok(dir.known_as(root.to_path_buf()))
+    Ok(())
 }
 
 /// Pushes the components of `path` so that popping yields them in order.

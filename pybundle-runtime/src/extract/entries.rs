@@ -93,20 +93,7 @@ impl<'a, R: Read> Entries<'a, R> {
                     extensions = true;
                 }
                 EntryType::XHeader => {
-                    let bytes = self.read_record(&mut entry, MAX_EXTENSION, "PAX record")?;
-                    for ext in tar::PaxExtensions::new(&bytes) {
-                        let ext = ext.map_err(|_| self.unsafe_here("a malformed PAX record"))?;
-                        match ext.key_bytes() {
-                            b"path" => long_name = Some(ext.value_bytes().to_vec()),
-                            b"linkpath" => long_link = Some(ext.value_bytes().to_vec()),
-                            // The raw reader keeps the header's size; honouring another here
-                            // would let two readers see different archives.
-                            b"size" => {
-                                return Err(self.unsafe_here("a PAX size record (not supported)"))
-                            }
-                            _ => {}
-                        }
-                    }
+                    self.read_pax(&mut entry, &mut long_name, &mut long_link)?;
                     extensions = true;
                 }
                 EntryType::XGlobalHeader => {
@@ -144,6 +131,28 @@ impl<'a, R: Read> Entries<'a, R> {
                 }
             }
         }
+    }
+
+    /// A PAX record: its `path` and `linkpath` apply to the next entry; a `size` is refused.
+    fn read_pax(
+        &self,
+        entry: &mut tar::Entry<'a, R>,
+        long_name: &mut Option<Vec<u8>>,
+        long_link: &mut Option<Vec<u8>>,
+    ) -> Result<()> {
+        let bytes = self.read_record(entry, MAX_EXTENSION, "PAX record")?;
+        for ext in tar::PaxExtensions::new(&bytes) {
+            let ext = ext.map_err(|_| self.unsafe_here("a malformed PAX record"))?;
+            match ext.key_bytes() {
+                b"path" => *long_name = Some(ext.value_bytes().to_vec()),
+                b"linkpath" => *long_link = Some(ext.value_bytes().to_vec()),
+                // The raw reader keeps the header's size; honouring another here would let
+                // two readers see different archives.
+                b"size" => return Err(self.unsafe_here("a PAX size record (not supported)")),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Reads an extension record's data, refusing it unread when its header claims more

@@ -407,34 +407,7 @@ impl Core {
     /// protocol (an answer for a call it was never given, a script's message).
     pub(super) fn dispatch(&self, link: &Link, msg: Message) -> std::result::Result<(), Violation> {
         match msg.kind {
-            Kind::Ready => {
-                if msg.pid != Some(link.pid) {
-                    // A launcher that starts Python as its own child, not by exec: worth a note.
-                    tracing::debug!(pid = link.pid, reported = ?msg.pid, "the worker reports another pid");
-                }
-                let mut state = lock(&self.state);
-                let mut functions = msg.functions;
-                functions.sort();
-                state.functions = Some(functions.into());
-                link.ready.store(true, Ordering::Release);
-                state.start_deadline = None;
-                for waiter in state.start_waiters.drain(..) {
-                    waiter.complete(Ok(Default::default()));
-                }
-                // Calls that waited for a process go to this one, in order.
-                let mut wake = false;
-                while let Some((id, chunks)) = state.waiting.pop_front() {
-                    if let Some(entry) = state.calls.get_mut(&id) {
-                        entry.gen = Some(link.gen);
-                        wake |= link.send(chunks);
-                    }
-                }
-                drop(state);
-                tracing::debug!(pid = link.pid, modules = ?self.cfg.modules, "worker ready");
-                self.push_event(WorkerEvent::Started { pid: link.pid });
-                self.wake.wake();
-                let _ = wake;
-            }
+            Kind::Ready => self.ready(link, msg),
             Kind::Fatal => {
                 let detail = msg.error.map(|e| e.traceback).unwrap_or_default();
                 self.fail_start(|_| Error::WorkerStart {
@@ -442,46 +415,7 @@ impl Core {
                     detail: detail.clone(),
                 });
             }
-            Kind::Result | Kind::Error | Kind::Pong | Kind::Finished => {
-                let id = msg.id.unwrap_or(0);
-                let entry = self.answered(link, id, msg.kind)?;
-                self.crashes.store(0, Ordering::Relaxed);
-                let Some(slot) = entry.slot else {
-                    return Ok(());
-                };
-                let outcome = match msg.kind {
-                    // Only a cancelled call is answered so, and its slot is gone by then.
-                    Kind::Finished => Err(Error::Cancelled {
-                        what: slot.what.clone(),
-                    }),
-                    Kind::Error => Err(Error::Python {
-                        what: slot.what.clone(),
-                        // The table makes `error` required: the decoder checked it.
-                        error: msg
-                            .error
-                            .unwrap_or_else(|| unreachable!("checked on decoding")),
-                    }),
-                    _ => Ok(msg.into_payload()),
-                };
-                // An answer past the in-flight cap fails its call instead of being kept.
-                let size = outcome.as_ref().map_or(0, crate::protocol::Payload::size);
-                let limit = self.cfg.max_in_flight;
-                let outcome = if !entry.ping && self.held.load(Ordering::Relaxed) + size > limit {
-                    Err(Error::InFlightLimit {
-                        what: slot.what.clone(),
-                        len: size,
-                        limit,
-                    })
-                } else {
-                    outcome
-                };
-                let hold = if outcome.is_ok() && !entry.ping {
-                    size
-                } else {
-                    0
-                };
-                self.settle_holding(&slot, entry.ping, outcome, hold);
-            }
+            Kind::Result | Kind::Error | Kind::Pong | Kind::Finished => self.answer(link, msg)?,
             Kind::Message => {
                 let id = msg.id.unwrap_or(0);
                 let slot = {
@@ -519,6 +453,80 @@ impl Core {
                 crate::logs::emit(span.as_ref().unwrap_or(&self.span), &record);
             }
         }
+        Ok(())
+    }
+
+    /// The process is ready: its functions are known, start waiters are told, and the calls
+    /// that waited for a process are sent to it.
+    fn ready(&self, link: &Link, msg: Message) {
+        if msg.pid != Some(link.pid) {
+            // A launcher that starts Python as its own child, not by exec: worth a note.
+            tracing::debug!(pid = link.pid, reported = ?msg.pid, "the worker reports another pid");
+        }
+        let mut state = lock(&self.state);
+        let mut functions = msg.functions;
+        functions.sort();
+        state.functions = Some(functions.into());
+        link.ready.store(true, Ordering::Release);
+        state.start_deadline = None;
+        for waiter in state.start_waiters.drain(..) {
+            waiter.complete(Ok(Default::default()));
+        }
+        // Calls that waited for a process go to this one, in order.
+        let mut wake = false;
+        while let Some((id, chunks)) = state.waiting.pop_front() {
+            if let Some(entry) = state.calls.get_mut(&id) {
+                entry.gen = Some(link.gen);
+                wake |= link.send(chunks);
+            }
+        }
+        drop(state);
+        tracing::debug!(pid = link.pid, modules = ?self.cfg.modules, "worker ready");
+        self.push_event(WorkerEvent::Started { pid: link.pid });
+        self.wake.wake();
+        let _ = wake;
+    }
+
+    /// An answer (a result, an error, a pong, a cancelled call's end) settles its call.
+    fn answer(&self, link: &Link, msg: Message) -> std::result::Result<(), Violation> {
+        let id = msg.id.unwrap_or(0);
+        let entry = self.answered(link, id, msg.kind)?;
+        self.crashes.store(0, Ordering::Relaxed);
+        let Some(slot) = entry.slot else {
+            return Ok(());
+        };
+        let outcome = match msg.kind {
+            // Only a cancelled call is answered so, and its slot is gone by then.
+            Kind::Finished => Err(Error::Cancelled {
+                what: slot.what.clone(),
+            }),
+            Kind::Error => Err(Error::Python {
+                what: slot.what.clone(),
+                // The table makes `error` required: the decoder checked it.
+                error: msg
+                    .error
+                    .unwrap_or_else(|| unreachable!("checked on decoding")),
+            }),
+            _ => Ok(msg.into_payload()),
+        };
+        // An answer past the in-flight cap fails its call instead of being kept.
+        let size = outcome.as_ref().map_or(0, crate::protocol::Payload::size);
+        let limit = self.cfg.max_in_flight;
+        let outcome = if !entry.ping && self.held.load(Ordering::Relaxed) + size > limit {
+            Err(Error::InFlightLimit {
+                what: slot.what.clone(),
+                len: size,
+                limit,
+            })
+        } else {
+            outcome
+        };
+        let hold = if outcome.is_ok() && !entry.ping {
+            size
+        } else {
+            0
+        };
+        self.settle_holding(&slot, entry.ping, outcome, hold);
         Ok(())
     }
 

@@ -119,26 +119,7 @@ pub(crate) struct Link {
 impl Link {
     /// Starts a process and queues its start message; does not wait for anything.
     pub(crate) fn spawn(cfg: &Config, gen: u64) -> Result<Link> {
-        let env = &cfg.env;
-        let args = protocol::argv(&table::WORKER_ARGV, |name| match name {
-            "lib" => vec![env.lib_dir().into()],
-            "max_frame" => vec![cfg.max_frame.to_string().into()],
-            "threads" => vec![cfg.threads.to_string().into()],
-            "scripts" => vec![env.scripts_dir().into()],
-            _ => cfg.modules.iter().map(Into::into).collect(),
-        });
-        let mut cmd = env.python();
-        for (name, value) in &cfg.envs {
-            match value {
-                Some(v) => cmd.env(name, v),
-                None => cmd.env_remove(name),
-            };
-        }
-        if let Some(dir) = &cfg.current_dir {
-            cmd.current_dir(dir);
-        }
-        let mut guard =
-            child::spawn_runner(cmd, env.interpreter(), &table::WORKER_ARGV, args, true)?;
+        let mut guard = spawn_process(cfg)?;
         let pid = guard.pid();
         let what = cfg.what();
         let channel_err = |action, source| Error::Channel {
@@ -194,25 +175,8 @@ impl Link {
             dead: AtomicBool::new(false),
             violation: Mutex::new(None),
         };
-        let init = cfg.init.as_deref();
-        let (positional, keywords) = match init {
-            Some(call) => (call.args.positional(), call.args.keywords()),
-            None => (Vec::new(), None),
-        };
-        let start = Outgoing::Start {
-            log_level: cfg.log_level,
-            input: None,
-            init: init.map(|call| Init {
-                func: &call.func,
-                args: &positional,
-                kwargs: keywords.as_deref(),
-            }),
-            buffers: init.map_or(0, |call| call.args.frames.len()),
-        }
-        .encode();
-        let binary = init.map(|call| call.frames()).unwrap_or_default();
-        let chunks = frames(start, binary, cfg.max_frame, 0)
-            .map_err(|e| channel_err("cannot encode the start message", e))?;
+        let chunks =
+            start_message(cfg).map_err(|e| channel_err("cannot encode the start message", e))?;
         // The runner reads this before anything else, so the empty pipe takes it whole.
         link.send(chunks);
         tracing::debug!(pid, modules = ?cfg.modules, "worker process started");
@@ -321,6 +285,51 @@ impl Link {
     pub(crate) fn stderr_tail(&self) -> String {
         lock(&self.stderr).text()
     }
+}
+
+/// Spawns a worker process for `cfg`: its argv, environment changes and directory.
+fn spawn_process(cfg: &Config) -> Result<ChildGuard> {
+    let env = &cfg.env;
+    let args = protocol::argv(&table::WORKER_ARGV, |name| match name {
+        "lib" => vec![env.lib_dir().into()],
+        "max_frame" => vec![cfg.max_frame.to_string().into()],
+        "threads" => vec![cfg.threads.to_string().into()],
+        "scripts" => vec![env.scripts_dir().into()],
+        _ => cfg.modules.iter().map(Into::into).collect(),
+    });
+    let mut cmd = env.python();
+    for (name, value) in &cfg.envs {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    if let Some(dir) = &cfg.current_dir {
+        cmd.current_dir(dir);
+    }
+    child::spawn_runner(cmd, env.interpreter(), &table::WORKER_ARGV, args, true)
+}
+
+/// The start message (with the init call, when there is one) as chunks to send.
+fn start_message(cfg: &Config) -> io::Result<Vec<Chunk>> {
+    let init = cfg.init.as_deref();
+    let (positional, keywords) = match init {
+        Some(call) => (call.args.positional(), call.args.keywords()),
+        None => (Vec::new(), None),
+    };
+    let start = Outgoing::Start {
+        log_level: cfg.log_level,
+        input: None,
+        init: init.map(|call| Init {
+            func: &call.func,
+            args: &positional,
+            kwargs: keywords.as_deref(),
+        }),
+        buffers: init.map_or(0, |call| call.args.frames.len()),
+    }
+    .encode();
+    let binary = init.map(|call| call.frames()).unwrap_or_default();
+    frames(start, binary, cfg.max_frame, 0)
 }
 
 /// Writes what the pipe takes; whether something is still queued.

@@ -7,11 +7,11 @@
 use std::cmp::Reverse;
 use std::process::ExitStatus;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::builder::OnTimeout;
-use super::core::Core;
+use super::core::{Core, State};
 use super::link::{self, Link, Restart};
 use super::slot::{lock, Slot};
 use super::WorkerEvent;
@@ -72,15 +72,38 @@ pub(crate) fn run(core: Arc<Core>) {
     }
 }
 
+/// The earliest moment the supervisor must look again, gathered while it ticks.
+#[derive(Default)]
+struct Soonest(Option<Instant>);
+
+impl Soonest {
+    /// Wants a look at `t` at the latest.
+    fn at(&mut self, t: Instant) {
+        self.0 = Some(self.0.map_or(t, |n| n.min(t)));
+    }
+}
+
+/// The worker's state, locked.
+type Locked<'a> = MutexGuard<'a, State>;
+
 /// Advances the worker's state; the next wait, or `None` when the shutdown is complete.
 fn tick(core: &Core) -> Option<Plan> {
     let now = Instant::now();
     reap(core, now);
     let mut state = lock(&core.state);
-    let mut next: Option<Instant> = None;
-    let mut soon = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+    let mut soon = Soonest::default();
+    note_death(core, &mut state, now, &mut soon);
+    state = check_start_deadline(core, state, now, &mut soon);
+    check_stalled_message(core, &state, now, &mut soon);
+    state = start_if_wanted(core, state, now, &mut soon);
+    state = fire_timeouts(core, state, now, &mut soon);
+    state = restart_if_hung(core, state, now, &mut soon);
+    let state = shutdown_step(core, state, now, &mut soon)?;
+    Some(plan(state, now, soon))
+}
 
-    // The current process's output ended: it is dying.
+/// The current process's output ended: it is dying.
+fn note_death(core: &Core, state: &mut State, now: Instant, soon: &mut Soonest) {
     if let Some(link) = state.link.clone().filter(|l| l.is_dead()) {
         state.link = None;
         state.last_stderr = Some(link.stderr_sink());
@@ -92,109 +115,135 @@ fn tick(core: &Core) -> Option<Plan> {
         state.dying.push((link, now));
     }
     if !state.dying.is_empty() {
-        soon(now + Duration::from_millis(2));
+        soon.at(now + Duration::from_millis(2));
     }
+}
 
-    // A start that outlived its timeout.
-    if let Some(deadline) = state.start_deadline {
-        if now >= deadline {
-            // Killed and dying at once, so nothing (a shutdown) mistakes it for a live one.
-            if let Some(link) = state.link.take() {
-                tracing::debug!(pid = link.pid, tail = %link.stderr_tail(), "worker start timed out");
-                link.kill();
-                link.mark_dead(None);
-                state.last_stderr = Some(link.stderr_sink());
-                state.died_at = Some(now);
-                core.crashes.fetch_add(1, Ordering::Relaxed);
-                state.dying.push((link, now));
-            }
-            drop(state);
-            let after = core.cfg.start_timeout;
-            let what = format!("starting the worker for modules {:?}", core.cfg.modules);
-            core.fail_start(|_| Error::Timeout {
-                what: what.clone(),
-                after,
-            });
-            state = lock(&core.state);
-        } else {
-            soon(deadline);
+/// A start that outlived its timeout: the process is killed and the waiting calls fail.
+fn check_start_deadline<'a>(
+    core: &'a Core,
+    mut state: Locked<'a>,
+    now: Instant,
+    soon: &mut Soonest,
+) -> Locked<'a> {
+    let Some(deadline) = state.start_deadline else {
+        return state;
+    };
+    if now < deadline {
+        soon.at(deadline);
+        return state;
+    }
+    // Killed and dying at once, so nothing (a shutdown) mistakes it for a live one.
+    if let Some(link) = state.link.take() {
+        tracing::debug!(pid = link.pid, tail = %link.stderr_tail(), "worker start timed out");
+        link.kill();
+        link.mark_dead(None);
+        state.last_stderr = Some(link.stderr_sink());
+        state.died_at = Some(now);
+        core.crashes.fetch_add(1, Ordering::Relaxed);
+        state.dying.push((link, now));
+    }
+    drop(state);
+    let after = core.cfg.start_timeout;
+    let what = format!("starting the worker for modules {:?}", core.cfg.modules);
+    core.fail_start(|_| Error::Timeout {
+        what: what.clone(),
+        after,
+    });
+    lock(&core.state)
+}
+
+/// A message that stopped arriving halfway: the process is stuck inside a write.
+fn check_stalled_message(core: &Core, state: &State, now: Instant, soon: &mut Soonest) {
+    let Some(link) = state.link.clone().filter(|l| !l.is_dead()) else {
+        return;
+    };
+    let partial = *lock(&link.partial);
+    let Some(since) = partial else { return };
+    let deadline = since + core.cfg.frame_timeout;
+    // A caller reading for itself times it too (and can say exactly where): it gets
+    // a moment before this thread, which cannot look into a reader it does not hold.
+    let violation = match link.read.try_lock() {
+        Ok(side) if now >= deadline => Some(side.reader.stalled(core.cfg.frame_timeout)),
+        Err(_) if now >= deadline + RECHECK => Some(Violation::Malformed(format!(
+            "a message stopped arriving halfway (for {:?}); the child is stuck inside \
+             a write",
+            core.cfg.frame_timeout
+        ))),
+        Err(_) if now >= deadline => {
+            soon.at(deadline + RECHECK);
+            None
         }
-    }
-
-    // A message that stopped arriving halfway: the process is stuck inside a write.
-    if let Some(link) = state.link.clone().filter(|l| !l.is_dead()) {
-        let partial = *lock(&link.partial);
-        if let Some(since) = partial {
-            let deadline = since + core.cfg.frame_timeout;
-            // A caller reading for itself times it too (and can say exactly where): it gets
-            // a moment before this thread, which cannot look into a reader it does not hold.
-            let violation = match link.read.try_lock() {
-                Ok(side) if now >= deadline => Some(side.reader.stalled(core.cfg.frame_timeout)),
-                Err(_) if now >= deadline + RECHECK => Some(Violation::Malformed(format!(
-                    "a message stopped arriving halfway (for {:?}); the child is stuck inside \
-                     a write",
-                    core.cfg.frame_timeout
-                ))),
-                Err(_) if now >= deadline => {
-                    soon(deadline + RECHECK);
-                    None
-                }
-                _ => {
-                    soon(deadline);
-                    None
-                }
-            };
-            if let Some(violation) = violation {
-                link.mark_dead(Some(violation));
-                core.wake.wake();
-            }
+        _ => {
+            soon.at(deadline);
+            None
         }
+    };
+    if let Some(violation) = violation {
+        link.mark_dead(Some(violation));
+        core.wake.wake();
     }
+}
 
-    // Start a process when one is wanted.
+/// Starts a process when one is wanted, after the backoff that repeated crashes earn.
+fn start_if_wanted<'a>(
+    core: &'a Core,
+    mut state: Locked<'a>,
+    now: Instant,
+    soon: &mut Soonest,
+) -> Locked<'a> {
     let wanted = state.want_start || !state.waiting.is_empty();
-    if state.link.is_none() && state.stop.is_none() && wanted {
-        let crashes = core.crashes.load(Ordering::Relaxed);
-        let backoff = if crashes > 1 {
-            // 50 ms, 100 ms, ... up to 5 s after repeated crashes, counted from the crash.
-            Duration::from_millis(50u64 << (crashes - 1).min(7)).min(Duration::from_secs(5))
-        } else {
-            Duration::ZERO
-        };
-        let at = state.died_at.map_or(now, |d| d + backoff);
-        if now < at {
-            soon(at);
-        } else {
-            let gen = state.next_gen;
-            state.next_gen += 1;
-            state.want_start = false;
-            match Link::spawn(&core.cfg, gen) {
-                Ok(link) => {
-                    let deadline = now + core.cfg.start_timeout;
-                    state.start_deadline = Some(deadline);
-                    soon(deadline);
-                    state.link = Some(Arc::new(link));
-                }
-                Err(error) => {
-                    core.crashes.fetch_add(1, Ordering::Relaxed);
-                    state.died_at = Some(now);
-                    drop(state);
-                    let text = error.to_string();
-                    tracing::warn!("cannot start a worker process: {text}");
-                    core.fail_start(|_| Error::WorkerStart {
-                        modules: core.cfg.modules.clone(),
-                        detail: text.clone(),
-                    });
-                    state = lock(&core.state);
-                }
-            }
+    if state.link.is_some() || state.stop.is_some() || !wanted {
+        return state;
+    }
+    let crashes = core.crashes.load(Ordering::Relaxed);
+    let backoff = if crashes > 1 {
+        // 50 ms, 100 ms, ... up to 5 s after repeated crashes, counted from the crash.
+        Duration::from_millis(50u64 << (crashes - 1).min(7)).min(Duration::from_secs(5))
+    } else {
+        Duration::ZERO
+    };
+    let at = state.died_at.map_or(now, |d| d + backoff);
+    if now < at {
+        soon.at(at);
+        return state;
+    }
+    let gen = state.next_gen;
+    state.next_gen += 1;
+    state.want_start = false;
+    match Link::spawn(&core.cfg, gen) {
+        Ok(link) => {
+            let deadline = now + core.cfg.start_timeout;
+            state.start_deadline = Some(deadline);
+            soon.at(deadline);
+            state.link = Some(Arc::new(link));
+            state
+        }
+        Err(error) => {
+            core.crashes.fetch_add(1, Ordering::Relaxed);
+            state.died_at = Some(now);
+            drop(state);
+            let text = error.to_string();
+            tracing::warn!("cannot start a worker process: {text}");
+            core.fail_start(|_| Error::WorkerStart {
+                modules: core.cfg.modules.clone(),
+                detail: text.clone(),
+            });
+            lock(&core.state)
         }
     }
+}
 
-    // Timeouts, and the restart policy's watch over the calls they cancelled.
+/// Timeouts that came due: their calls fail, and the restart policy starts watching them.
+fn fire_timeouts<'a>(
+    core: &'a Core,
+    mut state: Locked<'a>,
+    now: Instant,
+    soon: &mut Soonest,
+) -> Locked<'a> {
     while let Some(Reverse((deadline, id, after))) = state.timers.peek().copied() {
         if deadline > now {
-            soon(deadline);
+            soon.at(deadline);
             break;
         }
         state.timers.pop();
@@ -208,9 +257,20 @@ fn tick(core: &Core) -> Option<Plan> {
             after,
         });
     }
+    state
+}
+
+/// The restart policy's watch: a process still holding a timed-out call after the grace is
+/// restarted.
+fn restart_if_hung<'a>(
+    core: &'a Core,
+    mut state: Locked<'a>,
+    now: Instant,
+    soon: &mut Soonest,
+) -> Locked<'a> {
     while let Some(Reverse((deadline, id, gen, _))) = state.hung.peek() {
         if *deadline > now {
-            soon(*deadline);
+            soon.at(*deadline);
             break;
         }
         let (id, gen) = (*id, *gen);
@@ -235,59 +295,75 @@ fn tick(core: &Core) -> Option<Plan> {
             state = lock(&core.state);
         }
     }
+    state
+}
 
-    // Shutdown.
-    if let Some(stop) = state.stop.as_mut() {
-        if stop.sent.is_none() {
-            if core.in_flight() == 0 || now >= stop.grace {
-                stop.sent = Some(now);
-                drop(state);
-                stop_now(core);
-                state = lock(&core.state);
-            } else {
-                let grace = stop.grace;
-                soon(grace);
-            }
-        }
-        let sent = state.stop.as_ref().and_then(|s| s.sent);
-        if let Some(sent) = sent {
-            let kill_at = sent + core.cfg.shutdown_timeout;
-            match &state.link {
-                Some(link) if now >= kill_at => link.kill(),
-                Some(_) => soon(kill_at),
-                None if state.dying.is_empty() => {
-                    // `stop` stays set: every later call and start is refused.
-                    let waiters = state
-                        .stop
-                        .as_mut()
-                        .map(|s| std::mem::take(&mut s.waiters))
-                        .unwrap_or_default();
-                    drop(state);
-                    for waiter in waiters {
-                        waiter.complete(Ok(Default::default()));
-                    }
-                    return None;
-                }
-                None => {}
-            }
+/// The shutdown's next step: the message once the calls are done or the grace is over, a
+/// kill after the shutdown timeout; `None` once it is complete (the waiters are told).
+fn shutdown_step<'a>(
+    core: &'a Core,
+    mut state: Locked<'a>,
+    now: Instant,
+    soon: &mut Soonest,
+) -> Option<Locked<'a>> {
+    let Some(stop) = state.stop.as_mut() else {
+        return Some(state);
+    };
+    if stop.sent.is_none() {
+        if core.in_flight() == 0 || now >= stop.grace {
+            stop.sent = Some(now);
+            drop(state);
+            stop_now(core);
+            state = lock(&core.state);
+        } else {
+            let grace = stop.grace;
+            soon.at(grace);
         }
     }
+    let sent = state.stop.as_ref().and_then(|s| s.sent);
+    if let Some(sent) = sent {
+        let kill_at = sent + core.cfg.shutdown_timeout;
+        match &state.link {
+            Some(link) if now >= kill_at => link.kill(),
+            Some(_) => soon.at(kill_at),
+            None if state.dying.is_empty() => {
+                // `stop` stays set: every later call and start is refused.
+                let waiters = state
+                    .stop
+                    .as_mut()
+                    .map(|s| std::mem::take(&mut s.waiters))
+                    .unwrap_or_default();
+                drop(state);
+                for waiter in waiters {
+                    waiter.complete(Ok(Default::default()));
+                }
+                return None;
+            }
+            None => {}
+        }
+    }
+    Some(state)
+}
 
+/// What the thread waits on next: the live process's output (unless a caller reads it), its
+/// input (when something is queued) and the soonest deadline.
+fn plan(mut state: Locked<'_>, now: Instant, mut soon: Soonest) -> Plan {
     let link = state.link.clone().filter(|l| !l.is_dead());
     let watch = link
         .as_ref()
         .is_some_and(|l| !l.leading.load(Ordering::Acquire));
     if link.is_some() && !watch {
-        soon(now + RECHECK);
+        soon.at(now + RECHECK);
     }
     let write_fd = link.as_ref().and_then(|l| l.pending_write_fd());
+    let next = soon.0;
     state.next_tick = next;
-    Some(Plan {
+    Plan {
         link,
         watch,
         write_fd,
         timeout: next.map(|n| n.saturating_duration_since(now)),
-    })
+    }
 }
 
 /// Fails every call still in flight, tells the process to exit and closes its input.
