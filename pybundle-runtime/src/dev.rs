@@ -143,7 +143,11 @@ impl InPlace {
         let Some((record_path, record)) = find(&exe, package.as_deref()) else {
             return Err(Error::NotBundled {
                 hint: format!(
-                    "no development environment is recorded for {} (looked for                      `pybundle/<package>/{RECORD_FILE}` in the target directory above it); run                      `cargo pybundle build` once in the package's directory: it installs the                      pixi environment, and then `cargo run` and `cargo test` use it and the                      scripts folder in place",
+                    "no development environment is recorded for {} (looked for \
+                     `pybundle/<package>/{RECORD_FILE}` in the target directory above it); run \
+                     `cargo pybundle build` once in the package's directory: it installs the \
+                     pixi environment, and then `cargo run` and `cargo test` use it and the \
+                     scripts folder in place",
                     exe.display()
                 ),
             });
@@ -160,7 +164,8 @@ impl InPlace {
             if !path.exists() {
                 return Err(Error::NotBundled {
                     hint: format!(
-                        "the development environment recorded in {} names the {what} {}, which                          does not exist any more; run `cargo pybundle build` again in {}",
+                        "the development environment recorded in {} names the {what} {}, which \
+                         does not exist any more; run `cargo pybundle build` again in {}",
                         record_path.display(),
                         path.display(),
                         project.display()

@@ -150,7 +150,8 @@ fn rows(fuzz_secs: u64, soak_calls: Option<u64>) -> Result<Vec<Row>> {
         .context("running cargo fuzz build")?;
     if !build.success() {
         bail!(
-            "`cargo fuzz build -O` failed ({build}); cargo-fuzz needs a C++ compiler for              libFuzzer, see the output above"
+            "`cargo fuzz build -O` failed ({build}); cargo-fuzz needs a C++ compiler for \
+             libFuzzer, see the output above"
         );
     }
 
