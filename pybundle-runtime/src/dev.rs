@@ -90,18 +90,26 @@ pub fn compose(name: &str, value: &str, current: Option<&str>) -> String {
     crate::environment::compose(name, value, current)
 }
 
-/// The record for the program at `exe`, looked up as the module docs say: the nearest
-/// `pybundle/` folder among the four directories above the program, a record there of the
-/// package `package` names (`CARGO_PKG_NAME`, which `cargo run` and `cargo test` set for the
-/// package's programs, including a test added since the record was written) or that lists the
-/// program's name among the package's executables (a program started directly); when several
-/// qualify, the one of `package`, else none.
+/// The record for the program at `exe`, looked up as the module docs say: in the target
+/// directory (the nearest of the four directories above the program that cargo marked as one),
+/// a record of the package `package` names (`CARGO_PKG_NAME`, which `cargo run` and `cargo
+/// test` set for the package's programs, including a test added since the record was written)
+/// or one that lists the program's name among the package's executables (a program started
+/// directly); when several qualify, the one of `package`, else none.
 pub fn find(exe: &Path, package: Option<&str>) -> Option<(PathBuf, Record)> {
     let stem = exe_stem(exe)?;
-    for dir in exe.ancestors().skip(1).take(4) {
+    // The target directory: the nearest of those folders that cargo marks as one (it writes
+    // `.rustc_info.json`, and `CACHEDIR.TAG` in most) or that holds records. Only there: a
+    // target directory nested in another (a test's) never borrows the outer one's records.
+    let target = exe.ancestors().skip(1).take(4).find(|dir| {
+        dir.join(".rustc_info.json").is_file()
+            || dir.join("CACHEDIR.TAG").is_file()
+            || dir.join("pybundle").is_dir()
+    });
+    if let Some(dir) = target {
         let records = dir.join("pybundle");
         let Ok(entries) = std::fs::read_dir(&records) else {
-            continue;
+            return None;
         };
         let mut found: Vec<(PathBuf, Record)> = entries
             .filter_map(|e| {
@@ -357,6 +365,11 @@ mod tests {
         // cargo names the package: its record, for a program added since it was written.
         let by_package = find(&target.join("debug/examples/demo"), Some("other"));
         assert_eq!(by_package.map(|(_, r)| r.package).as_deref(), Some("other"));
+        // A target directory nested in this one (a test's) never borrows its records.
+        let nested = target.join("tmp/e2e-target");
+        std::fs::create_dir_all(nested.join("debug")).unwrap();
+        std::fs::write(nested.join(".rustc_info.json"), "{}").unwrap();
+        assert_eq!(find(&nested.join("debug/app"), Some("app")), None);
         // Neither a known binary nor a package: nothing, not a guess.
         assert_eq!(find(&target.join("debug/stranger"), None), None);
         assert_eq!(find(&tmp.path().join("elsewhere/app"), None), None);
