@@ -54,6 +54,7 @@ pub fn run(release: bool) -> Result<()> {
     let pixi = pixi::ensure().context("preparing the test pixi")?;
     let channel = channel::ensure().context("preparing the test channel")?;
 
+    forget_earlier_packages(&cache)?;
     let step = Instant::now();
     let crates = package(&root, &cache, &versions)?;
     let cli_version = version_of(&versions, CLI)?;
@@ -94,6 +95,50 @@ pub fn run(release: bool) -> Result<()> {
         "xtask: release-check: ok ({:.0} s in all)",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Removes what an earlier run left that cargo would take for this run's packages: both
+/// crates keep version 0.1.0 between commits, and cargo treats a registry package of a given
+/// version as immutable — it reuses an unpacked copy under `$CARGO_HOME/registry/src/` and the
+/// compiled artifacts in the target dir without looking at the new `.crate`. (Neither crate is on
+/// crates.io, so every such copy came from a release check.)
+fn forget_earlier_packages(cache: &Path) -> Result<()> {
+    let ours = |name: &std::ffi::OsStr| {
+        let name = name.to_string_lossy();
+        [RUNTIME, CLI].iter().any(|c| {
+            name.starts_with(&format!("{c}-"))
+                || name.starts_with(&format!("{}-", c.replace('-', "_")))
+        })
+    };
+    let mut dirs = Vec::new();
+    if cache.is_dir() {
+        for profile in fs_err::read_dir(cache)? {
+            let fingerprints = profile?.path().join(".fingerprint");
+            if fingerprints.is_dir() {
+                dirs.push(fingerprints);
+            }
+        }
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(src) = cargo_home
+        .map(|h| h.join("registry/src"))
+        .filter(|p| p.is_dir())
+    {
+        for registry in fs_err::read_dir(src)? {
+            dirs.push(registry?.path());
+        }
+    }
+    for dir in dirs {
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
+            if ours(&entry.file_name()) && entry.file_type()?.is_dir() {
+                fs_err::remove_dir_all(entry.path())?;
+            }
+        }
+    }
     Ok(())
 }
 
