@@ -328,15 +328,22 @@ fn build_command(args: &BuildArgs, ui: &Ui) -> Result<()> {
 
 /// Prepare and `cargo build`; returns the binaries built.
 fn build(args: &BuildArgs, ui: &Ui) -> Result<Vec<PathBuf>> {
-    let (target, archive) = prepare(
-        &args.package,
-        args.cargo.release,
-        Purpose::Build(&args.cargo_args),
-        ui,
-    )?;
-    let options = cargo_options(&args.cargo, &args.package, &args.cargo_args);
+    let (target, archive, options) =
+        prepare_for_cargo(&args.package, &args.cargo, &args.cargo_args, ui)?;
     let binaries = cargo_build::build(&target, &options, &archive, ui).context(Step::Cargo)?;
     Ok(binaries)
+}
+
+/// [`prepare`] for a cargo command that builds the package's programs, and that command's
+/// options.
+fn prepare_for_cargo(
+    package: &PackageArgs,
+    cargo: &CargoArgs,
+    extra: &[String],
+    ui: &Ui,
+) -> Result<(Target, PathBuf, cargo_build::Options)> {
+    let (target, archive) = prepare(package, cargo.release, Purpose::Build(extra), ui)?;
+    Ok((target, archive, cargo_options(cargo, package, extra)))
 }
 
 fn cargo_options(
@@ -359,13 +366,8 @@ fn cargo_options(
 /// `cargo pybundle test`: `cargo test` of the package, its programs reading the bundle from
 /// `PYBUNDLE_ARCHIVE` (they have none appended). Exits with cargo's status.
 fn test(args: &TestArgs, ui: &Ui) -> Result<()> {
-    let (target, archive) = prepare(
-        &args.package,
-        args.cargo.release,
-        Purpose::Build(&args.cargo_args),
-        ui,
-    )?;
-    let options = cargo_options(&args.cargo, &args.package, &args.cargo_args);
+    let (target, archive, options) =
+        prepare_for_cargo(&args.package, &args.cargo, &args.cargo_args, ui)?;
     let mut cmd = cargo_build::command("test", &target, &options, ui);
     cmd.env(
         pybundle_runtime::dev::ARCHIVE_VAR,

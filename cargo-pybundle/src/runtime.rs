@@ -338,7 +338,11 @@ impl PythonHalf {
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         match self {
             PythonHalf::Dir { path, .. } => read_tree(path, Path::new(""), &mut files)?,
-            PythonHalf::Own => embedded_tree(&pybundle_runtime::PYTHON_PACKAGE, &mut files),
+            PythonHalf::Own => files.extend(
+                pybundle_runtime::dev::python_package_files()
+                    .into_iter()
+                    .map(|(path, contents)| (path.to_path_buf(), contents.to_vec())),
+            ),
         }
         for (rel, contents) in files {
             let dest = dir.join(rel);
@@ -376,19 +380,6 @@ fn read_tree(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) -> Resu
         }
     }
     Ok(())
-}
-
-fn embedded_tree(dir: &'static include_dir::Dir<'static>, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    for entry in dir.entries() {
-        match entry {
-            include_dir::DirEntry::Dir(d) if skipped(d.path().as_os_str()) => {}
-            include_dir::DirEntry::Dir(d) => embedded_tree(d, out),
-            include_dir::DirEntry::File(f) if skipped(f.path().as_os_str()) => {}
-            include_dir::DirEntry::File(f) => {
-                out.push((f.path().to_path_buf(), f.contents().to_vec()))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

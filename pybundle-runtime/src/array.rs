@@ -81,7 +81,7 @@ impl<T: Element> AsBytes for Typed<T> {
 ///
 /// ```no_run
 /// # fn main() -> pybundle_runtime::Result<()> {
-/// # let worker: pybundle_runtime::Worker = todo!();
+/// # let worker = pybundle_runtime::Bundle::embedded()?.ready()?.worker(["model"]).start()?;
 /// use pybundle_runtime::NdArray;
 ///
 /// let x = NdArray::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], vec![2, 2])?;

@@ -241,18 +241,20 @@ pub const DEV_ID: &str = "development-mode";
 /// returns that folder.
 fn python_lib(dir: &Path) -> Result<PathBuf> {
     static WRITTEN: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    // The package's hash names its folder; the package is part of this program, so once.
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
-    let mut files = Vec::new();
-    collect(&crate::PYTHON_PACKAGE, &mut files);
-    files.sort_by(|a, b| a.0.cmp(b.0));
-    let mut hash = Sha256::new();
-    for (path, contents) in &files {
-        hash.update(path.as_os_str().as_encoded_bytes());
-        hash.update([0]);
-        hash.update((contents.len() as u64).to_le_bytes());
-        hash.update(contents);
-    }
-    let hex = crate::extract::hex_lower(&hash.finalize());
+    let files = python_package_files();
+    let hex = HASH.get_or_init(|| {
+        let mut hash = Sha256::new();
+        for (path, contents) in &files {
+            hash.update(path.as_os_str().as_encoded_bytes());
+            hash.update([0]);
+            hash.update((contents.len() as u64).to_le_bytes());
+            hash.update(contents);
+        }
+        crate::extract::hex_lower(&hash.finalize())
+    });
     let lib = dir.join("dev-lib").join(&hex[..16]);
     if written.as_deref() == Some(lib.as_path()) || lib.join("pybundle").is_dir() {
         *written = Some(lib.clone());
@@ -287,14 +289,30 @@ fn python_lib(dir: &Path) -> Result<PathBuf> {
     Ok(lib)
 }
 
-fn collect(dir: &'static include_dir::Dir<'static>, out: &mut Vec<(&'static Path, &'static [u8])>) {
-    for entry in dir.entries() {
-        match entry {
-            include_dir::DirEntry::Dir(d) if d.path().ends_with("__pycache__") => {}
-            include_dir::DirEntry::Dir(d) => collect(d, out),
-            include_dir::DirEntry::File(f) => out.push((f.path(), f.contents())),
+/// The files of this crate's `pybundle` Python package ([`crate::PYTHON_PACKAGE`]), paths
+/// relative to it, sorted; bytecode (`__pycache__`, `.pyc`) a developer's run may have left in
+/// the source tree is left out.
+pub fn python_package_files() -> Vec<(&'static Path, &'static [u8])> {
+    fn bytecode(path: &Path) -> bool {
+        path.ends_with("__pycache__") || path.extension().is_some_and(|e| e == "pyc")
+    }
+    fn collect(
+        dir: &'static include_dir::Dir<'static>,
+        out: &mut Vec<(&'static Path, &'static [u8])>,
+    ) {
+        for entry in dir.entries() {
+            match entry {
+                include_dir::DirEntry::Dir(d) if bytecode(d.path()) => {}
+                include_dir::DirEntry::Dir(d) => collect(d, out),
+                include_dir::DirEntry::File(f) if bytecode(f.path()) => {}
+                include_dir::DirEntry::File(f) => out.push((f.path(), f.contents())),
+            }
         }
     }
+    let mut files = Vec::new();
+    collect(&crate::PYTHON_PACKAGE, &mut files);
+    files.sort_by(|a, b| a.0.cmp(b.0));
+    files
 }
 
 /// The executable's name without cargo's `-<16 hex digits>` suffix of test binaries.

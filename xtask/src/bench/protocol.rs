@@ -16,23 +16,9 @@ pub fn run(s: &Setup) -> Result<Topic> {
     let cache = warm_cache(s)?;
     let python = extracted_python(&cache)?;
     let example = |name: &str, args: &[&str]| -> Result<String> {
-        tools::output(
-            Command::new(tools::cargo())
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "pybundle-runtime",
-                    "--example",
-                    name,
-                ])
-                .arg("--")
-                .arg(&python)
-                .args(args)
-                .current_dir(&s.root),
-            &format!("running the {name} example"),
-        )
+        let mut argv = vec![python.as_os_str()];
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        runtime_example(s, name, &argv)
     };
     let script_runs = if s.quick { "5" } else { "40" };
     let out = example("bench_script", &[script_runs])?;
@@ -175,23 +161,7 @@ pub fn start_costs(s: &Setup) -> Result<Topic> {
     let (mut ready, mut check, mut process, mut bare) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let out = tools::output(
-            Command::new(tools::cargo())
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "pybundle-runtime",
-                    "--example",
-                    "first_run",
-                    "--",
-                ])
-                .arg(&s.archive)
-                .arg("1")
-                .current_dir(&s.root),
-            "running the first_run example",
-        )?;
+        let out = runtime_example(s, "first_run", &[s.archive.as_os_str(), "1".as_ref()])?;
         let p50 = |start: &str| -> Result<f64> {
             let cell = &table_row(&out, start)?[1];
             duration_us(cell.split('/').next().unwrap_or(cell))
@@ -233,6 +203,26 @@ pub fn start_costs(s: &Setup) -> Result<Topic> {
             row("bare `true` process (p50)", None, "ms", &bare),
         ],
     })
+}
+
+/// `cargo run --release -p pybundle-runtime --example <name> -- <args>`; its stdout.
+fn runtime_example(s: &Setup, name: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
+    tools::output(
+        Command::new(tools::cargo())
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "pybundle-runtime",
+                "--example",
+                name,
+            ])
+            .arg("--")
+            .args(args)
+            .current_dir(&s.root),
+        &format!("running the {name} example"),
+    )
 }
 
 /// A Debug-printed duration ("19.5µs", "1.20ms", "850ns", "1.5s") in µs.
