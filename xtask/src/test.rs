@@ -1,5 +1,6 @@
 //! `cargo xtask test`: prepare the real test toolchain (pixi + the local channel), then run
-//! `cargo fmt --check`, `cargo clippy -D warnings`, `cargo xtask deps`, the whole workspace's
+//! `cargo fmt --check`, `cargo clippy -D warnings`, `cargo xtask deps`, `cargo pybundle build` of
+//! examples/hello (its own `cargo test` runs in development mode), the whole workspace's
 //! tests and doctests with the toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`,
 //! the air-gap cases, a short stress pass (`cargo xtask stress` with 60 s per fuzz target and
 //! the soak at 100k calls) and the release check. Every step runs whatever the others said, and the run ends with one summary: counts of
@@ -64,6 +65,16 @@ pub fn run(extra: &[String]) -> Result<()> {
             .env("PYBUNDLE_SKIP_LOG", &skip_log);
         cmd
     };
+    // The example's own `cargo test` runs in development mode, which needs the record the
+    // first `cargo pybundle build` of the package writes: do that step, as its README says.
+    let prepared = prepare_hello(&root, &pixi, &channel);
+    if let Err(e) = &prepared {
+        eprintln!("xtask: preparing examples/hello: FAILED: {e:#}");
+    }
+    summary.step(
+        "cargo pybundle build of examples/hello (for its cargo test)",
+        prepared.is_ok(),
+    );
     let tests = counted(&mut cargo_test(&[
         "--workspace",
         "--all-targets",
@@ -108,6 +119,36 @@ pub fn run(extra: &[String]) -> Result<()> {
     summary.skips_from(&skip_log)?;
     summary.print(started.elapsed().as_secs_f64() / 60.0);
     summary.verdict(crate::airgap::in_ci())
+}
+
+/// `cargo pybundle build` (debug profile) of examples/hello in place, with the CLI of this
+/// checkout: installs the example's pixi environment and writes
+/// `<target>/pybundle/hello/dev.json`, so `examples/hello/tests/greeting.rs` finds it under plain
+/// `cargo test`. conda-forge maps to the local test channel, as in `cargo xtask demo`.
+fn prepare_hello(root: &Path, pixi: &Path, channel: &str) -> Result<()> {
+    let manifest = root.join("examples/hello/Cargo.toml");
+    eprintln!(
+        "xtask: cargo pybundle build --manifest-path {} (development record for its cargo test)",
+        manifest.display()
+    );
+    tools::run(
+        Command::new(tools::cargo())
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "cargo-pybundle",
+                "--",
+                "pybundle",
+                "build",
+            ])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .current_dir(root)
+            .env("PYBUNDLE_PIXI", pixi)
+            .env("PYBUNDLE_CHANNEL_MIRRORS", format!("conda-forge={channel}")),
+        "cargo pybundle build of examples/hello",
+    )
 }
 
 /// What a `cargo test` run reported, summed over its test binaries.
