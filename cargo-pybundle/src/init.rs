@@ -1,4 +1,5 @@
-//! `cargo pybundle init`: writes a small working project from this crate's `templates/`.
+//! `cargo pybundle init`: writes a small working project from the repository's `templates/`
+//! (reached through the `templates` symlink in this crate, which `cargo package` follows).
 //!
 //! The templates are embedded (include_dir) so the installed binary needs no data files. Each
 //! holds `{{name}}`-style placeholders filled in here; nothing else is generated, so what the
@@ -8,7 +9,8 @@ use anyhow::{bail, Context as _, Result};
 use include_dir::{include_dir, Dir};
 use std::path::{Path, PathBuf};
 
-/// The project templates (`templates/` inside this crate, so `cargo package` includes them).
+/// The project templates: `templates/` at the top of the repository, through this crate's
+/// `templates` symlink (so `cargo package` includes them as files).
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// The version requirement written for `pybundle-runtime` when `--runtime-path` is not given.

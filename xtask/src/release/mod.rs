@@ -168,18 +168,20 @@ fn package(root: &Path, cache: &Path, versions: &[(String, String)]) -> Result<C
         runtime: path(RUNTIME)?,
         cli: path(CLI)?,
     };
-    for (name, krate, carried) in [
-        (RUNTIME, &crates.runtime, "python"),
-        (CLI, &crates.cli, "templates"),
+    // The CLI's templates live at the top of the repository; `cargo-pybundle/templates` is a
+    // symlink to them that `cargo package` follows, so the .crate must hold them as files.
+    for (name, krate, carried, source) in [
+        (
+            RUNTIME,
+            &crates.runtime,
+            "python",
+            root.join(RUNTIME).join("python"),
+        ),
+        (CLI, &crates.cli, "templates", root.join("templates")),
     ] {
         let entries = contents::read(krate)?;
         contents::print(name, krate, &entries)?;
-        contents::check(
-            name,
-            &entries,
-            root,
-            (carried, &root.join(name).join(carried)),
-        )?;
+        contents::check(name, &entries, root, (carried, &source))?;
     }
     Ok(crates)
 }
