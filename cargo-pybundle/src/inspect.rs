@@ -1,12 +1,10 @@
 //! `cargo pybundle inspect`: what is inside a bundle (an archive, or a binary embedding one).
 
 use anyhow::{bail, Context as _, Result};
-use pybundle_runtime::format::Manifest;
+use pybundle_runtime::format::{Manifest, ZSTD_MAGIC};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Sizes of the archive's contents by top-level folder (two levels deep: `env/lib`).
 pub struct Report {

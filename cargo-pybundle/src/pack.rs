@@ -13,7 +13,7 @@ pub mod walk;
 
 use anyhow::{bail, Context as _, Result};
 use pybundle_runtime::format::{
-    self, FileMode, Manifest, PackageInfo, PythonInfo, Relocation, ENV_DIR, PYTHON_PKG_DIR,
+    self, write, FileMode, Manifest, PackageInfo, PythonInfo, Relocation, ENV_DIR, PYTHON_PKG_DIR,
     SCRIPTS_DIR,
 };
 use std::collections::BTreeMap;
@@ -118,7 +118,7 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
         packages,
     };
     let json = serde_json::to_vec_pretty(&manifest).context("serializing the manifest")?;
-    let frame1 = tarball::manifest_frame(&json, input.level)?;
+    let frame1 = write::manifest_frame(&json, input.level).context("compressing the manifest")?;
     let archive_size = tarball::assemble(&frame1, &mut body_file, dest)?;
     Ok(Packed {
         manifest,
@@ -216,7 +216,8 @@ fn write_body(
     packages: &mut [PackageInfo],
     ui: &Ui,
 ) -> Result<Body> {
-    let mut builder = tarball::body(out, level)?;
+    let mut builder =
+        write::Body::new(std::io::BufWriter::new(out), level).context("starting zstd")?;
     let mut relocations = Vec::new();
     let mut unrelocatable = Vec::new();
     let mut unpacked_size = 0u64;
@@ -233,8 +234,7 @@ fn write_body(
                         entry.path
                     ));
                 }
-                let mut h = tarball::header(EntryType::Symlink, entry.mode, 0);
-                builder.append_link(&mut h, &entry.path, target)?;
+                builder.symlink(&entry.path, entry.mode, target)?;
                 if let Some(i) = entry.owner {
                     packages[i].files += 1;
                 }
@@ -267,8 +267,7 @@ fn write_body(
             }
         };
         let size = content.len() as u64;
-        let mut h = tarball::header(kind, entry.mode, size);
-        builder.append_data(&mut h, &entry.path, &content[..])?;
+        builder.append(kind, &entry.path, entry.mode, &content)?;
         if kind == EntryType::Directory {
             continue;
         }
@@ -279,7 +278,7 @@ fn write_body(
             packages[i].files += 1;
         }
     }
-    let id = tarball::finish_body(builder)?;
+    let (_, id) = builder.finish().context("finishing the archive body")?;
     bar.finish_and_clear();
     relocations.sort();
     Ok(Body {

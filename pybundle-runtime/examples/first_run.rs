@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pybundle_runtime::format::{FileMode, Manifest, PythonInfo, Relocation};
+use pybundle_runtime::format::{write, FileMode, Manifest, PythonInfo, Relocation};
 use pybundle_runtime::Bundle;
-use sha2::{Digest, Sha256};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -215,53 +214,50 @@ fn median(it: impl Iterator<Item = Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Packs `dir` as `env/` in the bundle format: frame 1 the manifest, frame 2 the rest.
+/// Packs `dir` as `env/` with the format's writer (`format::write`): frame 1 the manifest,
+/// frame 2 the rest.
 fn pack(dir: &Path, out: &Path, level: i32) -> Manifest {
+    use std::os::unix::fs::PermissionsExt as _;
+    use tar::EntryType;
     let prefix = dir.to_str().expect("UTF-8 path").to_owned();
     let mut paths = Vec::new();
     walk(dir, &mut paths);
-    let mut body = tar::Builder::new(Vec::new());
-    body.follow_symlinks(false);
+    let mut body = write::Body::new(Vec::new(), level).expect("zstd");
     let mut relocations = Vec::new();
     let (mut size, mut count) = (0u64, 0u64);
     for path in &paths {
         let rel = path.strip_prefix(dir).expect("inside");
         let name = Path::new("env").join(rel);
+        let name = name.to_str().expect("UTF-8 path");
         let meta = std::fs::symlink_metadata(path).expect("metadata");
-        let mut h = tar::Header::new_gnu();
-        h.set_metadata(&meta);
-        h.set_mtime(1);
-        h.set_uid(0);
-        h.set_gid(0);
+        let mode = meta.permissions().mode() & 0o7777;
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(path).expect("link");
-            body.append_link(&mut h, &name, &target).expect("append");
+            body.symlink(name, mode, &target).expect("append");
         } else if meta.is_dir() {
-            body.append_data(&mut h, &name, std::io::empty())
+            body.append(EntryType::Directory, name, mode, b"")
                 .expect("append");
         } else if meta.is_file() {
             let data = std::fs::read(path).expect("read");
             if !data.contains(&0) && memchr::memmem::find(&data, prefix.as_bytes()).is_some() {
                 relocations.push(Relocation {
-                    path: name.to_str().expect("UTF-8").to_owned(),
+                    path: name.to_owned(),
                     placeholder: prefix.clone(),
                     mode: FileMode::Text,
                 });
             }
             size += data.len() as u64;
-            body.append_data(&mut h, &name, &data[..]).expect("append");
+            body.append(EntryType::Regular, name, mode, &data)
+                .expect("append");
         } else {
             continue;
         }
         count += 1;
     }
-    let body = body.into_inner().expect("tar");
+    let (frame2, id) = body.finish().expect("zstd");
     let manifest = Manifest {
-        format_version: 1,
-        id: Sha256::digest(&body)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        format_version: pybundle_runtime::format::FORMAT_VERSION,
+        id,
         name: "bench".into(),
         creator: "first_run example".into(),
         platform: "linux-64".into(),
@@ -272,23 +268,14 @@ fn pack(dir: &Path, out: &Path, level: i32) -> Manifest {
         build_prefix: prefix,
         relocations,
         activation: Default::default(),
-        scripts_dir: "scripts".into(),
+        scripts_dir: pybundle_runtime::format::SCRIPTS_DIR.into(),
         unpacked_size: size,
         file_count: count,
         packages: Vec::new(),
     };
     let json = serde_json::to_vec(&manifest).expect("json");
-    let mut h = tar::Header::new_gnu();
-    h.set_size(json.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(1);
-    h.set_path(".pybundle/manifest.json").expect("path");
-    h.set_cksum();
-    let mut first = h.as_bytes().to_vec();
-    first.extend_from_slice(&json);
-    first.resize(first.len().next_multiple_of(512), 0);
-    let mut archive = zstd::bulk::compress(&first, level).expect("zstd");
-    archive.extend(zstd::stream::encode_all(&body[..], level).expect("zstd"));
+    let mut archive = write::manifest_frame(&json, level).expect("zstd");
+    archive.extend(frame2);
     std::fs::write(out, archive).expect("write archive");
     manifest
 }

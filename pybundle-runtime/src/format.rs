@@ -3,10 +3,14 @@
 //!
 //! An archive is a zstd-compressed tar stream. Its first entry is [`MANIFEST_PATH`]; then come
 //! the conda prefix under [`ENV_DIR`], the application's scripts under [`SCRIPTS_DIR`] and the
-//! Python half of the protocol under [`PYTHON_PKG_DIR`].
+//! Python half of the protocol under [`PYTHON_PKG_DIR`]. The reader is this crate's bundle
+//! module; the writer is [`write`] (feature `write`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+#[cfg(feature = "write")]
+pub mod write;
 
 /// The format version written by this crate. A reader refuses a newer major format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -20,6 +24,9 @@ pub const SCRIPTS_DIR: &str = "scripts";
 pub const PYTHON_PKG_DIR: &str = "lib";
 /// Completion marker inside an extracted bundle; holds the full bundle id.
 pub const MARKER_PATH: &str = ".pybundle/complete";
+/// The first bytes of a zstd frame: an archive starts with them (a program holding a bundle
+/// does not).
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Fixed modification time written into every tar header (deterministic archives).
 pub const ARCHIVE_MTIME: u64 = 1;
 /// Magic bytes written before the embedded archive in a binary, followed by the archive's

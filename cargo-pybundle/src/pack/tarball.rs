@@ -1,106 +1,12 @@
-//! The archive bytes: deterministic tar headers, two zstd frames, and the bundle id.
-//!
-//! Frame 2 (everything after the manifest, end blocks included) is written first, to a temp
-//! file, through sha256: its hash is the bundle id that the manifest in frame 1 must carry.
-//! The final file is frame 1 followed by frame 2, written to a temp file beside the
-//! destination and renamed, so a half-written archive never sits at the destination.
+//! Putting the archive in place. Its bytes come from the format's one writer,
+//! `pybundle_runtime::format::write`: frame 2 (the body) is written first, to a temp file, and
+//! frame 1 (the manifest naming the body's id) after it; here the two are joined into a temp
+//! file beside the destination and renamed, so a half-written archive never sits at the
+//! destination.
 
 use anyhow::{Context as _, Result};
-use pybundle_runtime::format::{ARCHIVE_MTIME, MANIFEST_PATH};
-use sha2::{Digest as _, Sha256};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
-use tar::{EntryType, Header};
-
-/// A header with every field that could vary between machines fixed.
-pub fn header(kind: EntryType, mode: u32, size: u64) -> Header {
-    let mut h = Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(ARCHIVE_MTIME);
-    h.set_uid(0);
-    h.set_gid(0);
-    // new_gnu leaves user and group names empty; nothing else to clear.
-    h
-}
-
-/// Counts and hashes the uncompressed tar bytes on their way to the compressor.
-pub struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Hashing<W> {
-    fn new(inner: W) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            len: 0,
-        }
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// The tar stream of frame 2 under construction.
-pub type Body<'f> = tar::Builder<Hashing<zstd::Encoder<'static, BufWriter<&'f mut std::fs::File>>>>;
-
-/// Worker threads for zstd. zstd's output is the same for any worker count ≥ 1 (it differs
-/// only from the single-threaded mode, 0), so archives stay identical across machines.
-fn workers() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
-}
-
-/// Starts frame 2 into `file`.
-pub fn body(file: &mut std::fs::File, level: i32) -> Result<Body<'_>> {
-    body_with_workers(file, level, workers())
-}
-
-fn body_with_workers(file: &mut std::fs::File, level: i32, workers: u32) -> Result<Body<'_>> {
-    let mut encoder = zstd::Encoder::new(BufWriter::new(file), level).context("starting zstd")?;
-    encoder
-        .multithread(workers.max(1))
-        .context("starting zstd worker threads")?;
-    // A corrupted archive then fails extraction instead of yielding wrong files.
-    encoder.include_checksum(true).context("configuring zstd")?;
-    let mut builder = tar::Builder::new(Hashing::new(encoder));
-    builder.follow_symlinks(false);
-    Ok(builder)
-}
-
-/// Ends frame 2 (tar end blocks included); returns the id (hex sha256 of its tar bytes).
-pub fn finish_body(builder: Body<'_>) -> Result<String> {
-    let hashing = builder.into_inner().context("finishing the tar stream")?;
-    let id = hex::encode(hashing.hasher.finalize());
-    let mut out = hashing.inner.finish().context("finishing zstd")?;
-    out.flush().context("writing the archive body")?;
-    Ok(id)
-}
-
-/// Frame 1: the manifest as one tar entry (no end blocks: frame 2 continues the stream).
-pub fn manifest_frame(json: &[u8], level: i32) -> Result<Vec<u8>> {
-    let mut h = header(EntryType::Regular, 0o644, json.len() as u64);
-    h.set_path(MANIFEST_PATH).context("manifest path")?;
-    h.set_cksum();
-    let mut tar = Vec::with_capacity(512 + json.len() + 512);
-    tar.extend_from_slice(h.as_bytes());
-    tar.extend_from_slice(json);
-    tar.resize(tar.len().div_ceil(512) * 512, 0);
-    zstd::bulk::compress(&tar, level).context("compressing the manifest")
-}
 
 /// Writes frame 1 + frame 2 to `dest` via a temp file in its directory, then renames.
 pub fn assemble(frame1: &[u8], body: &mut std::fs::File, dest: &Path) -> Result<u64> {
@@ -164,60 +70,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn output_does_not_depend_on_the_worker_count() {
-        // 24 MB of compressible pseudo-random text: several zstd jobs at level 1.
-        let mut x = 12345u64;
-        let data: Vec<u8> = (0..24 << 20)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                b"abcdefgh \n"[(x >> 60) as usize % 10]
-            })
-            .collect();
-        let pack = |workers| {
-            let mut file = tempfile::tempfile().unwrap();
-            let mut b = body_with_workers(&mut file, 1, workers).unwrap();
-            let mut h = header(EntryType::Regular, 0o644, data.len() as u64);
-            b.append_data(&mut h, "env/big", &data[..]).unwrap();
-            finish_body(b).unwrap();
-            io::Seek::seek(&mut file, io::SeekFrom::Start(0)).unwrap();
-            let mut out = Vec::new();
-            file.read_to_end(&mut out).unwrap();
-            out
-        };
-        assert_eq!(pack(1), pack(3));
-    }
-
-    #[test]
-    fn frames_concatenate_into_one_tar_stream_and_id_is_body_hash() {
+    fn frame_one_then_frame_two_and_an_identical_archive_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut body_file = tempfile::tempfile().unwrap();
-        let mut b = body(&mut body_file, 3).unwrap();
-        let mut h = header(EntryType::Regular, 0o644, 5);
-        b.append_data(&mut h, "env/a.txt", &b"hello"[..]).unwrap();
-        let id = finish_body(b).unwrap();
-        let frame1 = manifest_frame(br#"{"x":1}"#, 3).unwrap();
         let dest = dir.path().join("a.tar.zst");
-        assemble(&frame1, &mut body_file, &dest).unwrap();
+        let mut body = tempfile::tempfile().unwrap();
+        body.write_all(b"frame two").unwrap();
+        let size = assemble(b"frame one, ", &mut body, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"frame one, frame two");
+        assert_eq!(size, 20);
 
-        let bytes = std::fs::read(&dest).unwrap();
-        let tar_bytes = zstd::decode_all(&bytes[..]).unwrap();
-        let mut archive = tar::Archive::new(&tar_bytes[..]);
-        let names: Vec<String> = archive
-            .entries()
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&dest)
             .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, [MANIFEST_PATH, "env/a.txt"]);
-        // The id is the hash of everything after the manifest entry (512 header + 512 data).
-        assert_eq!(id, hex::encode(Sha256::digest(&tar_bytes[1024..])));
-        // Frame 1 decodes alone to exactly the manifest entry.
-        let first = zstd::stream::Decoder::new(&frame1[..])
-            .unwrap()
-            .single_frame();
-        let mut out = Vec::new();
-        io::copy(&mut io::BufReader::new(first), &mut out).unwrap();
-        assert_eq!(out.len(), 1024);
+            .set_modified(old)
+            .unwrap();
+        assemble(b"frame one, ", &mut body, &dest).unwrap();
+        let kept = std::fs::metadata(&dest).unwrap().modified().unwrap();
+        assert_eq!(kept, old, "same bytes: the file (and its mtime) stays");
+        assemble(b"frame 1, ", &mut body, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"frame 1, frame two");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temp file left beside the archive");
     }
 }

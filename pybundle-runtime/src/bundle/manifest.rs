@@ -5,8 +5,7 @@ use crate::extract::{self, entries, limits};
 use crate::format::{self, Manifest};
 use crate::{Error, Result};
 
-/// The first bytes of every zstd frame.
-pub(super) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+pub(super) use crate::format::ZSTD_MAGIC;
 
 /// Reads the manifest of an archive (only its first zstd frame is decompressed), for tools
 /// such as `cargo pybundle inspect`.

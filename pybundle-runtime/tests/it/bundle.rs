@@ -1,5 +1,6 @@
-//! First run of a bundle: archives built here in the real format (tar + two zstd frames,
-//! manifest first), extracted and relocated by `Bundle::ready`, checked on disk.
+//! First run of a bundle: archives written here with the format's writer
+//! (`pybundle_runtime::format::write`; entries as raw records, so hostile names survive),
+//! extracted and relocated by `Bundle::ready`, checked on disk.
 //!
 //! This module builds the archives; the tests live in its submodules.
 
@@ -15,8 +16,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use pybundle_runtime::format::write::{self, Body};
 use pybundle_runtime::format::{FileMode, Manifest, PythonInfo, Relocation};
-use sha2::{Digest, Sha256};
 
 /// A conda-build style placeholder: long, so any cache path fits in binary files.
 pub fn placeholder() -> String {
@@ -75,8 +76,16 @@ pub fn header(path: &[u8], kind: tar::EntryType, size: u64, mode: u32, link: &[u
     *h.as_bytes()
 }
 
-/// Appends one entry; names and link targets over 100 bytes go in GNU long-name records.
-fn push(out: &mut Vec<u8>, path: &[u8], kind: tar::EntryType, mode: u32, link: &[u8], data: &[u8]) {
+/// Appends one entry as raw records; names and link targets over 100 bytes go in GNU
+/// long-name records made here, so names a correct packer refuses still get written.
+fn push(
+    body: &mut Body<Vec<u8>>,
+    path: &[u8],
+    kind: tar::EntryType,
+    mode: u32,
+    link: &[u8],
+    data: &[u8],
+) {
     for (long, long_kind) in [
         (link, tar::EntryType::GNULongLink),
         (path, tar::EntryType::GNULongName),
@@ -84,22 +93,26 @@ fn push(out: &mut Vec<u8>, path: &[u8], kind: tar::EntryType, mode: u32, link: &
         if long.len() > 100 {
             let name = [long, b"\0"].concat();
             let h = header(b"././@LongLink", long_kind, name.len() as u64, 0o644, b"");
-            push_entry(out, h, &name);
+            raw(body, &h, &name);
         }
     }
-    push_entry(out, header(path, kind, data.len() as u64, mode, link), data);
+    raw(
+        body,
+        &header(path, kind, data.len() as u64, mode, link),
+        data,
+    );
 }
 
-fn push_entry(out: &mut Vec<u8>, h: [u8; 512], data: &[u8]) {
-    out.extend_from_slice(&h);
-    out.extend_from_slice(data);
-    out.resize(out.len().next_multiple_of(512), 0);
+fn raw(body: &mut Body<Vec<u8>>, h: &[u8; 512], data: &[u8]) {
+    let h = tar::Header::from_byte_slice(h);
+    body.append_raw(h, data).expect("writing to memory");
 }
 
-/// Builds an archive: frame 1 = the manifest entry, frame 2 = the body with end blocks.
+/// Builds an archive with the format's writer: the body (frame 2, end blocks included) first,
+/// then the manifest naming its id (or `spec.id`) as frame 1 in front.
 pub fn build(spec: &Spec) -> Vec<u8> {
     use tar::EntryType as T;
-    let mut body = Vec::new();
+    let mut body = Body::with_workers(Vec::new(), 3, 1).expect("zstd");
     let mut size = 0;
     for e in &spec.entries {
         match e {
@@ -120,14 +133,10 @@ pub fn build(spec: &Spec) -> Vec<u8> {
             E::Special(p, kind) => push(&mut body, p.as_bytes(), *kind, 0o644, b"", b""),
         }
     }
-    body.extend_from_slice(&[0; 1024]);
-    let id = spec
-        .id
-        .clone()
-        .unwrap_or_else(|| hex(&Sha256::digest(&body)));
+    let (frame2, id) = body.finish().expect("finishing the body");
     let manifest = Manifest {
         format_version: 1,
-        id,
+        id: spec.id.clone().unwrap_or(id),
         name: spec.name.clone(),
         creator: "pybundle-runtime tests".into(),
         platform: "linux-64".into(),
@@ -144,17 +153,8 @@ pub fn build(spec: &Spec) -> Vec<u8> {
         packages: Vec::new(),
     };
     let json = serde_json::to_vec(&manifest).unwrap();
-    let mut first = Vec::new();
-    let h = header(
-        b".pybundle/manifest.json",
-        tar::EntryType::Regular,
-        json.len() as u64,
-        0o644,
-        b"",
-    );
-    push_entry(&mut first, h, &json);
-    let mut out = zstd::bulk::compress(&first, 3).unwrap();
-    out.extend(zstd::bulk::compress(&body, 3).unwrap());
+    let mut out = write::manifest_frame(&json, 3).expect("zstd");
+    out.extend(frame2);
     out
 }
 

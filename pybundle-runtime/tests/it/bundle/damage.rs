@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use pybundle_runtime::{Bundle, Environment, Error};
+use sha2::{Digest as _, Sha256};
 
 use super::*;
 

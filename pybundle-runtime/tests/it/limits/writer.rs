@@ -1,31 +1,15 @@
 //! Hostile archives written streaming, in the real format (frame 1 the manifest, frame 2
-//! the body): a gigabyte of long name or of zeros costs the writer no memory.
+//! the body, through `format::write::Body`): a gigabyte of long name or of zeros costs the
+//! writer no memory.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use pybundle_runtime::format::write::Body;
 use pybundle_runtime::format::{Manifest, PythonInfo, Relocation};
-use sha2::{Digest, Sha256};
 use tar::EntryType as T;
 
-use crate::bundle::{build, header, hex, placeholder, sample};
-
-/// Counts and hashes the tar bytes on their way into zstd (what the packer does).
-struct Hashing<W: Write> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
+use crate::bundle::{build, header, placeholder, sample};
 
 /// A tar record: header, `size` bytes from `data`, padding.
 pub fn record(
@@ -109,9 +93,10 @@ pub fn manifest(
     }
 }
 
-/// Writes an archive to `out`: the body streamed through zstd (level 1) and sha256, then
-/// the manifest (its id the body's hash unless `id` is given) in front. `frame1_prefix`
-/// writes records before the manifest entry in frame 1.
+/// Writes an archive to `out`: the body streamed through the format's writer (zstd level 1),
+/// then the manifest (its id the body's hash unless `id` is given) in front. Frame 1 is made
+/// here, not by `format::write::manifest_frame`, because `frame1_prefix` writes records before
+/// the manifest entry: archives the format's writer never makes, which the reader must refuse.
 pub fn write_archive(
     out: &Path,
     mut m: Manifest,
@@ -121,14 +106,9 @@ pub fn write_archive(
 ) {
     let body_path = out.with_extension("body");
     let file = std::fs::File::create(&body_path).unwrap();
-    let mut w = Hashing {
-        inner: zstd::Encoder::new(file, 1).unwrap(),
-        hash: Sha256::new(),
-    };
-    body(&mut w);
-    w.write_all(&[0; 1024]).unwrap();
-    let digest = hex(&w.hash.finalize_reset());
-    w.inner.finish().unwrap();
+    let mut w = Body::with_workers(file, 1, 1).unwrap();
+    body(w.raw_stream());
+    let (_, digest) = w.finish().unwrap();
     m.id = id.unwrap_or(digest);
     let json = serde_json::to_vec(&m).unwrap();
     let mut frame1 = zstd::Encoder::new(std::fs::File::create(out).unwrap(), 1).unwrap();
