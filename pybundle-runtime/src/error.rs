@@ -376,7 +376,35 @@ fn tail_suffix(stderr: &str) -> String {
     }
 }
 
+/// An error with its causes, as [`Error::report`] gives it.
+#[derive(Debug)]
+pub struct Report<'a>(&'a Error);
+
+impl std::fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 impl Error {
+    /// The message followed by each underlying cause, `: `-separated — `cannot create
+    /// directory `/cache/x`: Permission denied (os error 13)` where `Display` alone stops
+    /// before the cause. What a program prints when it gives up.
+    ///
+    /// ```
+    /// let err = pybundle_runtime::Bundle::from_file("/nonexistent/bundle.tar.zst").unwrap_err();
+    /// assert!(err.report().to_string().ends_with("No such file or directory (os error 2)"));
+    /// ```
+    pub fn report(&self) -> Report<'_> {
+        Report(self)
+    }
+
     /// Whether a timeout ended it ([`Error::Timeout`]: a call's, a script's, a start's).
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout { .. })

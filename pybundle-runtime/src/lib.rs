@@ -104,7 +104,7 @@ pub use buffer::{Buffer, BufferRef};
 pub use bundle::{manifest_of, Bundle};
 pub use embed::{find_in_executable, trailer, TRAILER_LEN};
 pub use environment::Environment;
-pub use error::{Error, Result};
+pub use error::{Error, Report, Result};
 pub use extract::Progress;
 pub use protocol::PythonError;
 pub use script::{Script, ScriptOutput};

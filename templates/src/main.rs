@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{{name}}: {err}");
+            eprintln!("{{name}}: {}", err.report());
             ExitCode::FAILURE
         }
     }

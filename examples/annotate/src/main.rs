@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("annotate: {err}");
+            eprintln!("annotate: {}", err.report());
             ExitCode::FAILURE
         }
     }

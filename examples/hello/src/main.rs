@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     match greet() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("hello: {err}");
+            eprintln!("hello: {}", err.report());
             ExitCode::FAILURE
         }
     }

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("outliers: {err}");
+            eprintln!("outliers: {}", err.report());
             ExitCode::FAILURE
         }
     }
