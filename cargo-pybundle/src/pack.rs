@@ -170,7 +170,7 @@ fn packages(
 fn entries(input: &Input, owners: &BTreeMap<String, usize>, ui: &Ui) -> Result<Vec<Entry>> {
     let exclude = globs(&input.exclude)?;
     let mut entries = vec![dir_entry(ENV_DIR)];
-    walk(&input.prefix, ENV_DIR, &exclude, &mut entries)?;
+    let mut special = walk(&input.prefix, ENV_DIR, &exclude, &mut entries)?;
     // Our stamp names the build machine's prefix and means nothing anywhere else.
     let stamp = format!("{ENV_DIR}/conda-meta/{}", crate::resolve::STAMP);
     entries.retain(|e| e.path != stamp);
@@ -191,7 +191,13 @@ fn entries(input: &Input, owners: &BTreeMap<String, usize>, ui: &Ui) -> Result<V
         e.owner = owners.get(rel).copied();
     }
     entries.push(dir_entry(SCRIPTS_DIR));
-    walk(&input.scripts, SCRIPTS_DIR, &exclude, &mut entries)?;
+    special.extend(walk(&input.scripts, SCRIPTS_DIR, &exclude, &mut entries)?);
+    for path in special {
+        ui.warn(format!(
+            "{}: not a file, folder or symlink; left out of the bundle",
+            path.display()
+        ));
+    }
     entries.push(dir_entry(PYTHON_PKG_DIR));
     input.python.entries(&mut entries)?;
     Ok(entries)
@@ -293,7 +299,7 @@ fn write_body(
 /// prefix; a failure is a warning (the bundle then sets none).
 fn activation(input: &Input, ui: &Ui) -> BTreeMap<String, String> {
     let captured = match &input.activation {
-        Some(run) => activation::capture(run, &input.prefix),
+        Some(run) => activation::capture(run, &input.prefix, ui),
         None => activation::from_scripts(&input.prefix),
     };
     captured.unwrap_or_else(|err| {

@@ -293,7 +293,14 @@ impl PythonHalf {
                 let exclude =
                     walk::globs(&BYTECODE.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
                 let start = out.len();
-                walk::walk(path, PYTHON_PKG_DIR, &exclude, out)?;
+                let special = walk::walk(path, PYTHON_PKG_DIR, &exclude, out)?;
+                if let Some(odd) = special.first() {
+                    bail!(
+                        "{} is not a file, folder or symlink, inside the Python half of {CRATE}; \
+                         remove it (or use a released {CRATE})",
+                        odd.display()
+                    );
+                }
                 for entry in &mut out[start..] {
                     entry.mode = match &entry.source {
                         Source::Dir => 0o755,

@@ -28,6 +28,7 @@ use std::process::{Command, Stdio};
 
 use crate::mirror::ConfigLayer;
 use crate::pixi::Pixi;
+use crate::ui::Ui;
 
 /// Variables never recorded: shell bookkeeping and names of build-machine files or programs.
 pub const DROPPED: &[&str] = &[
@@ -154,8 +155,9 @@ pub fn hook(run: &PixiRun) -> Result<Hook> {
     })
 }
 
-/// The rewritten variables activation sets for the environment installed at `prefix`.
-pub fn capture(run: &PixiRun, prefix: &Path) -> Result<BTreeMap<String, String>> {
+/// The rewritten variables activation sets for the environment installed at `prefix`; warns
+/// (through `ui`) of variables naming the build machine's home folder.
+pub fn capture(run: &PixiRun, prefix: &Path, ui: &Ui) -> Result<BTreeMap<String, String>> {
     let hook = hook(run)?;
     let before: BTreeMap<String, String> = minimal_env()
         .into_iter()
@@ -174,11 +176,11 @@ pub fn capture(run: &PixiRun, prefix: &Path) -> Result<BTreeMap<String, String>>
         .map(|(k, _)| k.as_str())
         .collect();
     if !naming.is_empty() {
-        tracing::warn!(
+        ui.warn(format!(
             "activation variables {} name the build machine's home folder; they are recorded as \
              they are",
             naming.join(", ")
-        );
+        ));
     }
     Ok(vars)
 }

@@ -68,8 +68,15 @@ pub fn globs(patterns: &[String]) -> Result<GlobSet> {
 }
 
 /// Adds `root`'s contents under `into/`, sorted, skipping excluded paths (an excluded folder
-/// is skipped whole).
-pub fn walk(root: &Path, into: &str, exclude: &GlobSet, out: &mut Vec<Entry>) -> Result<()> {
+/// is skipped whole). Returns what it left out for being no file, folder or symlink (a FIFO,
+/// a socket, a device), for the caller to tell the user.
+pub fn walk(
+    root: &Path,
+    into: &str,
+    exclude: &GlobSet,
+    out: &mut Vec<Entry>,
+) -> Result<Vec<PathBuf>> {
+    let mut special = Vec::new();
     let excluded = |rel: &str, is_dir: bool| {
         exclude.is_match(rel) || (is_dir && exclude.is_match(format!("{rel}/x")))
     };
@@ -100,10 +107,7 @@ pub fn walk(root: &Path, into: &str, exclude: &GlobSet, out: &mut Vec<Entry>) ->
         } else if ft.is_file() {
             Source::File(entry.path().to_path_buf())
         } else {
-            tracing::warn!(
-                "{}: not a file, folder or symlink; left out",
-                entry.path().display()
-            );
+            special.push(entry.path().to_path_buf());
             continue;
         };
         out.push(Entry {
@@ -113,7 +117,7 @@ pub fn walk(root: &Path, into: &str, exclude: &GlobSet, out: &mut Vec<Entry>) ->
             owner: None,
         });
     }
-    Ok(())
+    Ok(special)
 }
 
 #[cfg(unix)]
@@ -207,6 +211,18 @@ mod tests {
         walk(root, "env", &set, &mut out).unwrap();
         let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["env/a", "env/a/m.py"]);
+    }
+
+    #[test]
+    fn a_socket_is_left_out_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.py"), "x").unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("s.sock")).unwrap();
+        let mut out = Vec::new();
+        let special = walk(dir.path(), "scripts", &globs(&[]).unwrap(), &mut out).unwrap();
+        let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["scripts/a.py"]);
+        assert_eq!(special, [dir.path().join("s.sock")]);
     }
 
     #[test]
