@@ -142,11 +142,22 @@ pub fn fetch(request: &Request, dest: &Path, ui: &Ui) -> Result<PathBuf> {
             dir.display()
         )
     })?;
+    let fetched = fetch_into(request, &url, dir, dest, ui);
+    if fetched.is_err() {
+        // The version folder made above, if nothing else is in it (another build's download
+        // in progress would be): a failed download leaves no trace in the cache.
+        let _ = std::fs::remove_dir(dir);
+    }
+    fetched
+}
+
+fn fetch_into(request: &Request, url: &str, dir: &Path, dest: &Path, ui: &Ui) -> Result<PathBuf> {
     let timeout = timeout_from_env()?;
+    let base = request.base_url.trim_end_matches('/');
     let source = Source::for_base(base)?;
 
     let published = source
-        .published_sha256(&url)
+        .published_sha256(url)
         .with_context(|| format!("fetching the published checksum; {HOW_TO_SUPPLY}"))?;
     let expected = match (&request.sha256, &published) {
         (Some(pinned), Some(published)) if pinned != published => bail!(
@@ -162,11 +173,11 @@ pub fn fetch(request: &Request, dest: &Path, ui: &Ui) -> Result<PathBuf> {
     };
 
     let archive = source
-        .download_verified(&url, dir, &expected, ui)
+        .download_verified(url, dir, &expected, ui)
         .with_context(|| format!("downloading {url}; {HOW_TO_SUPPLY}"))?;
     let pixi = extract_pixi(archive.path(), dir)
         .with_context(|| format!("extracting pixi from {url}; {HOW_TO_SUPPLY}"))?;
-    check_version(&pixi, &request.version, &url, timeout)?;
+    check_version(&pixi, &request.version, url, timeout)?;
     pixi.persist(dest)
         .map_err(|e| e.error)
         .with_context(|| format!("moving pixi to {}", dest.display()))?;

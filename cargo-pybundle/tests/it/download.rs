@@ -431,8 +431,13 @@ fn stalled_body_times_out() {
         err.contains("timed out") && err.contains(TIMEOUT_VAR),
         "{err}"
     );
+    // The timeout is what ends it: not before, and not much later (the CLI's own start-up and
+    // `cargo metadata` are the rest).
     assert!(took >= Duration::from_secs(2), "gave up early: {took:?}");
-    assert!(took < Duration::from_secs(8), "waited too long: {took:?}");
+    assert!(
+        took < Duration::from_millis(4500),
+        "waited too long: {took:?}"
+    );
 }
 
 #[test]
@@ -449,7 +454,11 @@ fn server_that_never_answers_times_out() {
         err.contains("timed out") && err.contains(TIMEOUT_VAR),
         "{err}"
     );
-    assert!(took < Duration::from_secs(8), "waited too long: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "waited too long: {took:?}");
 }
 
 #[test]

@@ -204,7 +204,8 @@ fn relocation_table_and_deterministic_archive() {
     assert_eq!(m.id, hex::encode(Sha256::digest(&tar[body_start..])));
     assert_eq!(m.file_count as usize, names.len() - 1);
 
-    // `inspect --json` of the archive gives the same manifest back.
+    // `inspect --json` of the archive gives the manifest back as written: compared with the
+    // entry's own JSON, read with the tar crate (not through `manifest_of`, which inspect uses).
     let shown = cargo_pybundle()
         .args(["inspect", "--json"])
         .arg(&archive_path)
@@ -212,8 +213,8 @@ fn relocation_table_and_deterministic_archive() {
         .unwrap();
     assert!(shown.status.success(), "{}", stderr(&shown));
     assert_eq!(
-        serde_json::from_slice::<Manifest>(&shown.stdout).unwrap(),
-        m
+        serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap(),
+        serde_json::from_slice::<serde_json::Value>(&entry(&archive, MANIFEST_PATH)).unwrap()
     );
 
     // Packing the same inputs again gives the same bytes.

@@ -142,12 +142,19 @@ pub fn package(dir: &Path, name: &str, metadata: Option<&str>) -> PathBuf {
     manifest
 }
 
-/// Every file under `dir` (recursively), as paths relative to it.
+/// Every file under `dir` (recursively), as paths relative to it, and every empty folder as
+/// its path with a trailing `/` (so "nothing left" also sees an empty folder left behind).
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     if dir.exists() {
         for entry in walkdir(dir) {
-            out.push(entry.strip_prefix(dir).unwrap().display().to_string());
+            let rel = entry.strip_prefix(dir).unwrap().display().to_string();
+            let slash = if entry.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                "/"
+            } else {
+                ""
+            };
+            out.push(format!("{rel}{slash}"));
         }
     }
     out.sort();
@@ -159,7 +166,13 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() && !path.is_symlink() {
-            out.extend(walkdir(&path));
+            let inside = walkdir(&path);
+            if inside.is_empty() {
+                let mut empty = path.into_os_string();
+                empty.push("/");
+                out.push(PathBuf::from(empty));
+            }
+            out.extend(inside);
         } else {
             out.push(path);
         }

@@ -17,6 +17,29 @@ fn each(test: &str, check: impl Fn(&Environment)) {
     }
 }
 
+/// Submits `func` with a message handler and returns once Python said "started": the call is
+/// running there (a barrier, not a guess with a sleep).
+fn submit_running<R: serde::de::DeserializeOwned>(
+    w: &Worker,
+    func: &str,
+    args: &(impl serde::Serialize + ?Sized),
+) -> pybundle_runtime::CallHandle<R> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = w
+        .request(func)
+        .args(args)
+        .on_message(move |m| {
+            let _ = tx.send(m);
+        })
+        .submit()
+        .unwrap();
+    let said = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{func} never said it started: {e}"));
+    assert_eq!(said, "started");
+    handle
+}
+
 fn worker(env: &Environment) -> Worker {
     env.worker(["wmod"])
         .threads(4)
@@ -88,18 +111,18 @@ fn printing_during_a_call_does_not_corrupt_the_channel() {
             for i in 0..20 {
                 assert_eq!(w.call::<i64>("wmod.noisy", &(i,)).unwrap(), i * 2);
             }
-            // The output reaches the tail on its own thread: give it a moment.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !w.stderr_tail().contains("noisy print 19") && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            let tail = w.stderr_tail();
-            for line in [
+            // The output reaches the tail on its own thread: wait (up to 5 s) for all of it.
+            let lines = [
                 "noisy print 19",
                 "noisy sys.stdout.write",
                 "noisy os.write fd 1",
-            ] {
+            ];
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !lines.iter().all(|l| w.stderr_tail().contains(l)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let tail = w.stderr_tail();
+            for line in lines {
                 assert!(tail.contains(line), "{line:?} missing from {tail:?}");
             }
         },
@@ -171,10 +194,7 @@ fn cancel_discards_the_result_and_python_sees_the_flag() {
         "cancel_discards_the_result_and_python_sees_the_flag",
         |env| {
             let w = worker(env);
-            let handle = w
-                .submit::<String>("wmod.wait_for_cancel", &("t1", 10))
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(300));
+            let handle = submit_running::<String>(&w, "wmod.wait_for_cancel", &("t1", 10));
             assert!(!handle.is_done());
             handle.cancel();
             assert!(matches!(handle.wait(), Err(Error::Cancelled { .. })));
@@ -209,9 +229,8 @@ fn sigkill_mid_call_fails_in_flight_calls_and_the_next_call_restarts() {
             let first = w.call::<u32>("wmod.pid", &()).unwrap();
             assert_eq!(w.pid(), Some(first));
             let handles: Vec<_> = (0..3)
-                .map(|_| w.submit::<f64>("wmod.sleep", &(30,)).unwrap())
+                .map(|_| submit_running::<f64>(&w, "wmod.announced_sleep", &(30,)))
                 .collect();
-            std::thread::sleep(Duration::from_millis(200));
             assert_eq!(w.in_flight(), 3);
             // SAFETY: kill(2) on the worker's own pid.
             unsafe { libc::kill(first as i32, libc::SIGKILL) };
@@ -220,7 +239,10 @@ fn sigkill_mid_call_fails_in_flight_calls_and_the_next_call_restarts() {
                 let Error::WorkerCrashed { status, .. } = &err else {
                     panic!("wrong error: {err}")
                 };
-                assert!(status.contains("9"), "{status}");
+                assert!(
+                    status.contains("signal: 9") && status.contains("SIGKILL"),
+                    "{status}"
+                );
             }
             assert!(!process_exists(first), "the killed process was not reaped");
             let second = w.call::<u32>("wmod.pid", &()).unwrap();
@@ -252,8 +274,7 @@ fn ping_is_answered_even_when_every_thread_is_busy() {
             .start()
             .unwrap();
         assert!(w.ping(Duration::from_secs(5)).unwrap() < Duration::from_secs(1));
-        let busy = w.submit::<f64>("wmod.sleep", &(2,)).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        let busy = submit_running::<f64>(&w, "wmod.announced_sleep", &(2,));
         let rtt = w.ping(Duration::from_secs(5)).unwrap();
         assert!(rtt < Duration::from_millis(1000), "ping took {rtt:?}");
         assert!(!busy.is_done());

@@ -43,8 +43,18 @@ def sleep(seconds):
     return seconds
 
 
+def announced_sleep(seconds):
+    """Says "started" (a progress message) once running in Python, then sleeps: the test
+    waits for that message instead of guessing with a sleep of its own."""
+    pybundle.send("started")
+    time.sleep(seconds)
+    return seconds
+
+
 def wait_for_cancel(tag, limit):
-    """Polls pybundle.cancelled() until it turns true (or `limit` seconds pass)."""
+    """Says "started", then polls pybundle.cancelled() until it turns true (or `limit`
+    seconds pass)."""
+    pybundle.send("started")
     end = time.monotonic() + limit
     while time.monotonic() < end:
         if pybundle.cancelled():
