@@ -7,6 +7,7 @@
 mod damage;
 mod first_run;
 mod processes;
+mod progress;
 pub mod real;
 mod storm;
 
