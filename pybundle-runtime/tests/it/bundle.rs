@@ -4,6 +4,7 @@
 //!
 //! This module builds the archives; the tests live in its submodules.
 
+mod cache_root;
 mod damage;
 mod first_run;
 mod processes;
