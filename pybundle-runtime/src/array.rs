@@ -368,6 +368,21 @@ mod tests {
         assert!(NdArray::from_vec(vec![1u8, 2, 3], vec![2, 2]).is_err());
     }
 
+    /// README: `NdArray::from_vec(...)  // no copy`. The array's data, and the frame it is
+    /// sent as, are the vector's own allocation; `from_slice` (a copy) is the control.
+    #[test]
+    fn from_vec_keeps_the_vectors_memory_up_to_the_frame_sent() {
+        let data = vec![1.0f32, 2.0, 3.0, 4.0];
+        let at = data.as_ptr();
+        let copied = NdArray::from_slice(&data, vec![2, 2]).unwrap();
+        let a = NdArray::from_vec(data, vec![2, 2]).unwrap();
+        assert_eq!(a.bytes().as_ptr(), at.cast::<u8>());
+        assert_eq!(a.as_slice::<f32>().unwrap().as_ptr(), at);
+        let (_, frames) = buffer::to_json_with_buffers(&(&a,)).unwrap();
+        assert_eq!(frames[0].bytes().as_ptr(), at.cast::<u8>());
+        assert_ne!(copied.bytes().as_ptr(), at.cast::<u8>());
+    }
+
     #[test]
     fn a_frame_that_does_not_fill_the_shape_is_refused() {
         let json = br#"{"$ndarray":0,"dtype":"<f8","shape":[3]}"#;

@@ -52,6 +52,8 @@ pub struct Bundle {
     repair_wait: Duration,
     lock_timeout: Duration,
     progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+    /// The reporter of [`Bundle::progress_to_stderr`], whose clock each `ready()` starts.
+    stderr_reporter: Option<Arc<StderrReporter>>,
     /// Development mode: the environment in place instead of the (empty) archive.
     dev: Option<Arc<crate::dev::InPlace>>,
 }
@@ -225,6 +227,7 @@ impl Bundle {
             repair_wait: DEFAULT_REPAIR_WAIT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             progress: None,
+            stderr_reporter: None,
         }
     }
 
@@ -306,9 +309,12 @@ impl Bundle {
     /// moment, one line on stderr says so and another when it is done. The library prints
     /// nothing unless the application asks for this.
     pub fn progress_to_stderr(self) -> Self {
-        let name = self.manifest.name.clone();
-        let reporter = StderrReporter::new(name);
-        self.on_progress(move |p| reporter.report(p))
+        let reporter = Arc::new(StderrReporter::new(self.manifest.name.clone()));
+        let reports = reporter.clone();
+        Bundle {
+            stderr_reporter: Some(reporter),
+            ..self.on_progress(move |p| reports.report(p))
+        }
     }
 
     /// The directory this bundle is (or would be) extracted to.
@@ -344,6 +350,9 @@ impl Bundle {
     pub fn ready(&self) -> Result<Environment> {
         if let Some(dev) = &self.dev {
             return dev.environment();
+        }
+        if let Some(reporter) = &self.stderr_reporter {
+            reporter.start();
         }
         let root = cache::resolve_root(self.cache_dir.as_deref())?;
         self.ready_in(&root)

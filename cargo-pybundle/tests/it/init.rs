@@ -110,3 +110,47 @@ fn init_refuses_to_overwrite_without_force() {
     let pixi = std::fs::read_to_string(dir.join("pixi.toml")).unwrap();
     assert!(pixi.contains("python = \"3.11.*\""), "{pixi}");
 }
+
+/// `--name` chooses the package name instead of the folder's: the package cargo reads from
+/// the Cargo.toml, the pixi workspace, and the script `main.rs` runs.
+#[test]
+fn init_name_chooses_the_package_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("the-folder");
+    let out = cargo_pybundle()
+        .arg("init")
+        .arg(&dir)
+        .args(["--name", "other-app", "--runtime-path"])
+        .arg(runtime_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = dir.join("Cargo.toml");
+    let cargo_toml = std::fs::read_to_string(&manifest).unwrap();
+    // No enclosing workspace is looked for.
+    std::fs::write(&manifest, format!("{cargo_toml}\n[workspace]\n")).unwrap();
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(&manifest)
+        .no_deps()
+        .other_options(vec!["--offline".to_owned()])
+        .exec()
+        .unwrap();
+    let names: Vec<String> = metadata
+        .packages
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    assert_eq!(names, ["other-app"]);
+    let pixi = std::fs::read_to_string(dir.join("pixi.toml")).unwrap();
+    assert!(pixi.contains("name = \"other-app\""), "{pixi}");
+    assert!(dir.join("python/other_app.py").is_file());
+    let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
+    assert!(main.contains(".script(\"other_app\")"), "{main}");
+    for file in ["Cargo.toml", "pixi.toml", "src/main.rs"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(
+            !text.contains("the-folder") && !text.contains("the_folder"),
+            "{text}"
+        );
+    }
+}

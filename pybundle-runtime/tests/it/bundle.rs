@@ -4,9 +4,11 @@
 //!
 //! This module builds the archives; the tests live in its submodules.
 
+mod cache_root;
 mod damage;
 mod first_run;
 mod processes;
+mod progress;
 pub mod real;
 mod storm;
 

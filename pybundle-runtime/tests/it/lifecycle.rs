@@ -1,7 +1,7 @@
 //! A worker's lifecycle: variables and working directory, an init call that runs in every
 //! process (again after a SIGKILL), `restart()`, the timeout policy that replaces a process
-//! stuck in C code, graceful shutdown, and a cancelled call still queued in Python never
-//! running.
+//! stuck in C code, graceful shutdown, a cancelled call still queued in Python never
+//! running, and a detached call running to its end.
 
 use std::time::{Duration, Instant};
 
@@ -281,6 +281,47 @@ fn a_call_cancelled_while_queued_in_python_never_runs() {
     // A call that is not cancelled does run.
     w.call::<Value>("wmod.mark", &("kept",)).unwrap();
     assert_eq!(w.call::<Vec<String>>("wmod.marks", &()).unwrap(), ["kept"]);
+}
+
+/// `CallHandle::detach` opts out of cancel-on-drop: a detached call runs to its end in Python
+/// after its handle is gone, where a dropped one is cancelled (the control).
+#[test]
+fn a_detached_call_runs_to_its_end_after_its_handle_is_gone() {
+    let w = env()
+        .worker(["wmod"])
+        .threads(2)
+        .forward_stderr(false)
+        .start()
+        .unwrap();
+    let running =
+        |tag: &str| crate::worker::submit_running::<String>(&w, "wmod.wait_for_cancel", &(tag, 1));
+    drop(running("dropped"));
+    running("detached").detach();
+    // What each call recorded once it ended: whether it saw its cancellation.
+    let ended = |tag: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(seen) = w.call::<Option<bool>>("wmod.saw_cancel", &(tag,)).unwrap() {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "{tag}: the call never ended");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert!(ended("dropped"), "dropping the handle cancels the call");
+    assert!(
+        !ended("detached"),
+        "the detached call was cancelled instead of running to its end"
+    );
+    // Its reply may still be on its way: then it is taken and dropped, nothing kept.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.in_flight() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the detached call stays in flight"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pybundle_runtime::format::{FileMode, Relocation};
+use pybundle_runtime::format::{write, FileMode, Manifest, Relocation};
 use pybundle_runtime::{Bundle, Error};
 use tar::EntryType as T;
 
@@ -516,6 +516,60 @@ fn hostile_archives_end_in_a_clear_error_within_256_mb() {
     assert!(
         archive_size(dir) < 64 << 20,
         "the archives themselves stay small"
+    );
+}
+
+/// The manifest's own limits: `file_count` at most 1,000,000, a manifest of at most 32 MiB
+/// and activation variables of at most 1 MiB. Exactly at each, the bundle is read; one past
+/// it, it is refused with `Error::ArchiveLimit` naming the limit. (The manifest is all these
+/// read, so they run in this process.)
+#[test]
+fn manifest_limits_refuse_one_past_and_accept_at_the_limit() {
+    let real = build(&sample("limits", "x"));
+    let body = &real[zstd::zstd_safe::find_frame_compressed_size(&real).unwrap()..];
+    let base = pybundle_runtime::manifest_of(&real).unwrap();
+    // `pad` spaces after the JSON (which JSON allows) set the manifest's size exactly.
+    let open = |m: &Manifest, pad: usize| {
+        let mut json = serde_json::to_vec(m).unwrap();
+        json.resize(json.len() + pad, b' ');
+        let mut archive = write::manifest_frame(&json, 1).unwrap();
+        archive.extend_from_slice(body);
+        (json.len(), Bundle::from_bytes(archive))
+    };
+    let refused = |what: &str, (_, r): (usize, Result<Bundle, Error>), says: &str| match r {
+        Err(e @ Error::ArchiveLimit { .. }) => assert!(e.to_string().contains(says), "{what}: {e}"),
+        Err(e) => panic!("{what}: not the limit: {e}"),
+        Ok(_) => panic!("{what}: accepted"),
+    };
+
+    let mut m = base.clone();
+    m.file_count = 1_000_000;
+    open(&m, 0).1.expect("file_count at 1,000,000");
+    m.file_count = 1_000_001;
+    refused(
+        "file_count",
+        open(&m, 0),
+        "it lists 1000001 entries (limit 1000000)",
+    );
+
+    let mut m = base.clone();
+    m.activation = [("BIG".to_owned(), "v".repeat((1 << 20) - 3))].into();
+    open(&m, 0).1.expect("1 MiB of activation variables");
+    m.activation = [("BIG".to_owned(), "v".repeat((1 << 20) - 2))].into();
+    refused(
+        "activation",
+        open(&m, 0),
+        "its activation variables take 1048577 bytes (limit 1048576)",
+    );
+
+    let pad = (32 << 20) - serde_json::to_vec(&base).unwrap().len();
+    let (size, at_limit) = open(&base, pad);
+    assert_eq!(size, 32 << 20);
+    at_limit.expect("a manifest of 32 MiB");
+    refused(
+        "manifest size",
+        open(&base, pad + 1),
+        "it is 33554433 bytes long (limit 33554432)",
     );
 }
 

@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod logging;
 mod misbehave;
+mod python_half;
 mod script;
 mod soak;
 mod users;

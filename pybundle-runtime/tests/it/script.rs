@@ -368,3 +368,38 @@ fn bytes_in_a_reply_travel_as_binary_frames_both_ways() {
         },
     );
 }
+
+/// `env.command("name")` runs `scripts/name.py` itself, with no protocol: the environment's
+/// interpreter in isolated mode, `PATH` and `CONDA_PREFIX` set and the activation variables
+/// given, as `env.python()` does, with the caller's arguments after the script.
+#[test]
+fn command_runs_the_script_file_with_the_interpreter_and_the_activation_variables() {
+    let py = testkit::pyenv::host_python();
+    let env = env_for(&py).with_var("PYBUNDLE_TEST_ACTIVATION", "from the manifest");
+    let out = env
+        .command("plain")
+        .unwrap()
+        .args(["two words", "--flag"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen,
+        json!({
+            "executable": py.interpreter,
+            "file": scripts_dir().join("plain.py"),
+            "name": "__main__",
+            "argv": ["two words", "--flag"],
+            "isolated": 1,
+            "conda_prefix": py.prefix,
+            "path_first": py.prefix.join("bin"),
+            "activation": "from the manifest",
+            "pybundle_imported": false,
+        })
+    );
+}

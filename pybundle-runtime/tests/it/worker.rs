@@ -19,7 +19,7 @@ fn each(test: &str, check: impl Fn(&Environment)) {
 
 /// Submits `func` with a message handler and returns once Python said "started": the call is
 /// running there (a barrier, not a guess with a sleep).
-fn submit_running<R: serde::de::DeserializeOwned>(
+pub fn submit_running<R: serde::de::DeserializeOwned>(
     w: &Worker,
     func: &str,
     args: &(impl serde::Serialize + ?Sized),

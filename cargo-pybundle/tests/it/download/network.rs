@@ -157,6 +157,51 @@ fn http_through_a_proxy_named_in_lower_case_or_by_all_proxy() {
     }
 }
 
+/// Each proxy variable set in both cases, to two different proxies: the upper-case one
+/// carries the download, the lower-case one sees nothing; and when the upper-case proxy is
+/// down, the download fails through it (named as coming from that variable) rather than
+/// falling back to the lower-case one.
+#[test]
+fn upper_case_proxy_variables_win_over_lower_case() {
+    let (bytes, sha) = asset();
+    let plain = Server::start(release_routes(VERSION, bytes, sha));
+    let http = format!("http://{PROXIED_HOST}:{}", plain.port());
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_pem = ca.write_pem(dir.path());
+    let tls = Server::start_tls(
+        release_routes(VERSION, bytes, sha),
+        &ca.server_cert(&[PROXIED_HOST]),
+    );
+    let https = format!("https://{PROXIED_HOST}:{}", tls.port());
+    for (mirror, upper, lower) in [
+        (&https, "HTTPS_PROXY", "https_proxy"),
+        (&http, "HTTP_PROXY", "http_proxy"),
+        (&http, "ALL_PROXY", "all_proxy"),
+    ] {
+        let (used, ignored) = (Proxy::start(), Proxy::start());
+        let run = run_with(mirror, None, |cmd| {
+            trust(cmd, Some(&ca_pem));
+            cmd.env(upper, used.url()).env(lower, ignored.url());
+        });
+        assert_installed(&run, VERSION);
+        assert!(!used.seen().is_empty(), "{upper} was not used");
+        assert_eq!(ignored.seen(), Vec::<String>::new(), "{lower} was used");
+    }
+    let dead = format!("http://127.0.0.1:{}", dead_port());
+    let ignored = Proxy::start();
+    let run = run_with(&http, None, |cmd| {
+        cmd.env("HTTP_PROXY", &dead)
+            .env("http_proxy", ignored.url());
+    });
+    let err = assert_failed_cleanly(&run, &http);
+    assert!(
+        err.contains(&format!("through the proxy {dead}/ (from HTTP_PROXY)")),
+        "{err}"
+    );
+    assert_eq!(ignored.seen(), Vec::<String>::new());
+}
+
 #[test]
 fn no_proxy_goes_direct_and_a_dead_proxy_is_named() {
     let (bytes, sha) = asset();
