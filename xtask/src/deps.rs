@@ -67,17 +67,25 @@ fn metadata(manifest: &Path) -> Result<Value> {
     }
     let mut value: Value = serde_json::from_slice(&out.stdout)?;
     // The library names of every package in the lock file, for dependencies whose library is
-    // not called like the package (`md-5` → `md5`).
+    // not called like the package (`md-5` → `md5`). Not `--offline`: cargo reads every locked
+    // package's manifest, other platforms' too, which a fresh machine's builds never fetched;
+    // without them every such dependency would read as unused, so a failure here is an error.
     let full = Command::new(tools::cargo())
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1"])
         .arg("--manifest-path")
         .arg(manifest)
         .output()
         .context("running cargo metadata")?;
-    if full.status.success() {
-        let full: Value = serde_json::from_slice(&full.stdout)?;
-        value["all_packages"] = full["packages"].clone();
+    if !full.status.success() {
+        bail!(
+            "cargo metadata --manifest-path {} (for the dependencies' library names) failed; it \
+             needs every locked package once (crates.io or a vendored source): {}",
+            manifest.display(),
+            String::from_utf8_lossy(&full.stderr)
+        );
     }
+    let full: Value = serde_json::from_slice(&full.stdout)?;
+    value["all_packages"] = full["packages"].clone();
     Ok(value)
 }
 
