@@ -329,13 +329,18 @@ fn lock_prefix(prefix: &Path, ui: &Ui) -> Result<Option<std::fs::File>> {
     let Some(cache) = dirs::cache_dir() else {
         return Ok(None);
     };
-    let hash = crate::pack::key::short_hash(prefix.as_os_str().as_encoded_bytes());
-    let path = cache
-        .join("cargo-pybundle")
-        .join("locks")
-        .join(format!("{hash}.lock"));
+    let path = prefix_lock_path(&cache, prefix);
     let waiting = format!("another build using {}", prefix.display());
     crate::lock::exclusive(&path, &waiting, ui).map(Some)
+}
+
+/// `<cache>/cargo-pybundle/locks/<hash of prefix>.lock`.
+fn prefix_lock_path(cache: &Path, prefix: &Path) -> PathBuf {
+    let hash = crate::pack::key::short_hash(prefix.as_os_str().as_encoded_bytes());
+    cache
+        .join("cargo-pybundle")
+        .join("locks")
+        .join(format!("{hash}.lock"))
 }
 
 /// A `Stdio` writing to our stderr.
@@ -440,5 +445,83 @@ mod tests {
             .to_string();
         assert!(err.contains(&format!("\"{host}\"")), "{err}");
         assert!(err.contains("/p/pixi.toml") && err.contains("win-32") && err.contains("`dev`"));
+    }
+
+    /// Set in the child of the test below: the prefix whose lock it takes.
+    const LOCK_CHILD: &str = "CARGO_PYBUNDLE_LOCK_CHILD";
+
+    /// Not a test on its own: the child's body, a second build taking the prefix's lock.
+    #[test]
+    fn lock_prefix_child() {
+        let Some(prefix) = std::env::var_os(LOCK_CHILD) else {
+            return;
+        };
+        let _lock = lock_prefix(Path::new(&prefix), &Ui::default()).unwrap();
+        println!("LOCKED");
+    }
+
+    #[test]
+    fn a_second_build_of_one_prefix_waits_for_the_first_and_says_so() {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        use std::time::Duration;
+        let tmp = tempfile::tempdir().unwrap();
+        let prefix = tmp.path().join("proj/.pixi/envs/default");
+        let cache = tmp.path().join("cache");
+        let path = prefix_lock_path(&cache, &prefix);
+        let quiet = Ui {
+            quiet: true,
+            verbose: 0,
+        };
+        let first = crate::lock::exclusive(&path, "the test", &quiet).unwrap();
+
+        // The child's `dirs::cache_dir()` is `cache`, so it takes the lock at `path`.
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "resolve::tests::lock_prefix_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(LOCK_CHILD, &prefix)
+            .env("XDG_CACHE_HOME", &cache)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let _ = tx.send(line.unwrap());
+            }
+        });
+        let said = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the child never said it was waiting");
+            if line.contains("Blocking") {
+                break line;
+            }
+        };
+        assert_eq!(
+            said.trim_start(),
+            format!(
+                "Blocking waiting for another build using {} ({})",
+                prefix.display(),
+                path.display()
+            )
+        );
+        // It waits as long as the first holds the lock…
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child did not wait"
+        );
+        // …and goes on by itself once it is released.
+        drop(first);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("LOCKED"));
     }
 }
