@@ -139,6 +139,43 @@ fn second_run_takes_the_fast_path() {
 }
 
 #[test]
+fn app_name_names_the_cache_directory_instead_of_the_manifest_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive: Arc<[u8]> = build(&sample("demo", "named")).into();
+    let bundle = Bundle::from_bytes(archive.clone())
+        .unwrap()
+        .cache_dir(tmp.path())
+        .app_name("x");
+    let id = bundle.manifest().id.clone();
+    let env = bundle.ready().unwrap();
+    let dir = tmp.path().join(format!("x-{}", &id[..16]));
+    assert_eq!(env.root(), dir);
+    assert!(env.interpreter().exists());
+    assert!(
+        !list(tmp.path()).iter().any(|p| p.starts_with("demo")),
+        "{:?}",
+        list(tmp.path())
+    );
+
+    // A name that cannot be one directory is refused by `ready`, before anything is written.
+    let empty = tempfile::tempdir().unwrap();
+    for bad in ["../x", "a/b", ".hidden", "", "naïve"] {
+        let err = Bundle::from_bytes(archive.clone())
+            .unwrap()
+            .cache_dir(empty.path())
+            .app_name(bad)
+            .ready()
+            .err()
+            .unwrap_or_else(|| panic!("`{bad}` accepted"));
+        assert!(
+            matches!(&err, Error::Manifest(m) if m.contains("cannot name a directory")),
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(list(empty.path()), BTreeSet::new());
+}
+
+#[test]
 fn an_incomplete_directory_is_replaced() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = Bundle::from_bytes(build(&sample("half", "x")))
