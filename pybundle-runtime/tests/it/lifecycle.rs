@@ -153,6 +153,29 @@ fn restart_replaces_the_process_and_fails_its_calls_in_flight() {
 }
 
 #[test]
+fn a_worker_keeps_the_code_it_imported_until_it_is_restarted() {
+    let py = testkit::pyenv::host_python();
+    let scripts = tempfile::tempdir().unwrap();
+    let module = scripts.path().join("live.py");
+    std::fs::write(&module, "def version():\n    return 'old'\n").unwrap();
+    let env = Environment::from_parts(
+        &py.prefix,
+        &py.interpreter,
+        scripts.path(),
+        crate::script::lib_dir(),
+    );
+    let w = env.worker(["live"]).forward_stderr(false).start().unwrap();
+    assert_eq!(w.call::<String>("live.version", &()).unwrap(), "old");
+    // Another length, so a bytecode cache of the old file can never pass for the new one.
+    std::fs::write(&module, "def version():\n    return 'new code'\n").unwrap();
+    for _ in 0..3 {
+        assert_eq!(w.call::<String>("live.version", &()).unwrap(), "old");
+    }
+    w.restart().unwrap();
+    assert_eq!(w.call::<String>("live.version", &()).unwrap(), "new code");
+}
+
+#[test]
 fn the_restart_policy_recovers_a_call_hung_in_c_code() {
     let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = events.clone();
