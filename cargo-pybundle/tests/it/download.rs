@@ -1,9 +1,10 @@
 //! Getting pixi over HTTP, through the real CLI (`cargo pybundle pixi --version`) against a
 //! real server on 127.0.0.1 named by `PYBUNDLE_PIXI_MIRROR`; [`network`] adds proxies and
 //! TLS, [`file_mirror`] `file://` mirrors, both with the real pixi release of
-//! `../shared/pixi-releases`.
+//! `../shared/pixi-releases`; [`log_levels`] is how much the CLI says meanwhile.
 
 mod file_mirror;
+mod log_levels;
 mod network;
 
 use crate::server::{Reply, Server};
