@@ -443,3 +443,23 @@ fn the_pixi_command_runs_the_pixi_build_runs() {
         "{asked:?}"
     );
 }
+
+#[test]
+fn the_pixi_command_exits_with_pixis_status() {
+    let Some(tc) = testkit::toolchain("the_pixi_command_exits_with_pixis_status") else {
+        return;
+    };
+    // No dependencies: `pixi run` has nothing to install before it runs the task.
+    let p = Project::new(
+        "[workspace]\nname = \"app\"\nchannels = [\"conda-forge\"]\nplatforms = [\"linux-64\"]\n",
+    );
+    let out = with_toolchain(&tc)
+        .args(["pixi", "run", "exit 42"])
+        .current_dir(&p.dir)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(42), "{err}");
+    // pixi's status is passed on without words of ours.
+    assert!(!err.contains("error:"), "{err}");
+}
