@@ -103,6 +103,26 @@ fn hello_builds_runs_and_reuses_the_archive() {
     assert!(ran.status.success(), "{}", stderr(&ran));
     assert!(said.starts_with("hello, runner\n"), "{said}");
 
+    // `run` exits with the program's status: with stdout on a full disk, the program's
+    // `println!` panics, and a panic exits with 101.
+    let mut full = crate::support::std_command(
+        with_toolchain(&tc)
+            .args(["run", "-q", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target())
+            .args(["--", "runner"])
+            .env("PYBUNDLE_CACHE_DIR", cache.path()),
+    );
+    let failed = full
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(101), "{err}");
+    assert!(err.contains("failed printing to stdout"), "{err}");
+    assert!(!err.contains("error:"), "{err}");
+
     let second = build();
     assert!(second.status.success(), "{}", stderr(&second));
     let err = stderr(&second);

@@ -19,6 +19,23 @@ pub fn cargo_pybundle() -> assert_cmd::Command {
     cmd
 }
 
+/// A `std::process::Command` with the program, arguments, variables and folder of `cmd`, for
+/// what `assert_cmd` does not offer (another stdout).
+pub fn std_command(cmd: &assert_cmd::Command) -> std::process::Command {
+    let mut out = std::process::Command::new(cmd.get_program());
+    out.args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => out.env(key, value),
+            None => out.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        out.current_dir(dir);
+    }
+    out
+}
+
 /// Copies `cargo-pybundle/tests/fixtures/<name>` into a fresh temp dir (tests never write
 /// into the source tree) and returns the dir and the package path inside it.
 pub fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
