@@ -224,6 +224,39 @@ fn relocation_table_and_deterministic_archive() {
     assert_eq!(m.id, hex::encode(Sha256::digest(&tar[body_start..])));
     assert_eq!(m.file_count as usize, names.len() - 1);
 
+    // Our one file in the environment: a stamp in `conda-meta` naming where it was installed,
+    // the one file there that is not packed (everything else in conda-meta is pixi's).
+    let prefix = pkg.join(".pixi/envs/default");
+    let meta = prefix.join("conda-meta");
+    let stamp = std::fs::read_to_string(meta.join(".cargo-pybundle-prefix")).unwrap();
+    assert_eq!(
+        Path::new(&stamp).canonicalize().unwrap(),
+        prefix.canonicalize().unwrap()
+    );
+    let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&meta)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let pixis = [
+        "history",
+        "pixi",
+        "pixi_env_prefix",
+        ".pixi-environment-fingerprint",
+    ];
+    let not_pixis: Vec<&String> = on_disk
+        .iter()
+        .filter(|f| !f.ends_with(".json") && !pixis.contains(&f.as_str()))
+        .collect();
+    assert_eq!(not_pixis, [".cargo-pybundle-prefix"]);
+    let packed: std::collections::BTreeSet<String> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("env/conda-meta/"))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let left_out: Vec<&String> = on_disk.difference(&packed).collect();
+    assert_eq!(left_out, [".cargo-pybundle-prefix"]);
+
     // `inspect --json` of the archive gives the manifest back as written: compared with the
     // entry's own JSON, read with the tar crate (not through `manifest_of`, which inspect uses).
     let shown = cargo_pybundle()
