@@ -448,7 +448,7 @@ mod tests {
     }
 
     /// Set in the child of the test below: the prefix whose lock it takes.
-    const LOCK_CHILD: &str = "CARGO_PYBUNDLE_LOCK_CHILD";
+    const LOCK_CHILD: &str = "RESOLVE_TEST_LOCK_CHILD";
 
     /// Not a test on its own: the child's body, a second build taking the prefix's lock.
     #[test]
