@@ -3,8 +3,9 @@
 //!
 //! An archive is a zstd-compressed tar stream. Its first entry is [`MANIFEST_PATH`]; then come
 //! the conda prefix under [`ENV_DIR`], the application's scripts under [`SCRIPTS_DIR`] and the
-//! Python half of the protocol under [`PYTHON_PKG_DIR`]. The reader is this crate's bundle
-//! module; the writer is [`write`] (feature `write`).
+//! Python half of the protocol under [`PYTHON_PKG_DIR`]. This crate reads it (`Bundle`: the
+//! manifest first, then the entries as they stream); its one writer is `format::write`
+//! (feature `write`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //!
 //! An archive is two zstd frames that decompress into one tar stream:
 //!
-//! 1. [`manifest_frame`]: the [`MANIFEST_PATH`](super::MANIFEST_PATH) entry alone, no end
+//! 1. [`manifest_frame`]: the [`MANIFEST_PATH`] entry alone, no end
 //!    blocks, so a reader gets the manifest by decoding one small frame;
 //! 2. the body, written by [`Body`]: every other entry and the two end blocks. Its
 //!    uncompressed bytes are hashed on their way to the compressor; that sha256 is the bundle
