@@ -233,23 +233,11 @@ fn ensure_cargo_fuzz(cache: &Path) -> Result<PathBuf> {
 /// A real archive to seed from: examples/hello packed against the local test channel.
 fn pack_example(root: &Path, pixi: &Path, channel: &str, archive: &Path) -> Result<()> {
     let manifest = root.join("examples").join("hello").join("Cargo.toml");
-    let status = Command::new(tools::cargo())
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "cargo-pybundle",
-            "--",
-            "pybundle",
-            "pack",
-        ])
+    let status = tools::checkout_cli(root, pixi, channel, "pack")
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--output")
         .arg(archive)
-        .current_dir(root)
-        .env("PYBUNDLE_PIXI", pixi)
-        .env("PYBUNDLE_CHANNEL_MIRRORS", format!("conda-forge={channel}"))
         .status()
         .context("running cargo pybundle pack")?;
     if !status.success() {

@@ -132,21 +132,9 @@ fn prepare_hello(root: &Path, pixi: &Path, channel: &str) -> Result<()> {
         manifest.display()
     );
     tools::run(
-        Command::new(tools::cargo())
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "cargo-pybundle",
-                "--",
-                "pybundle",
-                "build",
-            ])
+        tools::checkout_cli(root, pixi, channel, "build")
             .arg("--manifest-path")
-            .arg(&manifest)
-            .current_dir(root)
-            .env("PYBUNDLE_PIXI", pixi)
-            .env("PYBUNDLE_CHANNEL_MIRRORS", format!("conda-forge={channel}")),
+            .arg(&manifest),
         "cargo pybundle build of examples/hello",
     )
 }

@@ -252,3 +252,22 @@ pub fn copy_example(root: &Path, name: &str, dest: &Path) -> Result<PathBuf> {
     fs_err::copy(root.join("Cargo.lock"), dest.join("Cargo.lock"))?;
     Ok(dest.to_path_buf())
 }
+
+/// `cargo run -p cargo-pybundle -- pybundle <subcommand>`: this checkout's CLI, with the test
+/// pixi and conda-forge mapped to the local test channel (as the demo and the tests use them).
+pub fn checkout_cli(root: &Path, pixi: &Path, channel: &str, subcommand: &str) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "cargo-pybundle",
+        "--",
+        "pybundle",
+        subcommand,
+    ])
+    .current_dir(root)
+    .env("PYBUNDLE_PIXI", pixi)
+    .env("PYBUNDLE_CHANNEL_MIRRORS", format!("conda-forge={channel}"));
+    cmd
+}
