@@ -20,19 +20,19 @@ does nothing and ``reply()`` prints the value as JSON on stdout.
 
 from __future__ import annotations
 
-from . import _call, _protocol
+from . import _protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from contextvars import ContextVar
     from typing import Any, Callable, Optional, TypeVar
 
+    from ._call import Call
     from ._channel import Channel
 
     F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["input", "reply", "send", "cancelled", "current_call", "export", "Call"]
-
-Call = _call.Call
 
 _active: Optional[Channel] = None
 _input: Any = None
@@ -40,6 +40,18 @@ _replied = False
 # Serving worker calls (not running a script). (Not named `_worker`: that is the runner module,
 # which its import sets as an attribute of this package.)
 _in_worker = False
+# The call this thread or task serves (`_call.current`), set by `_install` in a worker. A script
+# has no calls: leaving `_call` (and with it `contextvars`) unimported keeps its start short.
+_current: Optional[ContextVar[Optional[Call]]] = None
+
+
+def __getattr__(name: str) -> Any:
+    """``pybundle.Call``, imported when first asked for (see ``_current``)."""
+    if name == "Call":
+        from ._call import Call
+
+        return Call
+    raise AttributeError("module 'pybundle' has no attribute %r" % name)
 
 
 def input() -> Any:  # noqa: A001 - the protocol's name for it
@@ -80,7 +92,7 @@ def send(value: Any) -> None:
     raises ``RuntimeError`` (use ``current_call().send`` there)."""
     if _active is None:
         return
-    call = _call.current.get()
+    call = _current.get() if _current is not None else None
     if call is not None:
         call.send(value)
     elif _in_worker:
@@ -94,14 +106,14 @@ def send(value: Any) -> None:
 
 def cancelled() -> bool:
     """Whether the Rust side cancelled the worker call being served (False outside a call)."""
-    call = _call.current.get()
+    call = _current.get() if _current is not None else None
     return call is not None and call.cancelled()
 
 
 def current_call() -> Optional[Call]:
     """The worker call being served by this thread or task, or None (in a script, or in a
     thread the function started)."""
-    return _call.current.get()
+    return _current.get() if _current is not None else None
 
 
 def export(func: F) -> F:
@@ -114,7 +126,11 @@ def export(func: F) -> F:
 
 def _install(channel: Channel, value: Any, worker: bool = False) -> None:
     """Connects the API to the runtime (called by the runners before user code runs)."""
-    global _active, _input, _in_worker
+    global _active, _input, _in_worker, _current
     _active = channel
     _input = value
     _in_worker = worker
+    if worker:
+        from . import _call
+
+        _current = _call.current

@@ -403,3 +403,77 @@ fn command_runs_the_script_file_with_the_interpreter_and_the_activation_variable
         })
     );
 }
+
+/// The one `.pyc` the runner wrote for `name` in `dir/__pycache__`.
+fn cached_bytecode(dir: &std::path::Path, name: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir.join("__pycache__"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let file = p.file_name().unwrap().to_string_lossy();
+            file.starts_with(&format!("{name}.")) && file.ends_with(".pyc")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// A script's bytecode is kept beside it as a checked-hash `.pyc` (PEP 552) and used only
+/// while the source hashes the same: it is really loaded (a planted `.pyc` matching the source
+/// runs instead of the source), an edit that keeps the size and the modification time is seen
+/// (a timestamp check would miss it), and a damaged file is replaced.
+#[test]
+fn a_scripts_bytecode_is_reused_only_while_its_source_hashes_the_same() {
+    for py in pythons("a_scripts_bytecode_is_reused_only_while_its_source_hashes_the_same") {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("edit.py");
+        let env = Environment::from_parts(&py.prefix, &py.interpreter, dir.path(), lib_dir());
+        let reply = || env.script("edit").run::<String>().unwrap().reply;
+        std::fs::write(&script, "import pybundle\npybundle.reply('aaaa')\n").unwrap();
+        let written = std::fs::metadata(&script).unwrap().modified().unwrap();
+        assert_eq!(reply(), "aaaa", "{}", py.label);
+        let pyc = cached_bytecode(dir.path(), "edit");
+        let bytes = std::fs::read(&pyc).unwrap();
+        assert_eq!(bytes[4..8], 3u32.to_le_bytes(), "checked-hash flags");
+
+        // Same size, same modification time, other text: the hash sees it.
+        std::fs::write(&script, "import pybundle\npybundle.reply('bbbb')\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&script)
+            .unwrap()
+            .set_modified(written)
+            .unwrap();
+        assert_eq!(reply(), "bbbb", "{}", py.label);
+
+        // Bytecode of other code under the current source's header runs: the cache is used.
+        let plant = format!(
+            "import marshal, _imp, importlib.util as u\n\
+             src = open({script:?}, 'rb').read()\n\
+             code = compile(\"import pybundle\\npybundle.reply('cccc')\\n\", {script:?}, 'exec')\n\
+             key = int.from_bytes(u.MAGIC_NUMBER, 'little')\n\
+             head = u.MAGIC_NUMBER + (3).to_bytes(4, 'little') + _imp.source_hash(key, src)\n\
+             open({pyc:?}, 'wb').write(head + marshal.dumps(code))\n",
+            script = script.to_str().unwrap(),
+            pyc = pyc.to_str().unwrap(),
+        );
+        let status = std::process::Command::new(&py.interpreter)
+            .args(["-I", "-c", &plant])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            reply(),
+            "cccc",
+            "{}: the planted bytecode did not run",
+            py.label
+        );
+
+        // A damaged file behind a valid header: compiled again, and the file rewritten.
+        let mut damaged = std::fs::read(&pyc).unwrap()[..16].to_vec();
+        damaged.extend_from_slice(b"not marshal data");
+        std::fs::write(&pyc, &damaged).unwrap();
+        assert_eq!(reply(), "bbbb", "{}", py.label);
+        assert_ne!(std::fs::read(&pyc).unwrap(), damaged, "{}", py.label);
+    }
+}
