@@ -5,6 +5,7 @@
 //! one.
 
 mod devloop;
+mod instructions;
 mod measure;
 mod peers;
 mod protocol;
@@ -55,7 +56,7 @@ pub struct Row {
     pub what: String,
     /// The results.json key, if the row has one.
     pub key: Option<&'static str>,
-    /// Unit as printed: "s", "ms", "µs", "MB", "calls/s", "GB/s", "MB/s".
+    /// Unit as printed: "s", "ms", "µs", "MB", "calls/s", "GB/s", "MB/s", "M instr".
     pub unit: &'static str,
     /// The stats, in `unit`; `None` when the row could not be measured.
     pub stat: Option<Stat>,
@@ -168,6 +169,7 @@ pub fn run(quick: bool) -> Result<()> {
     topics.push(measure::sizes(&setup, &peers)?);
     topics.push(measure::first_run(&setup, &peers)?);
     topics.push(measure::warm(&setup, &peers)?);
+    topics.push(instructions::warm(&setup)?);
     topics.push(protocol::run(&setup)?);
     topics.push(protocol::start_costs(&setup)?);
     topics.push(measure::builds(&setup)?);
