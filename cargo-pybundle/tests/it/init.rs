@@ -79,7 +79,8 @@ fn init_refuses_to_overwrite_without_force() {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(dir.join("src/main.rs"), "// mine\n").unwrap();
     let out = cargo_pybundle().arg("init").arg(&dir).output().unwrap();
-    assert!(!out.status.success());
+    // README's exit codes: 1 for a refused overwrite.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
         err.contains("refusing to overwrite") && err.contains("main.rs"),
@@ -153,4 +154,42 @@ fn init_name_chooses_the_package_name() {
             "{text}"
         );
     }
+}
+
+/// README's list of what `init` writes, the host's conda platform in pixi.toml and the
+/// `--runtime-path` dependency, without building anything.
+#[test]
+fn init_writes_every_file_of_the_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("word-count");
+    let out = cargo_pybundle()
+        .arg("init")
+        .arg(&dir)
+        .arg("--runtime-path")
+        .arg(runtime_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        crate::support::files_under(&dir),
+        [
+            ".gitignore",
+            "Cargo.toml",
+            "pixi.toml",
+            "python/word_count.py",
+            "src/main.rs"
+        ]
+    );
+    let platform = cargo_pybundle::pixi::host_platform().expect("a known conda platform");
+    let pixi = std::fs::read_to_string(dir.join("pixi.toml")).unwrap();
+    assert!(
+        pixi.contains(&format!("platforms = [\"{platform}\"]")),
+        "{pixi}"
+    );
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let dependency = format!(
+        "pybundle-runtime = {{ path = \"{}\" }}",
+        runtime_path().display()
+    );
+    assert!(cargo_toml.contains(&dependency), "{cargo_toml}");
 }

@@ -2,6 +2,7 @@
 
 mod activation;
 mod annotate;
+mod claims;
 mod cli;
 mod config;
 mod current_pixi;
