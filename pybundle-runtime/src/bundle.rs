@@ -19,11 +19,11 @@ use manifest::{read_manifest, valid_name, ZSTD_MAGIC};
 use reporter::StderrReporter;
 
 /// How long a repair waits for other users of a damaged bundle by default.
-const DEFAULT_REPAIR_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REPAIR_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a start waits for a lock by default (another process's first-run extraction of
 /// a large environment on a slow disk takes minutes at most).
-const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A bundle archive and how to make it ready.
 ///

@@ -99,6 +99,9 @@ mod sys;
 mod verify;
 mod worker;
 
+#[cfg(test)]
+mod readme;
+
 pub use array::{Element, NdArray};
 pub use buffer::{Buffer, BufferRef};
 pub use bundle::{manifest_of, Bundle};

@@ -32,6 +32,9 @@ pub struct ScriptOutput<R> {
     pub output: Option<String>,
 }
 
+/// How much of a script's captured output is kept by default (its end).
+pub(crate) const DEFAULT_CAPTURE_LIMIT: usize = 16 << 20;
+
 type Callback<'a> = Box<dyn FnMut(serde_json::Value) + Send + 'a>;
 
 /// A one-shot run of `scripts/<name>.py`, configured with builder methods and started by
@@ -84,8 +87,8 @@ impl<'a> Script<'a> {
             abort: None,
             log_level: None,
             max_message: protocol::DEFAULT_MAX_MESSAGE,
-            frame_timeout: Duration::from_secs(30),
-            capture_limit: 16 << 20,
+            frame_timeout: crate::worker::DEFAULT_FRAME_TIMEOUT,
+            capture_limit: DEFAULT_CAPTURE_LIMIT,
         }
     }
 

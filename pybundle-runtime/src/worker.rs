@@ -23,7 +23,10 @@ mod slot;
 mod supervisor;
 
 pub use self::args::Kwargs;
+pub(crate) use self::builder::DEFAULT_FRAME_TIMEOUT;
 pub use self::builder::{OnTimeout, WorkerBuilder};
+#[cfg(test)]
+pub(crate) use self::builder::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_STDERR_TAIL};
 pub use self::call::{CallHandle, Request};
 pub use self::pool::WorkerPool;
 

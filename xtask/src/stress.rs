@@ -380,3 +380,31 @@ fn soak(root: &Path, pixi: &Path, channel: &str, calls: Option<u64>) -> Result<R
         ok,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MALLOC_LIMIT_MB;
+
+    /// README's sentence on the fuzz runs, rebuilt from `cargo xtask stress`'s default seconds
+    /// (as the command line parses with no options) and from the allocation limit.
+    #[test]
+    fn the_readme_states_the_default_seconds_and_the_allocation_limit() {
+        use clap::Parser as _;
+        let cli = crate::Cli::try_parse_from(["cargo xtask", "stress"]).unwrap();
+        let crate::Task::Stress { fuzz_secs, .. } = cli.task else {
+            panic!("`stress` parsed as another task");
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = fs_err::read_to_string(path).unwrap();
+        let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+        for sentence in [
+            format!("a hostile archive — {fuzz_secs} s each by default,"),
+            format!("any single allocation over {MALLOC_LIMIT_MB} MB counted as a failure"),
+        ] {
+            assert!(
+                readme.contains(&sentence),
+                "README.md no longer says `{sentence}`"
+            );
+        }
+    }
+}

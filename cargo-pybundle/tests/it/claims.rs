@@ -400,6 +400,11 @@ fn the_numbers_readme_states_are_the_constants_of_the_code() {
             download::DEFAULT_TIMEOUT.as_secs()
         ),
         format!("`pybundle-runtime = \"{RUNTIME_REQUIREMENT}\"`"),
+        // The message's words are checked by download.rs's stalled_body_times_out.
+        format!(
+            "exit 4: `… sent nothing for {:.1} s (timed out)`",
+            download::DEFAULT_TIMEOUT.as_secs_f64()
+        ),
     ];
     let problems: Vec<String> = sentences.iter().filter_map(|s| says(&readme, s)).collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));

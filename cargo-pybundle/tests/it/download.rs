@@ -218,6 +218,10 @@ fn assert_failed_cleanly(run: &Run, url_part: &str) -> String {
     let err = stderr(&run.out);
     assert_eq!(run.out.status.code(), Some(4), "{err}");
     assert!(
+        err.contains("pixi is not available"),
+        "message should name the failed step as README does:\n{err}"
+    );
+    assert!(
         err.contains(url_part),
         "message should name the URL ({url_part}):\n{err}"
     );
@@ -428,8 +432,9 @@ fn stalled_body_times_out() {
     let run = run_with_timeout(&server.url(), Some("2"));
     let took = start.elapsed();
     let err = assert_failed_cleanly(&run, &asset_path());
+    // The words README's troubleshooting table quotes (with the default, 30.0 s).
     assert!(
-        err.contains("timed out") && err.contains(TIMEOUT_VAR),
+        err.contains("sent nothing for 2.0 s (timed out)") && err.contains(TIMEOUT_VAR),
         "{err}"
     );
     // The timeout is what ends it: not before, and not much later (the CLI's own start-up and

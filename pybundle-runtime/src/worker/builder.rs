@@ -15,6 +15,16 @@ use crate::{Environment, Error, Result};
 
 type EventFn = Arc<dyn Fn(&WorkerEvent) + Send + Sync>;
 
+/// How long a message may take from its first byte to its last by default (workers and
+/// scripts).
+pub(crate) const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most memory a worker's calls may hold at once by default.
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 1 << 30;
+
+/// How many bytes of a worker process's stderr are kept for error messages by default.
+pub(crate) const DEFAULT_STDERR_TAIL: usize = 64 * 1024;
+
 /// What every process of a worker is started with.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -121,7 +131,7 @@ impl Environment {
                 max_message: DEFAULT_MAX_MESSAGE,
                 start_timeout: Duration::from_secs(120),
                 shutdown_timeout: Duration::from_secs(5),
-                stderr_tail: 64 * 1024,
+                stderr_tail: DEFAULT_STDERR_TAIL,
                 forward_stderr: true,
                 on_event: None,
                 envs: Vec::new(),
@@ -129,8 +139,8 @@ impl Environment {
                 init: None,
                 on_timeout: OnTimeout::Cancel,
                 log_level: None,
-                frame_timeout: Duration::from_secs(30),
-                max_in_flight: 1 << 30,
+                frame_timeout: DEFAULT_FRAME_TIMEOUT,
+                max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             },
         }
     }
