@@ -254,6 +254,7 @@ impl<'a> Script<'a> {
             None => (None, Vec::new()),
         };
         let path = self.env.script_path(&self.name)?;
+        self.env.check_location()?;
         if !path.is_file() {
             return Err(Error::ScriptNotFound { path });
         }

@@ -287,9 +287,11 @@ impl Link {
     }
 }
 
-/// Spawns a worker process for `cfg`: its argv, environment changes and directory.
+/// Spawns a worker process for `cfg`: its argv, environment changes and directory, once the
+/// bundle is checked to be still where it was made ready.
 fn spawn_process(cfg: &Config) -> Result<ChildGuard> {
     let env = &cfg.env;
+    env.check_location()?;
     let args = protocol::argv(&table::WORKER_ARGV, |name| match name {
         "lib" => vec![env.lib_dir().into()],
         "max_frame" => vec![cfg.max_frame.to_string().into()],

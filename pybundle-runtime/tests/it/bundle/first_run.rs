@@ -437,3 +437,52 @@ fn a_single_frame_archive_is_refused_with_the_reason() {
     let err = Bundle::from_bytes(one).unwrap_err();
     assert!(err.to_string().contains("second frame"), "{err}");
 }
+
+/// After a `ready()` that succeeded: `check_location()` holds while nothing changes, and gives
+/// `Error::Moved` once another directory has the bundle directory's name, once it is gone, or
+/// once a directory on the way is writable by others; `command()`, scripts and workers check it
+/// too and start nothing.
+#[test]
+fn a_bundle_directory_changed_after_ready_is_moved_and_nothing_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("cache");
+    let env = Bundle::from_bytes(build(&sample("moved", "x")))
+        .unwrap()
+        .cache_dir(&root)
+        .ready()
+        .unwrap();
+    env.check_location().unwrap();
+    env.command("hello").unwrap();
+    let moved = |result: Result<(), Error>, why: &str| match result {
+        Err(Error::Moved { path, reason }) if path == env.root() && reason.contains(why) => {}
+        other => panic!("expected Error::Moved ({why}), got {other:?}"),
+    };
+
+    // The same name, another directory (an empty one: nothing of it may be run).
+    let aside = root.join("aside");
+    std::fs::rename(env.root(), &aside).unwrap();
+    std::fs::create_dir(env.root()).unwrap();
+    let swapped = "another directory is there now";
+    moved(env.check_location(), swapped);
+    moved(env.command("hello").map(drop), swapped);
+    moved(env.script("hello").run::<()>().map(drop), swapped);
+    match env.worker(["hello"]).start() {
+        Err(Error::WorkerStart { detail, .. }) if detail.contains(swapped) => {}
+        other => panic!("expected the worker not to start: {:?}", other.err()),
+    }
+
+    std::fs::remove_dir(env.root()).unwrap();
+    moved(env.check_location(), "it cannot be found");
+
+    // Back in place: the same directory again, so nothing is wrong any more.
+    std::fs::rename(&aside, env.root()).unwrap();
+    env.check_location().unwrap();
+
+    // The trust checks are repeated too: a directory on the way that others may write to (and
+    // not sticky) could have the root renamed away.
+    let mode = |m| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(tmp.path(), mode(0o777)).unwrap();
+    moved(env.check_location(), "writable");
+    std::fs::set_permissions(tmp.path(), mode(0o700)).unwrap();
+}
