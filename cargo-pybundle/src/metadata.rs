@@ -433,6 +433,18 @@ mod tests {
     }
 
     #[test]
+    fn a_users_exclude_replaces_the_default() {
+        let c = parse(
+            &json!({"scripts": "py", "exclude": ["data/**"]}),
+            Path::new("/app"),
+        )
+        .unwrap();
+        assert_eq!(c.exclude, ["data/**"]);
+        let none = parse(&json!({"scripts": "py", "exclude": []}), Path::new("/app")).unwrap();
+        assert!(none.exclude.is_empty(), "{:?}", none.exclude);
+    }
+
+    #[test]
     fn unknown_key_lists_valid_keys() {
         let e = err(json!({"scripts-dir": "py"}));
         assert!(e.contains("unknown key `scripts-dir`"), "{e}");

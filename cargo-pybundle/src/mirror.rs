@@ -29,9 +29,17 @@ pub const CHANNEL_ALIAS: &str = "https://conda.anaconda.org";
 
 /// Merges configured mirrors with `PYBUNDLE_CHANNEL_MIRRORS` (the variable wins per channel).
 pub fn effective(configured: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    with_variable(configured, std::env::var(ENV_VAR).ok().as_deref())
+}
+
+/// `configured` with the mirrors of the variable's value `var` (if set) over it, per channel.
+fn with_variable(
+    configured: &BTreeMap<String, String>,
+    var: Option<&str>,
+) -> Result<BTreeMap<String, String>> {
     let mut mirrors = configured.clone();
-    if let Ok(value) = std::env::var(ENV_VAR) {
-        mirrors.extend(parse_env(&value)?);
+    if let Some(value) = var {
+        mirrors.extend(parse_env(value)?);
     }
     Ok(mirrors)
 }
@@ -229,6 +237,19 @@ mod tests {
         assert!(parse_env("").unwrap().is_empty());
         let m = parse_env("conda-forge=file:///srv/cf, bioconda=https://m/bio").unwrap();
         assert_eq!(m["bioconda"], "https://m/bio");
+    }
+
+    #[test]
+    fn the_variable_wins_over_the_key_per_channel() {
+        let key = BTreeMap::from([
+            ("conda-forge".to_owned(), "https://key/cf".to_owned()),
+            ("bioconda".to_owned(), "https://key/bio".to_owned()),
+        ]);
+        assert_eq!(with_variable(&key, None).unwrap(), key);
+        let m = with_variable(&key, Some("conda-forge=file:///var/cf")).unwrap();
+        assert_eq!(m["conda-forge"], "file:///var/cf");
+        assert_eq!(m["bioconda"], "https://key/bio");
+        assert!(with_variable(&key, Some("conda-forge")).is_err());
     }
 
     #[test]

@@ -211,6 +211,14 @@ mod tests {
         walk(root, "env", &set, &mut out).unwrap();
         let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["env/a", "env/a/m.py"]);
+
+        // A user's list instead of the default: bytecode stays, and the patterns are relative
+        // to the folder walked (`a/**`, not `env/a/**`).
+        let users = globs(&["a/**".to_owned()]).unwrap();
+        let mut out = Vec::new();
+        walk(root, "env", &users, &mut out).unwrap();
+        let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["env/b.pyc"]);
     }
 
     #[test]

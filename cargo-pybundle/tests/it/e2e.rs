@@ -269,6 +269,24 @@ fn relocation_table_and_deterministic_archive() {
         serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap(),
         serde_json::from_slice::<serde_json::Value>(&entry(&archive, MANIFEST_PATH)).unwrap()
     );
+    // The manifest names the CLI that wrote it, and plain `inspect` shows it.
+    let shown = cargo_pybundle()
+        .arg("inspect")
+        .arg(&archive_path)
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let creator = format!(
+        "\ncreator     cargo-pybundle {} (format {})\n",
+        env!("CARGO_PKG_VERSION"),
+        pybundle_runtime::format::FORMAT_VERSION
+    );
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&creator),
+        "no `{}` line in:\n{}",
+        creator.trim(),
+        String::from_utf8_lossy(&shown.stdout)
+    );
 
     // Packing the same inputs again gives the same bytes.
     std::fs::remove_file(target.join("pybundle/relocs/debug/bundle.tar.zst.key")).unwrap();
@@ -455,6 +473,56 @@ fn named_environment_and_frozen_lock() {
             "lock = \"frozen\" needs {}",
             pkg.join("pixi.lock").display()
         )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The `channel-mirrors` key of the package's table reaches pixi on its own (no variable set:
+/// the fixture's test packages exist only in the test channel), and `PYBUNDLE_CHANNEL_MIRRORS`
+/// wins over it for the same channel.
+#[test]
+fn the_channel_mirrors_key_reaches_pixi_and_the_variable_wins_over_it() {
+    let Some(tc) =
+        testkit::toolchain("the_channel_mirrors_key_reaches_pixi_and_the_variable_wins_over_it")
+    else {
+        return;
+    };
+    let (tmp, pkg) = fixture("relocs");
+    let manifest = pkg.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!(
+            "{text}channel-mirrors = {{ conda-forge = \"{}\" }}\n",
+            tc.channel
+        ),
+    )
+    .unwrap();
+    // `cargo_pybundle()` clears the variable; only pixi is given.
+    let pack = || {
+        let mut cmd = cargo_pybundle();
+        cmd.env("PYBUNDLE_PIXI", &tc.pixi)
+            .args(["pack", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(tmp.path().join("target"));
+        cmd
+    };
+    let out = pack().output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let missing = tmp.path().join("no-such-mirror");
+    let out = pack()
+        .env(
+            "PYBUNDLE_CHANNEL_MIRRORS",
+            format!("conda-forge=file://{}", missing.display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{} is not a folder", missing.display())),
         "{}",
         stderr(&out)
     );
