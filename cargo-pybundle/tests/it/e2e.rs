@@ -81,6 +81,27 @@ fn hello_builds_runs_and_reuses_the_archive() {
         text.contains("env/lib") && text.contains("largest packages"),
         "{text}"
     );
+    // The size a first run unpacks, as inspect shows it and as README states it for hello.
+    let program = std::fs::read(&binary).unwrap();
+    let archive = pybundle_runtime::find_in_executable(&program).unwrap();
+    let unpacked = pybundle_runtime::manifest_of(archive)
+        .unwrap()
+        .unpacked_size as f64
+        / 1e6;
+    assert!(
+        text.contains(&format!(" {unpacked:.1} MB unpacked,")),
+        "{text}"
+    );
+    let readme = std::fs::read_to_string(testkit::workspace_root().join("README.md")).unwrap();
+    let said = format!("({unpacked:.0} MB for `examples/hello` built against the test channel");
+    assert!(
+        readme
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&said),
+        "README.md should say `{said}` (the test channel is built from this machine's CPython)"
+    );
     let not_bundle = cargo_pybundle()
         .arg("inspect")
         .arg(&manifest)
@@ -128,6 +149,8 @@ fn hello_builds_runs_and_reuses_the_archive() {
     let err = stderr(&second);
     assert!(err.contains("bundle unchanged, reusing"), "{err}");
     assert!(!err.contains("Packing"), "{err}");
+
+    crate::support::a_failure_prints_the_report(&binary, cache.path(), "hello");
 }
 
 #[test]
@@ -525,5 +548,30 @@ fn the_channel_mirrors_key_reaches_pixi_and_the_variable_wins_over_it() {
         stderr(&out).contains(&format!("{} is not a folder", missing.display())),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A `cargo build` that fails after the bundle is ready (here on a feature the package does not
+/// have) exits with 7, saying so.
+#[test]
+fn a_failing_cargo_build_exits_7() {
+    let Some(tc) = testkit::toolchain("a_failing_cargo_build_exits_7") else {
+        return;
+    };
+    let (copy, manifest) = crate::support::example("hello");
+    let out = with_toolchain(&tc)
+        .args(["build", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(copy.path().join("target"))
+        .args(["--features", "no-such-feature"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("error: cargo build failed"), "{err}");
+    assert!(
+        err.contains("no-such-feature"),
+        "cargo's own message: {err}"
     );
 }

@@ -70,6 +70,8 @@ fn init_project_builds_and_runs() {
     );
     let tested = plain("test", &[]);
     assert!(tested.contains("1 passed"), "{tested}");
+
+    crate::support::a_failure_prints_the_report(&binary, cache.path(), "word-count");
 }
 
 #[test]

@@ -230,3 +230,31 @@ pub fn build_binary(tc: &testkit::Toolchain, manifest: &Path) -> PathBuf {
     let stdout = String::from_utf8(built.stdout).unwrap();
     PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"))
 }
+
+/// A bundled program whose interpreter is gone from its extracted bundle in `cache` (a warm
+/// `ready()` reads only the marker) fails to start its script, and prints `report()` — the
+/// error and its cause — after `<program>: `, as `init`'s template and the examples do.
+pub fn a_failure_prints_the_report(binary: &Path, cache: &Path, program: &str) {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    let [dir] = &dirs[..] else {
+        panic!("one bundle directory expected: {dirs:?}")
+    };
+    std::fs::remove_file(dir.join("env/bin/python3.11")).unwrap();
+    let broken = std::process::Command::new(binary)
+        .env("PYBUNDLE_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    let err = stderr(&broken);
+    assert_eq!(broken.status.code(), Some(1), "{err}");
+    let start = format!("{program}: cannot start the Python interpreter");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&start)
+                && l.ends_with(": No such file or directory (os error 2)")),
+        "{err}"
+    );
+}
