@@ -491,3 +491,67 @@ fn another_pixi_version_with_a_matching_checksum_is_refused() {
         "should name both versions:\n{err}"
     );
 }
+
+/// A pixi older than the oldest supported, given with `PYBUNDLE_PIXI` or chosen with
+/// `pixi-version`, is refused (exit 4) with a message naming both versions; nothing is fetched.
+#[test]
+fn an_older_pixi_is_refused_naming_both_versions() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let min = cargo_pybundle::pixi::MIN_PIXI_VERSION;
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("pixi");
+    std::fs::write(&old, stand_in("0.69.0")).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nowhere = "http://127.0.0.1:9";
+    let given = run_with(nowhere, None, |cmd| {
+        cmd.env("PYBUNDLE_PIXI", &old);
+    });
+    let chosen = run_with(nowhere, Some("0.69.0"), |_| {});
+    for run in [given, chosen] {
+        let err = stderr(&run.out);
+        assert_eq!(run.out.status.code(), Some(4), "{err}");
+        assert!(
+            err.contains("is pixi 0.69.0; cargo pybundle needs pixi ")
+                && err.contains(&format!("needs pixi {min} or newer")),
+            "{err}"
+        );
+        assert_eq!(files_under(&run.pixi_dir()), Vec::<String>::new());
+    }
+}
+
+/// A `pixi-sha256` that differs from the `.sha256` the mirror publishes: refused before the
+/// download is trusted, naming both sums; nothing is cached.
+#[test]
+fn a_pinned_checksum_that_disagrees_with_the_published_one_is_refused() {
+    let (bytes, sha) = asset();
+    let server = Server::start(routes(Reply::Body(bytes.clone()), Some(sha)));
+    let pinned = "0".repeat(64);
+    let cache = tempfile::tempdir().unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    crate::support::package(
+        pkg.path(),
+        "pinned",
+        Some(&format!(
+            "pixi-version = \"{VERSION}\"\npixi-sha256 = \"{pinned}\""
+        )),
+    );
+    let out = downloader()
+        .args(["pixi", "--version"])
+        .current_dir(pkg.path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .env("PYBUNDLE_PIXI_MIRROR", server.url())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the pixi-sha256 in your configuration ({pinned}) differs from the one published"
+        )) && err.contains(&format!("({sha})")),
+        "{err}"
+    );
+    assert_eq!(
+        files_under(&cache.path().join("cargo-pybundle/pixi")),
+        Vec::<String>::new()
+    );
+}

@@ -223,6 +223,18 @@ fn no_proxy_goes_direct_and_a_dead_proxy_is_named() {
         "{err}"
     );
     assert_eq!(server.requests().len(), served, "nothing may go direct");
+
+    // An https URL through a dead HTTPS_PROXY: README's troubleshooting words.
+    let url = format!("https://{PROXIED_HOST}:9");
+    let run = run_with(&url, None, |cmd| {
+        cmd.env("HTTPS_PROXY", &dead);
+    });
+    let err = assert_failed_cleanly(&run, &url);
+    assert!(
+        err.contains(&format!("cannot fetch {url}/"))
+            && err.contains(&format!("through the proxy {dead}/ (from HTTPS_PROXY)")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -234,4 +246,15 @@ fn unusable_proxy_setting_is_named() {
     assert_eq!(run.out.status.code(), Some(4), "{err}");
     assert!(err.contains("HTTPS_PROXY=`http://[oops`"), "{err}");
     assert_eq!(files_under(&run.pixi_dir()), Vec::<String>::new());
+
+    // SOCKS is refused with a message saying so, not ignored.
+    let run = run_with("https://127.0.0.1:9", None, |cmd| {
+        cmd.env("ALL_PROXY", "socks5h://127.0.0.1:1080");
+    });
+    let err = stderr(&run.out);
+    assert_eq!(run.out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("ALL_PROXY=`socks5h://127.0.0.1:1080` is a SOCKS proxy, which the pixi download does not support"),
+        "{err}"
+    );
 }
