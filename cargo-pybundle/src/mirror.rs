@@ -318,6 +318,23 @@ mod tests {
             err.contains("/no/such/dir") && err.contains(ENV_VAR),
             "{err}"
         );
+        // `http://`, `s3://` and `oci://` mirrors go to pixi as they are.
+        let others = BTreeMap::from([
+            ("a".to_owned(), "http://m/a".to_owned()),
+            ("b".to_owned(), "s3://bucket/b".to_owned()),
+            ("c".to_owned(), "oci://ghcr.io/c".to_owned()),
+        ]);
+        let layer = super::layer(&others, &work).unwrap();
+        let doc: DocumentMut = std::fs::read_to_string(layer.file().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        for (channel, url) in &others {
+            assert_eq!(
+                doc["mirrors"][&channel_url(channel)][0].as_str(),
+                Some(url.as_str())
+            );
+        }
         let bad = BTreeMap::from([("c".to_owned(), "ftp://x".to_owned())]);
         assert!(super::layer(&bad, &work).is_err());
         assert!(super::layer(&BTreeMap::new(), &work)

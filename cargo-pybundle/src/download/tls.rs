@@ -271,6 +271,18 @@ mod tests {
             .sources
             .contains(&format!("SSL_CERT_FILE={}", ca.display())));
         assert!(trust.sources.starts_with("the system trust store"));
+
+        // The same CA from a folder named by SSL_CERT_DIR.
+        let from_dir = Extra {
+            file: None,
+            dirs: vec![dir.path().to_path_buf()],
+        };
+        assert_eq!(from_dir.load().unwrap(), vec![der]);
+        let trust = build(&from_dir);
+        assert!(trust.problem.is_none(), "{:?}", trust.problem);
+        assert!(trust
+            .sources
+            .contains(&format!("SSL_CERT_DIR={}", dir.path().display())));
     }
 
     #[test]

@@ -561,6 +561,15 @@ mod tests {
     fn editable_installs_are_copied_in_and_pointed_at() {
         let tmp = tempfile::tempdir().unwrap();
         let (prefix, mut entries) = prefix_with_local_installs(tmp.path());
+        // A build folder inside the package, marked as a cache (as cargo marks `target/`).
+        let build = tmp.path().join("project/src/app/build");
+        std::fs::create_dir_all(&build).unwrap();
+        std::fs::write(
+            build.join("CACHEDIR.TAG"),
+            "Signature: 8a477f597d28d172789f06886806bc55\n",
+        )
+        .unwrap();
+        std::fs::write(build.join("generated.py"), "").unwrap();
         let found = make_real(&prefix, "env", &mut entries).unwrap();
         let summary: Vec<(&str, bool)> = found
             .iter()
@@ -583,6 +592,7 @@ mod tests {
             ".hidden",
             "direct_url.json",
             "_finder.py",
+            "app/build",
         ] {
             assert!(
                 !paths.iter().any(|p| p.contains(gone)),

@@ -438,4 +438,18 @@ mod tests {
         assert!(open_root(&tmp.path().join("real/other"), false).is_err());
         assert!(!real.join("other").exists());
     }
+
+    #[test]
+    fn a_root_others_may_write_to_is_made_private_unless_it_is_sticky() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        for (name, given, kept) in [("open", 0o777, 0o755), ("sticky", 0o1777, 0o1777)] {
+            let root = tmp.path().join(name);
+            std::fs::create_dir(&root).unwrap();
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(given)).unwrap();
+            open_root(&root, false).unwrap();
+            assert_eq!(mode_of(&root), kept, "{name}: {:o}", mode_of(&root));
+        }
+    }
 }
