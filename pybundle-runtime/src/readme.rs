@@ -1,5 +1,5 @@
-//! README.md states some of this crate's defaults in words; the test here rebuilds each of
-//! those sentences from the constant the code uses, so changing either side fails it
+//! README.md states some of this crate's defaults and limits in words; the test here rebuilds
+//! each of those sentences from the constant the code uses, so changing either side fails it
 //! (docs/CLAIMS.md names this test as their backing).
 
 use std::time::Duration;
@@ -30,8 +30,9 @@ fn time(wait: Duration) -> String {
 }
 
 #[test]
-fn the_defaults_readme_states_are_the_ones_the_code_uses() {
+fn the_numbers_readme_states_are_the_ones_the_code_uses() {
     use crate::bundle::{DEFAULT_LOCK_TIMEOUT, DEFAULT_REPAIR_WAIT};
+    use crate::extract::limits;
     use crate::script::DEFAULT_CAPTURE_LIMIT;
     use crate::worker::{DEFAULT_FRAME_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_STDERR_TAIL};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
@@ -61,6 +62,19 @@ fn the_defaults_readme_states_are_the_ones_the_code_uses() {
         format!(
             "Stderr is drained into a bounded tail ({}),",
             size(DEFAULT_STDERR_TAIL)
+        ),
+        format!(
+            "a zstd window of at most {} (what the highest compression level uses);",
+            size(1 << limits::MAX_WINDOW_LOG)
+        ),
+        format!(
+            "a text file relocated of at most {}, growing to at most twice its size plus {}",
+            size(limits::MAX_TEXT_RELOCATION as usize),
+            size(limits::TEXT_GROWTH_SLACK as usize)
+        ),
+        format!(
+            "binary files relocated in {} windows",
+            size(crate::relocate::window::WINDOW)
         ),
     ];
     let missing: Vec<&String> = sentences.iter().filter(|s| !readme.contains(*s)).collect();

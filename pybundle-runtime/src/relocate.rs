@@ -460,6 +460,23 @@ mod tests {
     }
 
     #[test]
+    fn text_relocation_is_refused_past_its_size_or_its_growth_limit() {
+        use crate::extract::limits::TEXT_GROWTH_SLACK;
+        check_text_size("e", MAX_TEXT_RELOCATION).unwrap();
+        let err = check_text_size("e", MAX_TEXT_RELOCATION + 1).unwrap_err();
+        assert!(matches!(err, Error::ArchiveLimit { .. }), "{err}");
+        // 1024 two-byte placeholders: the file may grow to 2 × 2048 bytes + 1 MiB.
+        let data = b"/p".repeat(1024);
+        let limit = 2 * data.len() as u64 + TEXT_GROWTH_SLACK;
+        let at_limit = vec![b'n'; 2 + ((limit - data.len() as u64) / 1024) as usize];
+        let out = relocate_text(&data, b"/p", &at_limit).unwrap().unwrap();
+        assert_eq!(out.len() as u64, limit);
+        let past = vec![b'n'; at_limit.len() + 1];
+        let err = relocate_text(&data, b"/p", &past).unwrap_err();
+        assert!(err.contains("twice its size plus 1 MiB"), "{err}");
+    }
+
+    #[test]
     fn text_replaces_all() {
         let data = [b"a=".as_slice(), PH, b"\nb=", PH, b"/lib ", PH].concat();
         let out = relocate_text(
