@@ -163,6 +163,20 @@ fn relocation_table_and_deterministic_archive() {
     std::fs::create_dir_all(pkg.join("python/__pycache__")).unwrap();
     std::fs::write(pkg.join("python/__pycache__/hello.cpython-311.pyc"), "x").unwrap();
     let target = tmp.path().join("target");
+    // The package's own files and their sha256 (all but what pixi makes, `.pixi/` and, when it
+    // solves, `pixi.lock`, and the `Cargo.lock` cargo writes when there is none), to compare
+    // after packing: none of them is edited.
+    let own_files = || -> Vec<(String, String)> {
+        files_under(&pkg)
+            .into_iter()
+            .filter(|f| !f.starts_with(".pixi/") && f != "pixi.lock" && f != "Cargo.lock")
+            .map(|f| {
+                let sha = hex::encode(Sha256::digest(std::fs::read(pkg.join(&f)).unwrap()));
+                (f, sha)
+            })
+            .collect()
+    };
+    let before = own_files();
     let pack = |extra: &[&str]| {
         let out = with_toolchain(&tc)
             .args(["pack", "--manifest-path"])
@@ -180,6 +194,7 @@ fn relocation_table_and_deterministic_archive() {
         archive_path,
         target.join("pybundle/relocs/debug/bundle.tar.zst")
     );
+    assert_eq!(own_files(), before, "the package's files were edited");
     let archive = std::fs::read(&archive_path).unwrap();
     let m = pybundle_runtime::manifest_of(&archive).unwrap();
 
@@ -573,5 +588,39 @@ fn a_failing_cargo_build_exits_7() {
     assert!(
         err.contains("no-such-feature"),
         "cargo's own message: {err}"
+    );
+}
+
+/// conda-forge out of reach (here: mapped to a port nothing listens on) makes the install fail
+/// with exit 5 and pixi's own message above ours.
+#[test]
+fn an_unreachable_channel_exits_5() {
+    let Some(tc) = testkit::toolchain("an_unreachable_channel_exits_5") else {
+        return;
+    };
+    let (tmp, pkg) = fixture("relocs");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = cargo_pybundle()
+        .env("PYBUNDLE_PIXI", &tc.pixi)
+        .env(
+            "PYBUNDLE_CHANNEL_MIRRORS",
+            format!("conda-forge=http://127.0.0.1:{port}"),
+        )
+        .args(["pack", "--manifest-path"])
+        .arg(pkg.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(tmp.path().join("target"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("error: the pixi environment could not be installed")
+            && err.contains("`pixi install` failed"),
+        "{err}"
     );
 }
