@@ -131,6 +131,29 @@ pub fn find(exe: &Path, package: Option<&str>) -> Option<(PathBuf, Record)> {
     None
 }
 
+/// Whether the interpreter and the scripts folder the record at `record_path` names still
+/// exist; [`Error::NotBundled`] naming the first that does not, and the command to run.
+fn still_there(record_path: &Path, record: &Record) -> Result<()> {
+    let project = record.manifest_path.parent().unwrap_or(Path::new("."));
+    for (what, path) in [
+        ("interpreter", &record.interpreter),
+        ("scripts folder", &record.scripts),
+    ] {
+        if !path.exists() {
+            return Err(Error::NotBundled {
+                hint: format!(
+                    "the development environment recorded in {} names the {what} {}, which \
+                     does not exist any more; run `cargo pybundle build` again in {}",
+                    record_path.display(),
+                    path.display(),
+                    project.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The environment in place that development mode runs against.
 #[derive(Debug)]
 pub(crate) struct InPlace {
@@ -144,7 +167,8 @@ impl InPlace {
     pub(crate) fn lookup() -> Result<InPlace> {
         let exe = std::env::current_exe().map_err(|e| Error::NotBundled {
             hint: format!(
-                "cannot find this program's own path to look for a development environment                  ({e}); build it with `cargo pybundle build`"
+                "cannot find this program's own path to look for a development environment \
+                 ({e}); build it with `cargo pybundle build`"
             ),
         })?;
         let package = std::env::var("CARGO_PKG_NAME").ok();
@@ -160,27 +184,7 @@ impl InPlace {
                 ),
             });
         };
-        let project = record
-            .manifest_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        for (what, path) in [
-            ("interpreter", &record.interpreter),
-            ("scripts folder", &record.scripts),
-        ] {
-            if !path.exists() {
-                return Err(Error::NotBundled {
-                    hint: format!(
-                        "the development environment recorded in {} names the {what} {}, which \
-                         does not exist any more; run `cargo pybundle build` again in {}",
-                        record_path.display(),
-                        path.display(),
-                        project.display()
-                    ),
-                });
-            }
-        }
+        still_there(&record_path, &record)?;
         Ok(InPlace {
             record_path,
             record,
@@ -396,6 +400,36 @@ mod tests {
         old.version = RECORD_VERSION + 1;
         write(&target, &old);
         assert_eq!(find(&target.join("debug/app"), None), None);
+    }
+
+    #[test]
+    fn a_record_naming_what_is_gone_says_so_and_what_to_run() {
+        let err = still_there(
+            Path::new("/t/pybundle/app/dev.json"),
+            &record("app", &["app"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "the development environment recorded in /t/pybundle/app/dev.json names the \
+                 interpreter /src/app/.pixi/envs/default/bin/python3.11, which does not exist any \
+                 more; run `cargo pybundle build` again in /src/app"
+            ),
+            "{err}"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let mut there = record("app", &["app"]);
+        there.interpreter = tmp.path().to_path_buf();
+        let err = still_there(Path::new("dev.json"), &there)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("names the scripts folder /src/app/python,"),
+            "{err}"
+        );
+        there.scripts = tmp.path().to_path_buf();
+        still_there(Path::new("dev.json"), &there).unwrap();
     }
 
     #[test]
