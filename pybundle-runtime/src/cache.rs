@@ -226,6 +226,17 @@ mod tests {
     }
 
     #[test]
+    fn a_first_runs_temporary_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = open_root(&tmp.path().join("cache"), true).unwrap();
+        let name = make_temp(&root, "app-0123456789abcdef").unwrap();
+        assert!(name.starts_with(".tmp-app-0123456789abcdef-"), "{name}");
+        let meta = std::fs::metadata(tmp.path().join("cache").join(&name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+    }
+
+    #[test]
     fn version_names() {
         assert!(is_version_of("app-0123456789abcdef", "app"));
         assert!(!is_version_of("app-bar-0123456789abcdef", "app"));

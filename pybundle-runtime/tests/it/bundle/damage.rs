@@ -426,6 +426,15 @@ fn a_read_only_cache_says_where_and_what_to_do() {
         "{err:?}"
     );
     let msg = err.to_string();
+    // What was being written, and where, open the message.
+    let Error::CacheWrite { action, path, .. } = &err else {
+        unreachable!()
+    };
+    assert!(path.starts_with(&cache), "{err:?}");
+    assert!(
+        msg.starts_with(&format!("{action} `{}`", path.display())),
+        "{msg}"
+    );
     for part in [
         &cache.display().to_string(),
         "read-only",
