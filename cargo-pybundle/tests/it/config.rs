@@ -149,3 +149,56 @@ fn package_selection_in_a_workspace() {
         stderr(&out)
     );
 }
+
+/// `cargo pybundle pixi -p <member>`: the member's settings apply — pixi runs in its pixi
+/// manifest's folder with its `channel-mirrors` in the configuration layer — and everything
+/// after pixi's first argument (a `-p` too) is pixi's.
+#[test]
+fn pixi_runs_for_the_package_p_selects_with_its_mirrors() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    two_member_workspace(root);
+    let b = root.join("b/Cargo.toml");
+    let toml = std::fs::read_to_string(&b).unwrap();
+    std::fs::write(
+        &b,
+        format!("{toml}channel-mirrors = {{ conda-forge = \"https://mirror.example/cf\" }}\n"),
+    )
+    .unwrap();
+    // A stand-in pixi: its version, else where it runs, its arguments and its configuration.
+    let pixi = root.join("fake-pixi");
+    std::fs::write(
+        &pixi,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pixi 0.77.0'; exit 0; }\n\
+         echo \"cwd=$(pwd)\"; echo \"args=$*\"; echo \"config=$PIXI_CONFIG_FILE\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pixi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = cargo_pybundle()
+        .args(["pixi", "-p", "b", "--target-dir"])
+        .arg(root.join("target"))
+        .arg("--pixi")
+        .arg(&pixi)
+        .args(["info", "-p", "x"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    let line = |key: &str| {
+        said.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {said}"))
+            .to_owned()
+    };
+    assert_eq!(line("cwd="), root.join("b").display().to_string());
+    assert_eq!(line("args="), "info -p x");
+    let config = std::fs::read_to_string(line("config=")).unwrap();
+    assert!(
+        config.contains(
+            "\"https://conda.anaconda.org/conda-forge\" = [\"https://mirror.example/cf\"]"
+        ),
+        "{config}"
+    );
+}
