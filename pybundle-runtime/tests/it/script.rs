@@ -476,6 +476,7 @@ fn a_scripts_bytecode_is_reused_only_while_its_source_hashes_the_same() {
         assert_eq!(reply(), "bbbb", "{}", py.label);
         assert_ne!(std::fs::read(&pyc).unwrap(), damaged, "{}", py.label);
     }
+}
 
 /// README: `PYBUNDLE_EXTRA_PYTHONS` names "more interpreters (colon-separated paths) the
 /// protocol tests also run on". A protocol test, run again in a child process (this test
