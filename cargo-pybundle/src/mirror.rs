@@ -77,6 +77,15 @@ impl ConfigLayer {
         if let Some(file) = &self.file {
             Self::apply_file(cmd, file);
         }
+        if self.serves() {
+            // pixi would send the requests for a served `file://` mirror to a proxy from
+            // HTTPS_PROXY/HTTP_PROXY/ALL_PROXY, which cannot reach this machine's loopback.
+            let set = std::env::var("NO_PROXY")
+                .or_else(|_| std::env::var("no_proxy"))
+                .ok();
+            let value = no_proxy_with_loopback(set.as_deref());
+            cmd.env("NO_PROXY", &value).env("no_proxy", &value);
+        }
     }
 
     /// Points `cmd` at a layer written earlier.
@@ -90,6 +99,15 @@ impl ConfigLayer {
     /// Whether a `file://` mirror is being served.
     pub fn serves(&self) -> bool {
         !self.servers.is_empty()
+    }
+}
+
+/// A `NO_PROXY` value that also exempts 127.0.0.1, where `file://` mirrors are served.
+fn no_proxy_with_loopback(set: Option<&str>) -> String {
+    match set.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) if v.split(',').any(|h| matches!(h.trim(), "*" | "127.0.0.1")) => v.to_owned(),
+        Some(v) => format!("{v},127.0.0.1"),
+        None => "127.0.0.1".to_owned(),
     }
 }
 
@@ -229,6 +247,18 @@ fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn served_mirrors_bypass_proxies() {
+        assert_eq!(no_proxy_with_loopback(None), "127.0.0.1");
+        assert_eq!(no_proxy_with_loopback(Some(" ")), "127.0.0.1");
+        assert_eq!(
+            no_proxy_with_loopback(Some("corp.example,.internal")),
+            "corp.example,.internal,127.0.0.1"
+        );
+        assert_eq!(no_proxy_with_loopback(Some("a, 127.0.0.1")), "a, 127.0.0.1");
+        assert_eq!(no_proxy_with_loopback(Some("*")), "*");
+    }
 
     #[test]
     fn env_syntax_errors_are_named() {

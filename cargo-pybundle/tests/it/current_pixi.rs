@@ -463,3 +463,65 @@ fn the_pixi_command_exits_with_pixis_status() {
     // pixi's status is passed on without words of ours.
     assert!(!err.contains("error:"), "{err}");
 }
+
+/// README, Troubleshooting: "conda-forge unreachable (exit 5)", fixed with
+/// `PYBUNDLE_CHANNEL_MIRRORS`. conda-forge is made unreachable whatever the network: no mirror,
+/// every proxy variable pointing at a port nothing listens on, and an empty pixi cache (so no
+/// repodata is served from it). The build exits with 5 and pixi's message names conda-forge's
+/// URL and the failed connection; then the table's fix, a `file://` mirror, makes the same build
+/// pass, the proxy variables still set.
+#[test]
+fn an_unreachable_conda_forge_exits_5_and_a_mirror_fixes_it() {
+    let Some(tc) = testkit::toolchain("an_unreachable_conda_forge_exits_5_and_a_mirror_fixes_it")
+    else {
+        return;
+    };
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let p = Project::new(&manifest(""));
+    let cache = p.base.join("pixi-cache");
+    let build = |mirrors: Option<&str>| {
+        let mut cmd = with_toolchain(&tc);
+        cmd.args(["pack", "--manifest-path"])
+            .arg(p.dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(p.default_target())
+            .env("PIXI_CACHE_DIR", &cache)
+            .env_remove("no_proxy");
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env(var, &dead);
+        }
+        // No NO_PROXY: cargo-pybundle exempts the loopback server of a `file://` mirror itself.
+        cmd.env_remove("NO_PROXY");
+        match mirrors {
+            Some(m) => cmd.env("PYBUNDLE_CHANNEL_MIRRORS", m),
+            None => cmd.env_remove("PYBUNDLE_CHANNEL_MIRRORS"),
+        };
+        cmd.output().unwrap()
+    };
+    let started = std::time::Instant::now();
+    let out = build(None);
+    let err = stderr(&out);
+    eprintln!("failed after {:.1?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("the pixi environment could not be installed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("https://conda.anaconda.org/conda-forge/"),
+        "{err}"
+    );
+    assert!(err.contains("connect"), "{err}");
+
+    ok(&build(Some(&tc.mirrors())));
+}

@@ -591,36 +591,94 @@ fn a_failing_cargo_build_exits_7() {
     );
 }
 
-/// conda-forge out of reach (here: mapped to a port nothing listens on) makes the install fail
-/// with exit 5 and pixi's own message above ours.
-#[test]
-fn an_unreachable_channel_exits_5() {
-    let Some(tc) = testkit::toolchain("an_unreachable_channel_exits_5") else {
-        return;
-    };
-    let (tmp, pkg) = fixture("relocs");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = cargo_pybundle()
-        .env("PYBUNDLE_PIXI", &tc.pixi)
-        .env(
-            "PYBUNDLE_CHANNEL_MIRRORS",
-            format!("conda-forge=http://127.0.0.1:{port}"),
-        )
-        .args(["pack", "--manifest-path"])
-        .arg(pkg.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(tmp.path().join("target"))
+/// This machine's target triple (`rustc -vV`'s `host:` line).
+fn host_triple() -> String {
+    let out = std::process::Command::new("rustc")
+        .arg("-vV")
         .output()
         .unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(
-        err.contains("error: the pixi environment could not be installed")
-            && err.contains("`pixi install` failed"),
-        "{err}"
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("a host line from rustc -vV")
+        .to_owned()
+}
+
+/// README, Limits: "the environment is installed for the build machine's platform; `--target`
+/// changes only the Rust side". With `--target` (this machine's triple) the program is built
+/// under `<target>/<triple>/debug/` and its bundled copy beside it carries the build machine's
+/// environment; with a foreign triple the same environment is installed and packed, whatever
+/// becomes of the Rust build (here the triple's standard library is not installed: exit 7).
+#[test]
+fn target_changes_only_the_rust_side() {
+    let Some(tc) = testkit::toolchain("target_changes_only_the_rust_side") else {
+        return;
+    };
+    let (_copy, manifest) = crate::support::example("hello");
+    let build = |triple: &str| {
+        with_toolchain(&tc)
+            .args(["build", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target())
+            .args(["--target", triple])
+            .output()
+            .unwrap()
+    };
+    let archive = shared_target().join("pybundle/hello/debug/bundle.tar.zst");
+    let packed = || pybundle_runtime::manifest_of(&std::fs::read(&archive).unwrap()).unwrap();
+    let host = host_triple();
+    let native = build(&host);
+    assert!(native.status.success(), "{}", stderr(&native));
+    let stdout = String::from_utf8(native.stdout).unwrap();
+    let binary = PathBuf::from(stdout.lines().last().expect("the binary's path on stdout"));
+    assert_eq!(
+        binary,
+        shared_target().join(&host).join("debug/bundled/hello"),
+        "{stdout}"
     );
+    let cache = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(&binary)
+        .arg("tester")
+        .env("PYBUNDLE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}\n{}", stderr(&run));
+    assert!(said.contains("hello, tester"), "{said}");
+    let shipped = cargo_pybundle()
+        .args(["inspect", "--json"])
+        .arg(&binary)
+        .output()
+        .unwrap();
+    let shipped: Manifest = serde_json::from_slice(&shipped.stdout).unwrap();
+    assert_eq!(shipped.platform, "linux-64");
+
+    let foreign = if host.starts_with("aarch64-") {
+        "x86_64-unknown-linux-gnu"
+    } else {
+        "aarch64-unknown-linux-gnu"
+    };
+    std::fs::remove_file(&archive).unwrap();
+    let out = build(foreign);
+    let err = stderr(&out);
+    assert!(
+        err.contains("Packing") && archive.is_file(),
+        "packed before cargo built: {err}"
+    );
+    let m = packed();
+    assert_eq!(
+        (m.platform.as_str(), m.build_prefix.as_str()),
+        ("linux-64", shipped.build_prefix.as_str()),
+        "the build machine's environment: {err}"
+    );
+    if out.status.success() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("{foreign}/debug/bundled/hello")),
+            "{stdout}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(7), "only cargo failed: {err}");
+    }
 }

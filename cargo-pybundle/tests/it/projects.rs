@@ -363,3 +363,112 @@ fn a_per_dependency_channel_goes_through_the_mirror() {
         "{lock}"
     );
 }
+
+/// Every path in `archive` (both frames: the manifest's tar, then the body's).
+fn archive_paths(archive: &Path) -> Vec<String> {
+    let tar = zstd::decode_all(&std::fs::read(archive).unwrap()[..]).unwrap();
+    let mut ar = tar::Archive::new(&tar[..]);
+    ar.set_ignore_zeros(true);
+    ar.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+/// README, "Real projects": "A `Bundling` line names each such package" (each editable
+/// install); and Limits: what an editable package reads from outside its importable folders,
+/// such as a data file beside its `pyproject.toml`, is not packed, while its modules are.
+#[test]
+fn each_editable_package_is_named_and_only_its_importable_files_are_packed() {
+    let Some(tc) = testkit::toolchain(
+        "each_editable_package_is_named_and_only_its_importable_files_are_packed",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let app = base.join("app");
+    let cargo_toml = package(&app, "app", Some("scripts = \"python\""));
+    std::fs::create_dir_all(app.join("python")).unwrap();
+    for name in ["alpha", "beta", "gamma"] {
+        let dir = base.join(name);
+        sibling_package(&dir, name, &format!("NAME = '{name}'\n"));
+        std::fs::write(
+            dir.join(format!("{name}-data.txt")),
+            "read by a relative path\n",
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        app.join("pixi.toml"),
+        format!(
+            "[workspace]\nname = \"app\"\nchannels = [\"conda-forge\"]\nplatforms = [\"linux-64\"]\n{MAPPING}\n\
+             [dependencies]\npython = \"3.11.*\"\n\n[pypi-dependencies]\n\
+             alpha = {{ path = \"../alpha\", editable = true }}\n\
+             beta = {{ path = \"../beta\", editable = true }}\n\
+             gamma = {{ path = \"../gamma\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = pack(&tc, &cargo_toml, &base.join("target"), &[]);
+    let archive = ok(&out);
+    let err = stderr(&out);
+    let bundling: Vec<&str> = err
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("Bundling "))
+        .collect();
+    assert_eq!(
+        bundling.len(),
+        2,
+        "one line for each editable package:\n{err}"
+    );
+    for name in ["alpha", "beta"] {
+        let from = format!("Bundling {name} from {} (", base.join(name).display());
+        assert!(
+            bundling.iter().any(|l| l.starts_with(&from)),
+            "no `{from}…` line in:\n{err}"
+        );
+    }
+
+    // The editable installs link the folders holding pyproject.toml and the data files.
+    let site = app.join(".pixi/envs/default/lib/python3.11/site-packages");
+    let pth_lines: Vec<String> = std::fs::read_dir(&site)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pth"))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for name in ["alpha", "beta"] {
+        let folder = base.join(name);
+        assert!(
+            pth_lines.iter().any(|l| Path::new(l.trim()) == folder),
+            "no .pth names {}: {pth_lines:?}",
+            folder.display()
+        );
+    }
+
+    let paths = archive_paths(&archive);
+    let packed = |suffix: &str| paths.iter().any(|p| p.ends_with(suffix));
+    for name in ["alpha", "beta"] {
+        let module = format!("site-packages/_pybundle_local/{name}/{name}/__init__.py");
+        assert!(packed(&module), "{module} not packed: {paths:#?}");
+    }
+    for name in ["alpha", "beta", "gamma"] {
+        let data = format!("{name}-data.txt");
+        assert!(!packed(&data), "{data} packed: {paths:#?}");
+    }
+    assert_eq!(
+        run_bundled(
+            &archive,
+            "import alpha, beta, gamma; print(alpha.NAME, beta.NAME, gamma.NAME)"
+        ),
+        "alpha beta gamma\n"
+    );
+}

@@ -18,8 +18,6 @@ import _thread
 import os
 import sys
 
-from . import _arrays
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Callable, List, Optional, Tuple
@@ -120,7 +118,12 @@ class Channel:
             )
         msg = loads(payload)
         count = msg.get("buffers", 0) if isinstance(msg, dict) else 0
-        arrays = _arrays.frames_of(msg, set()) if count and b'"$ndarray"' in payload else ()
+        arrays = ()
+        if count and b'"$ndarray"' in payload:
+            # Imported when first needed, as numpy is (a script's start does without it).
+            from . import _arrays
+
+            arrays = _arrays.frames_of(msg, set())
         buffers = []
         for i in range(count):
             frame = self.read_frame(i in arrays)
@@ -255,6 +258,8 @@ def encode(head: dict, buffers: List[Any], data: Any = None, has_data: bool = Fa
         if isinstance(obj, memoryview):
             buffers.append(obj.cast("B") if obj.c_contiguous else obj.tobytes())
             return {_BUFFER_KEY: len(buffers) - 1}
+        from . import _arrays
+
         np = _arrays.loaded()
         if np is not None:
             stand_in = _arrays.encode(obj, np, buffers)
@@ -380,6 +385,8 @@ def decode_buffers(value: Any, buffers: List[bytes]) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and _BUFFER_KEY in value:
             return buffers[value[_BUFFER_KEY]]
+        from . import _arrays
+
         if _arrays.ARRAY_KEY in value:
             return _arrays.decode(value, buffers)
         return {k: decode_buffers(v, buffers) for k, v in value.items()}

@@ -3,7 +3,7 @@
 //! wherever it is read.
 //!
 //! The `tar` crate reads GNU long-name and PAX records into memory whole, whatever size their
-//! header claims (a 33 KB archive can announce a 1 GB name). Entries are therefore read raw and
+//! header claims (a 33 KiB archive can announce a 1 GiB name). Entries are therefore read raw and
 //! those records handled here, each refused past its limit before anything is read. Every
 //! entry's final path is checked for length, depth and component length; link targets for
 //! length.

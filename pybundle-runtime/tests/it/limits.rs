@@ -18,6 +18,7 @@ use tar::EntryType as T;
 use crate::bundle::{build, sample};
 
 mod after;
+mod announced;
 mod writer;
 
 use writer::{long_name, manifest, record, sample_body, then, write_archive, Repeat};
@@ -26,6 +27,13 @@ const CHILD: &str = "PYBUNDLE_LIMITS_CHILD";
 /// Peak RSS allowed to any case, in KiB.
 const MAX_RSS_KB: u64 = 256 * 1024;
 const GB: u64 = 1 << 30;
+/// Peak RSS allowed to a child refusing a 1 GB long name, in KiB: what this binary needs to
+/// start and read 33 KiB, nowhere near the gigabyte announced.
+const ANNOUNCED_GB_RSS_KB: u64 = 32 * 1024;
+/// CPU time allowed to a child refusing a 1 GB long name, in ms: it takes under 15 (start-up
+/// included); reading the name, even without keeping it, took 105 in frame 1 and 1,239 in
+/// the body.
+const ANNOUNCED_GB_CPU_MS: u64 = 50;
 
 /// Not a test on its own: what the child processes of the table run.
 #[test]
@@ -67,7 +75,20 @@ fn limits_child() {
             e.to_string().replace('\n', " ")
         ),
     }
+    print_cpu_time();
     print_peak_rss();
+}
+
+/// Prints the CPU time this process has used, every thread's (ended ones too), in ms.
+fn print_cpu_time() {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    println!("CPU-MS {}", ms(usage.ru_utime) + ms(usage.ru_stime));
 }
 
 fn variant(e: &Error) -> &'static str {
@@ -82,10 +103,11 @@ fn variant(e: &Error) -> &'static str {
     }
 }
 
-/// What a child reported and its peak RSS.
+/// What a child reported, its peak RSS and the CPU time it used.
 struct Outcome {
     line: String,
     rss_kb: u64,
+    cpu_ms: u64,
 }
 
 /// Prints this process's peak RSS (`VmHWM`), as the last thing a child does. Measured inside
@@ -137,9 +159,15 @@ fn run_child(op: &str, archive: &Path, cache: &Path) -> Outcome {
         .lines()
         .find_map(|l| l.find("LIMITS-").map(|at| l[at..].to_owned()))
         .unwrap_or_else(|| panic!("no result line in:\n{text}"));
+    let cpu_ms = text
+        .lines()
+        .find_map(|l| l.find("CPU-MS ").map(|at| &l[at + 7..]))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no CPU time line in:\n{text}"));
     Outcome {
         line,
         rss_kb: peak_rss_of(&text),
+        cpu_ms,
     }
 }
 
@@ -163,16 +191,17 @@ fn case(what: &'static str, op: &'static str, want: &'static str, says: &[&str])
     }
 }
 
-/// Runs one case on `archive` with `cache` and checks it.
-fn check(c: &Case, archive: &Path, cache: &Path) {
+/// Runs one case on `archive` with `cache`, checks it, and returns what the child reported.
+fn check(c: &Case, archive: &Path, cache: &Path) -> Outcome {
     let started = std::time::Instant::now();
     let out = run_child(c.op, archive, cache);
     println!(
-        "| {} | {} | {} MB | {:.1?} | {} |",
+        "| {} | {} | {} MB | {:.1?} ({} ms CPU) | {} |",
         c.what,
         c.op,
         out.rss_kb / 1024,
         started.elapsed(),
+        out.cpu_ms,
         out.line
     );
     assert!(
@@ -195,6 +224,18 @@ fn check(c: &Case, archive: &Path, cache: &Path) {
             out.line
         );
     }
+    out
+}
+
+/// README: "a 33 KiB archive announcing a 1 GiB name costs nothing": the child refusing a 1 GB
+/// long name stays within a few MB and a few ms of CPU.
+fn costs_nothing(what: &str, out: &Outcome) {
+    assert!(
+        out.rss_kb <= ANNOUNCED_GB_RSS_KB && out.cpu_ms <= ANNOUNCED_GB_CPU_MS,
+        "{what}: refusing a 1 GB name took {} KiB and {} ms of CPU",
+        out.rss_kb,
+        out.cpu_ms
+    );
 }
 
 /// Nothing trusted in the cache: no bundle directory, no temporary or trash directory.
@@ -226,14 +267,16 @@ fn hostile_archives_end_in_a_clear_error_within_256_mb() {
         let archive = dir.join(format!("case-{count}.tar.zst"));
         write(&archive);
         let cache = dir.join(format!("cache-{count}"));
-        check(&c, &archive, &cache);
+        let out = check(&c, &archive, &cache);
         if c.op != "manifest" {
             nothing_kept(&cache);
         }
+        (archive, out)
     };
-    // (4) a 1 GB long name: in frame 1 (what `manifest_of` reads) and in the body.
+    // (4) a 1 GB long name: in frame 1 (what `manifest_of` reads) and in the body; each
+    // archive 33 KiB, refused at no cost (`costs_nothing`).
     for op in ["manifest", "ready"] {
-        run(
+        let (archive, out) = run(
             case(
                 "1 GB long name in the manifest frame",
                 op,
@@ -253,8 +296,12 @@ fn hostile_archives_end_in_a_clear_error_within_256_mb() {
                 )
             },
         );
+        // The smallest such archive, README's: 33 KiB (33,799 bytes when this was written).
+        let size = std::fs::metadata(&archive).unwrap().len();
+        assert_eq!((size + 512) / 1024, 33, "README says 33 KiB: {size} bytes");
+        costs_nothing(op, &out);
     }
-    run(
+    let (_, out) = run(
         case(
             "1 GB long name in the body",
             "ready",
@@ -277,6 +324,7 @@ fn hostile_archives_end_in_a_clear_error_within_256_mb() {
             )
         },
     );
+    costs_nothing("in the body", &out);
     // (4) a path of 100,000 components (what overflowed the stack), as a GNU long name and
     // as a PAX record; and a deep path that fits the length limit.
     run(

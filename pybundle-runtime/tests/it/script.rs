@@ -477,3 +477,50 @@ fn a_scripts_bytecode_is_reused_only_while_its_source_hashes_the_same() {
         assert_ne!(std::fs::read(&pyc).unwrap(), damaged, "{}", py.label);
     }
 }
+
+/// README: `PYBUNDLE_EXTRA_PYTHONS` names "more interpreters (colon-separated paths) the
+/// protocol tests also run on". A protocol test, run again in a child process (this test
+/// binary) with the variable naming a wrapper of the host's interpreter, runs it: the wrapper
+/// records each start, and the test names it among the interpreters it ran on.
+#[test]
+fn extra_pythons_are_run_by_the_protocol_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let bin = dir.join("extra/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let starts = dir.join("starts.log");
+    let wrapper = bin.join("python3");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho started >> '{}'\nexec '{}' \"$@\"\n",
+            starts.display(),
+            testkit::pyenv::host_python().interpreter.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // An empty entry, as a trailing `:` leaves, is no interpreter.
+    let extra = std::env::join_paths(["".as_ref(), wrapper.as_path()]).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "script::no_input_is_none", "--nocapture"])
+        .env("PYBUNDLE_EXTRA_PYTHONS", extra)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let ran: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.strip_prefix("no_input_is_none: "))
+        .collect();
+    let extras: Vec<&&str> = ran.iter().filter(|l| l.starts_with("extra ")).collect();
+    assert_eq!(
+        extras,
+        [&format!("extra python {}", wrapper.display()).as_str()],
+        "{ran:?}"
+    );
+    assert!(ran.iter().any(|l| l.starts_with("host ")), "{ran:?}");
+    let started = std::fs::read_to_string(&starts).unwrap_or_default();
+    assert!(!started.is_empty(), "the extra interpreter never started");
+}
