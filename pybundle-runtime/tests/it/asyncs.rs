@@ -264,6 +264,52 @@ async fn a_bundle_is_made_ready_off_the_runtime() {
     assert!(env.root().join(".pybundle/complete").is_file());
 }
 
+/// On a runtime of one thread, other tasks keep running while a first run extracts (slowed
+/// here by a progress callback that sleeps): the extraction is on a thread of its own.
+#[tokio::test(flavor = "current_thread")]
+async fn the_runtime_thread_keeps_running_while_a_bundle_is_made_ready() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = crate::bundle::build(&crate::bundle::sample("asyncslow", "x"));
+    let runtime_thread = std::thread::current().id();
+    let off_runtime = Arc::new(AtomicBool::new(true));
+    let seen = off_runtime.clone();
+    let bundle = pybundle_runtime::Bundle::from_bytes(archive)
+        .unwrap()
+        .cache_dir(tmp.path())
+        .on_progress(move |_| {
+            seen.fetch_and(
+                std::thread::current().id() != runtime_thread,
+                Ordering::Relaxed,
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        });
+    let done = AtomicBool::new(false);
+    let ticks = AtomicUsize::new(0);
+    let ready = async {
+        let env = bundle.ready_async().await;
+        done.store(true, Ordering::Relaxed);
+        env
+    };
+    let ticker = async {
+        while !done.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            ticks.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let (env, ()) = tokio::join!(ready, ticker);
+    assert!(env.unwrap().root().join(".pybundle/complete").is_file());
+    assert!(
+        off_runtime.load(Ordering::Relaxed),
+        "progress ran on the runtime's thread"
+    );
+    let ticks = ticks.load(Ordering::Relaxed);
+    assert!(
+        ticks >= 10,
+        "the runtime ticked {ticks} times while the bundle was made ready"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_calls_in_flight_and_refuses_new_ones() {
     let w = worker(&["wmod"]).await;
