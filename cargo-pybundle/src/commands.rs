@@ -291,16 +291,29 @@ fn report(packed: &pack::Packed, archive: &Path, ui: &Ui) {
             m.python.version
         ),
     );
+    for line in unrelocatable_warnings(&packed.unrelocatable) {
+        ui.warn(line);
+    }
+}
+
+/// The build's warnings for binary files that hold the build prefix without a placeholder:
+/// one per file for the first 20, then how many more.
+fn unrelocatable_warnings(paths: &[String]) -> Vec<String> {
     const SHOWN: usize = 20;
-    for path in packed.unrelocatable.iter().take(SHOWN) {
-        ui.warn(format!("{path}: binary file holds the build prefix with no room to relocate it; it keeps the build machine's path"));
+    let mut lines: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|path| {
+            format!(
+                "{path}: binary file holds the build prefix with no room to relocate it; it \
+                 keeps the build machine's path"
+            )
+        })
+        .collect();
+    if paths.len() > SHOWN {
+        lines.push(format!("… and {} more such files", paths.len() - SHOWN));
     }
-    if packed.unrelocatable.len() > SHOWN {
-        ui.warn(format!(
-            "… and {} more such files",
-            packed.unrelocatable.len() - SHOWN
-        ));
-    }
+    lines
 }
 
 fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
@@ -561,5 +574,22 @@ fn exit_with(status: std::process::ExitStatus) -> Result<()> {
         Some(0) => Ok(()),
         Some(code) => Err(ChildExit(u8::try_from(code).unwrap_or(1)).into()),
         None => Err(ChildExit(1)).context(format!("the program was killed ({status})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_unrelocatable_binary_is_warned_about_up_to_twenty() {
+        let paths: Vec<String> = (0..22).map(|i| format!("env/lib/lib{i}.so")).collect();
+        let lines = super::unrelocatable_warnings(&paths);
+        assert_eq!(lines.len(), 21);
+        assert_eq!(
+            lines[0],
+            "env/lib/lib0.so: binary file holds the build prefix with no room to relocate it; it \
+             keeps the build machine's path"
+        );
+        assert_eq!(lines[20], "… and 2 more such files");
+        assert!(super::unrelocatable_warnings(&[]).is_empty());
     }
 }
