@@ -155,6 +155,48 @@ fn ready(bundle: &Bundle) -> (Result<Environment, Error>, u64) {
     (res, calls.load(Ordering::Relaxed))
 }
 
+/// The `tracing` events of one thread: each one's message and other fields, as text.
+#[derive(Clone, Default)]
+struct Events(Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(BTreeMap<String, String>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(field.name().to_owned(), format!("{value:?}"));
+            }
+        }
+        let mut fields = Fields(BTreeMap::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+#[test]
+fn damage_found_by_verify_is_logged_with_the_paths() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = Bundle::from_bytes(build(&sample("logged", "x")))
+        .unwrap()
+        .cache_dir(tmp.path());
+    let dir = bundle.clone().ready().unwrap().root().to_path_buf();
+    std::fs::write(dir.join("scripts/hello.py"), "print('changed')\n").unwrap();
+    let events = Events::default();
+    let subscriber = tracing_subscriber::registry().with(events.clone());
+    tracing::subscriber::with_default(subscriber, || bundle.verify(true).ready().unwrap());
+    let seen = events.0.lock().unwrap();
+    let logged = seen
+        .iter()
+        .find(|e| {
+            e.get("message")
+                .is_some_and(|m| m.contains("no longer matches its archive"))
+        })
+        .unwrap_or_else(|| panic!("no damage event in {seen:#?}"));
+    assert_eq!(logged["dir"], dir.display().to_string());
+    assert!(logged["damaged"].contains("scripts/hello.py"), "{logged:?}");
+}
+
 #[test]
 fn verify_finds_each_kind_of_damage_and_repairs_it() {
     let archive: Arc<[u8]> = build(&sample("damage", "x")).into();
