@@ -682,3 +682,42 @@ fn target_changes_only_the_rust_side() {
         assert_eq!(out.status.code(), Some(7), "only cargo failed: {err}");
     }
 }
+
+/// `lock = "update"`: a pixi.lock that no longer matches the manifest is updated by pixi and
+/// the build goes on (with the default, `locked`, the same lock stops it).
+#[test]
+fn lock_update_lets_pixi_update_a_stale_lock() {
+    let Some(tc) = testkit::toolchain("lock_update_lets_pixi_update_a_stale_lock") else {
+        return;
+    };
+    let (tmp, pkg) = fixture("relocs");
+    let pack = || {
+        with_toolchain(&tc)
+            .args(["pack", "--manifest-path"])
+            .arg(pkg.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(tmp.path().join("target"))
+            .output()
+            .unwrap()
+    };
+    let first = pack();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let lock = || std::fs::read_to_string(pkg.join("pixi.lock")).unwrap();
+    assert!(lock().contains("pybundle-hello-entry"));
+    // The manifest drops a package the lock still holds.
+    let manifest = pkg.join("pixi.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("pybundle-hello-entry = \"*\"\n", ""),
+    )
+    .unwrap();
+    let stale = pack();
+    assert_eq!(stale.status.code(), Some(5), "{}", stderr(&stale));
+    let cargo_toml = pkg.join("Cargo.toml");
+    let text = std::fs::read_to_string(&cargo_toml).unwrap();
+    std::fs::write(&cargo_toml, format!("{text}lock = \"update\"\n")).unwrap();
+    let updated = pack();
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    assert!(!lock().contains("pybundle-hello-entry"), "{}", lock());
+}
