@@ -121,6 +121,29 @@ fn print_row(samples: &[Sample], every: u64) {
     );
 }
 
+/// The random stream of calling thread `t` in a soak run with `seed`.
+fn thread_rng(seed: u64, t: u64) -> Rng {
+    Rng(seed ^ t.wrapping_mul(0xa076_1d64_78bd_642f))
+}
+
+/// What `PYBUNDLE_SOAK_SEED` gives back: each thread's stream of sizes, bytes, strings and JSON
+/// values is the same for the same seed (and another for another seed or thread).
+#[test]
+fn a_seed_gives_each_thread_the_same_payloads_again() {
+    let draw = |seed: u64, t: u64| {
+        let mut rng = thread_rng(seed, t);
+        (0..50)
+            .map(|_| {
+                let size = rng.size();
+                (size, rng.text(size % 512), rng.value(size % 4096, 0))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(draw(7, 1), draw(7, 1));
+    assert_ne!(draw(7, 1), draw(8, 1));
+    assert_ne!(draw(7, 1), draw(7, 2));
+}
+
 /// One call with a random payload; panics (naming the call) unless the echo is exact.
 fn one_call(w: &pybundle_runtime::Worker, rng: &mut Rng, n: u64, seed: u64) -> usize {
     // The first calls carry the largest payloads from every caller at once, so the warm-up
@@ -200,7 +223,7 @@ fn a_million_calls_with_random_payloads() {
                 (&w, &claimed, &completed, &bytes, &samples);
             let python = python.as_str();
             scope.spawn(move || {
-                let mut rng = Rng(seed ^ t.wrapping_mul(0xa076_1d64_78bd_642f));
+                let mut rng = thread_rng(seed, t);
                 loop {
                     let n = claimed.fetch_add(1, Ordering::Relaxed);
                     if n >= calls {

@@ -82,8 +82,12 @@ struct Rng(u64);
 
 impl Rng {
     fn from_env() -> Rng {
-        let seed = std::env::var("PYBUNDLE_TEST_SEED")
-            .ok()
+        Rng::seeded(std::env::var("PYBUNDLE_TEST_SEED").ok())
+    }
+
+    /// From the variable's value when it is a number, else from the clock; printed.
+    fn seeded(value: Option<String>) -> Rng {
+        let seed = value
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| {
                 std::time::SystemTime::now()
@@ -108,6 +112,20 @@ impl Rng {
         let micros = max.as_micros() as u64;
         Duration::from_micros(self.next() % (micros + 1))
     }
+}
+
+/// What `PYBUNDLE_TEST_SEED` gives back: the same delays, drawn within the same bound (the
+/// bound is how long an uninterrupted run took, so on another run the moments move with it).
+#[test]
+fn a_seed_repeats_the_delays_drawn_within_the_same_bound() {
+    let draw = |value: &str| {
+        let mut rng = Rng::seeded(Some(value.to_owned()));
+        (0..20)
+            .map(|_| rng.duration(Duration::from_millis(700)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(draw("12345"), draw("12345"));
+    assert_ne!(draw("12345"), draw("12346"));
 }
 
 /// A bundle with many small files, relocated text files (so kills land in relocation too)
