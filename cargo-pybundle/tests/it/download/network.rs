@@ -213,6 +213,11 @@ fn no_proxy_goes_direct_and_a_dead_proxy_is_named() {
             .env("no_proxy", "localhost,127.0.0.1");
     });
     assert_installed(&run, VERSION);
+    // An IP range goes direct too.
+    let run = run_with(&server.url(), None, |cmd| {
+        cmd.env("HTTP_PROXY", &dead).env("NO_PROXY", "127.0.0.0/8");
+    });
+    assert_installed(&run, VERSION);
     let served = server.requests().len();
     let run = run_with(&server.url(), None, |cmd| {
         cmd.env("HTTP_PROXY", &dead);
