@@ -89,6 +89,18 @@ fn downloader() -> assert_cmd::Command {
     cmd
 }
 
+/// `cargo pybundle pixi --version` run in `dir`, with `cache` as `XDG_CACHE_HOME` and pixi
+/// downloaded from `mirror`.
+fn pixi_version_in(dir: &Path, cache: &Path, mirror: &str) -> std::process::Output {
+    downloader()
+        .args(["pixi", "--version"])
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", cache)
+        .env("PYBUNDLE_PIXI_MIRROR", mirror)
+        .output()
+        .unwrap()
+}
+
 /// The pixi release mirrored for every machine of this project (`<workspace>/../shared/
 /// pixi-releases`; a worktree finds it further up), when it holds [`REAL_VERSION`] for this
 /// platform. Absent: `None` after saying why, or a failure under CI.
@@ -255,13 +267,7 @@ fn good_download_is_verified_cached_and_runs() {
 
     // A second run uses the cache: no new requests.
     let before = server.requests().len();
-    let again = downloader()
-        .args(["pixi", "--version"])
-        .current_dir(run.cache.path())
-        .env("XDG_CACHE_HOME", run.cache.path())
-        .env("PYBUNDLE_PIXI_MIRROR", server.url())
-        .output()
-        .unwrap();
+    let again = pixi_version_in(run.cache.path(), run.cache.path(), &server.url());
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(server.requests().len(), before);
 }
@@ -340,13 +346,7 @@ fn pinned_version_and_checksum_from_the_package_config() {
             sha.to_uppercase()
         )),
     );
-    let out = downloader()
-        .args(["pixi", "--version"])
-        .current_dir(pkg.path())
-        .env("XDG_CACHE_HOME", cache.path())
-        .env("PYBUNDLE_PIXI_MIRROR", server.url())
-        .output()
-        .unwrap();
+    let out = pixi_version_in(pkg.path(), cache.path(), &server.url());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -535,13 +535,7 @@ fn a_pinned_checksum_that_disagrees_with_the_published_one_is_refused() {
             "pixi-version = \"{VERSION}\"\npixi-sha256 = \"{pinned}\""
         )),
     );
-    let out = downloader()
-        .args(["pixi", "--version"])
-        .current_dir(pkg.path())
-        .env("XDG_CACHE_HOME", cache.path())
-        .env("PYBUNDLE_PIXI_MIRROR", server.url())
-        .output()
-        .unwrap();
+    let out = pixi_version_in(pkg.path(), cache.path(), &server.url());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(

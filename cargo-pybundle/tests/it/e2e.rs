@@ -55,14 +55,7 @@ fn hello_builds_runs_and_reuses_the_archive() {
     );
 
     let cache = tempfile::tempdir().unwrap();
-    let run = std::process::Command::new(&binary)
-        .arg("tester")
-        .env("PYBUNDLE_CACHE_DIR", cache.path())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{said}\n{}", stderr(&run));
-    assert!(said.contains("hello, tester"), "{said}");
+    let said = greet_tester(&binary, cache.path());
     assert!(said.contains("3.11"), "{said}");
 
     // `inspect` finds the archive inside the program.
@@ -638,14 +631,7 @@ fn target_changes_only_the_rust_side() {
         "{stdout}"
     );
     let cache = tempfile::tempdir().unwrap();
-    let run = std::process::Command::new(&binary)
-        .arg("tester")
-        .env("PYBUNDLE_CACHE_DIR", cache.path())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{said}\n{}", stderr(&run));
-    assert!(said.contains("hello, tester"), "{said}");
+    greet_tester(&binary, cache.path());
     let shipped = cargo_pybundle()
         .args(["inspect", "--json"])
         .arg(&binary)
@@ -720,4 +706,18 @@ fn lock_update_lets_pixi_update_a_stale_lock() {
     let updated = pack();
     assert!(updated.status.success(), "{}", stderr(&updated));
     assert!(!lock().contains("pybundle-hello-entry"), "{}", lock());
+}
+
+/// Runs a bundled hello with `tester` as its argument and `cache` as its cache directory;
+/// what it printed, once checked that it succeeded and greeted the tester.
+fn greet_tester(binary: &Path, cache: &Path) -> String {
+    let run = std::process::Command::new(binary)
+        .arg("tester")
+        .env("PYBUNDLE_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "{said}\n{}", stderr(&run));
+    assert!(said.contains("hello, tester"), "{said}");
+    said
 }

@@ -2,10 +2,22 @@
 //! init never overwrites files silently.
 
 use crate::support::{build_binary, cargo_pybundle, stderr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn runtime_path() -> PathBuf {
     testkit::workspace_root().join("pybundle-runtime")
+}
+
+/// `cargo pybundle init <dir> --runtime-path <this checkout's runtime>`, which must succeed.
+fn init_depending_on_the_checkout(dir: &Path) {
+    let out = cargo_pybundle()
+        .arg("init")
+        .arg(dir)
+        .arg("--runtime-path")
+        .arg(runtime_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
@@ -15,14 +27,7 @@ fn init_project_builds_and_runs() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("word-count");
-    let out = cargo_pybundle()
-        .arg("init")
-        .arg(&dir)
-        .arg("--runtime-path")
-        .arg(runtime_path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    init_depending_on_the_checkout(&dir);
     assert!(dir.join("python/word_count.py").is_file());
     let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(cargo_toml.contains("name = \"word-count\""), "{cargo_toml}");
@@ -164,14 +169,7 @@ fn init_name_chooses_the_package_name() {
 fn init_writes_every_file_of_the_template() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("word-count");
-    let out = cargo_pybundle()
-        .arg("init")
-        .arg(&dir)
-        .arg("--runtime-path")
-        .arg(runtime_path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    init_depending_on_the_checkout(&dir);
     assert_eq!(
         crate::support::files_under(&dir),
         [
