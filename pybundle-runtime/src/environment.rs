@@ -71,9 +71,10 @@ impl Environment {
     /// owned or writable by another user); [`Error::Moved`] otherwise. [`Environment::command`],
     /// [`Environment::script`] and workers call it before each process they start; call it
     /// right before starting a process of your own (from [`Environment::python`]): the process
-    /// is started by path, and this makes sure the path still leads where it did. About as
-    /// costly as one warm `ready()` (a few µs; see the README), nothing next to starting an
-    /// interpreter. An environment from [`Environment::from_parts`] has nothing to check.
+    /// is started by path, and this makes sure the path still leads where it did. It costs
+    /// less than one warm `ready()` (tens of µs; BENCHMARKS.md's "Runtime start costs" rows),
+    /// nothing next to starting an interpreter. An environment from
+    /// [`Environment::from_parts`] has nothing to check.
     pub fn check_location(&self) -> Result<()> {
         match &self.location {
             None => Ok(()),

@@ -68,7 +68,7 @@ fn an_embedded_archive_works_in_a_real_build() {
     bytes.extend_from_slice(&pybundle_runtime::trailer(archive.len() as u64));
     std::fs::write(&exe, &bytes).unwrap();
     std::fs::set_permissions(&exe, std::fs::metadata(&plain).unwrap().permissions()).unwrap();
-    let out = output_once_not_busy(
+    let out = output_retrying_busy(
         Command::new(&exe).env("PYBUNDLE_CACHE_DIR", tmp.path().join("cache")),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -300,9 +300,9 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<(String, Kind)>) {
 }
 
 /// `cmd.output()`, retried while exec fails with ETXTBSY: a child another test thread forks
-/// while `exe` is still open for writing holds that descriptor until its own exec, and Linux
-/// refuses to run a file open for writing. The window is short; the retries are bounded.
-fn output_once_not_busy(cmd: &mut Command) -> std::process::Output {
+/// while the program is still open for writing holds that descriptor until its own exec, and
+/// Linux refuses to run a file open for writing. The window is short; the retries are bounded.
+fn output_retrying_busy(cmd: &mut Command) -> std::process::Output {
     for _ in 0..100 {
         match cmd.output() {
             Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
