@@ -167,6 +167,15 @@ impl Frame {
         matches!(self, Frame::Borrowed(..))
     }
 
+    /// The same bytes for one more message: a shared [`Buffer`] is shared again, not copied;
+    /// other bytes are copied.
+    pub(crate) fn again(&self) -> Frame {
+        match self {
+            Frame::Shared(b) => Frame::Shared(b.clone()),
+            other => Frame::Owned(other.bytes().to_vec()),
+        }
+    }
+
     /// The frame with its bytes owned (a borrowed one is copied).
     pub(crate) fn own(self) -> Frame {
         match self {
@@ -287,6 +296,23 @@ mod tests {
         assert_eq!((back.1.as_str(), &back.2[0][..]), ("x", &[9u8; 5][..]));
         // Outside a message a Buffer is plain JSON.
         assert_eq!(serde_json::to_string(&Buffer::new(vec![7])).unwrap(), "[7]");
+    }
+
+    #[test]
+    fn a_sent_buffer_is_shared_into_its_frame_not_copied() {
+        let buffer = Buffer::new(vec![3u8; 100_000]);
+        let (_, frames) = to_json_with_buffers(&(&buffer, [&buffer])).unwrap();
+        // Both frames are the caller's bytes, where they are: what the writer hands the pipe.
+        for frame in &frames {
+            assert!(matches!(frame, Frame::Shared(_)));
+            assert_eq!(frame.bytes().as_ptr(), buffer.as_slice().as_ptr());
+        }
+        assert_eq!(Arc::strong_count(&buffer.0), 3);
+        // Again, for a worker's next start (its init call is kept): shared once more.
+        let again = frames[0].again();
+        assert_eq!(again.bytes().as_ptr(), buffer.as_slice().as_ptr());
+        drop((again, frames));
+        assert_eq!(Arc::strong_count(&buffer.0), 1);
     }
 
     #[test]

@@ -269,6 +269,45 @@ mod tests {
         assert_eq!(digest, Some(<[u8; 32]>::from(Sha256::digest(&data))));
     }
 
+    /// Frame 2 as the archive writer makes it: streamed, its size not announced, so the frame
+    /// asks for the whole window of its level.
+    fn streamed(data: &[u8], level: i32, window_log: Option<u32>) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
+        if let Some(log) = window_log {
+            encoder.window_log(log).unwrap();
+        }
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn the_highest_level_needs_the_whole_window_limit_and_one_more_is_refused() {
+        let data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 997).to_le_bytes())
+            .collect();
+        let highest = *zstd::compression_level_range().end();
+        let frame = streamed(&data, highest, None);
+        let (out, _) = decoded(&frame, false, false, |r| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map(|_| v)
+        });
+        assert_eq!(out.unwrap(), data, "level {highest} within the limit");
+        // It needs all of it: a decoder allowing one window log less refuses the frame.
+        let mut smaller = zstd::stream::read::Decoder::new(&frame[..]).unwrap();
+        smaller.window_log_max(MAX_WINDOW_LOG - 1).unwrap();
+        assert!(smaller.read_to_end(&mut Vec::new()).is_err());
+        // One window log over the limit is refused, and the error says which limit.
+        let over = streamed(&data, 3, Some(MAX_WINDOW_LOG + 1));
+        let (res, digest) = decoded(&over, true, false, |r| io::copy(r, &mut io::sink()));
+        let err = res.unwrap_err();
+        assert!(
+            err.get_ref().is_some_and(|e| e.is::<WindowTooLarge>()),
+            "{err}"
+        );
+        assert_eq!(digest, None);
+    }
+
     #[test]
     fn truncated_input_is_an_error_and_no_hash() {
         let data = vec![7u8; 3_000_000];

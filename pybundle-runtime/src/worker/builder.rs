@@ -64,7 +64,7 @@ impl InitCall {
         self.args
             .frames
             .iter()
-            .map(|f| crate::buffer::Frame::Owned(f.bytes().to_vec()))
+            .map(crate::buffer::Frame::again)
             .collect()
     }
 }

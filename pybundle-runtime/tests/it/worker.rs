@@ -402,6 +402,22 @@ fn a_pool_of_two_runs_cpu_bound_calls_in_two_processes_at_once() {
         overlapping,
         "no two calls in different processes ran at the same time: {runs:?}"
     );
+    // A clone is a handle on the same processes: it starts none of its own.
+    let clone = pool.clone();
+    let mut cloned: Vec<u32> = (0..4)
+        .map(|_| {
+            clone
+                .submit::<(u32, f64, f64)>("wmod.burn_timed", &(1_000,))
+                .unwrap()
+        })
+        .map(|h| h.wait().unwrap().0)
+        .collect();
+    cloned.sort();
+    cloned.dedup();
+    assert!(
+        cloned.iter().all(|pid| pids.contains(pid)),
+        "the clone ran calls in other processes: {cloned:?} vs {pids:?}"
+    );
 }
 
 /// A minimal executor: polls on this thread, parks until woken.
