@@ -202,3 +202,71 @@ fn pixi_runs_for_the_package_p_selects_with_its_mirrors() {
         "{config}"
     );
 }
+
+#[test]
+fn the_mirror_layer_is_the_users_global_pixi_configuration_plus_the_mirrors() {
+    let Some(tc) = testkit::toolchain(
+        "the_mirror_layer_is_the_users_global_pixi_configuration_plus_the_mirrors",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = package(&tmp.path().join("app"), "layered", Some(""));
+    // The user's global pixi configuration, in two of the places pixi reads it from.
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("pixi")).unwrap();
+    std::fs::write(
+        xdg.join("pixi/config.toml"),
+        "default-channels = [\"from-xdg\"]\n\n[mirrors]\n\
+         \"https://example.org/own\" = [\"https://mirror.example/own\"]\n",
+    )
+    .unwrap();
+    let pixi_home = tmp.path().join("pixi-home");
+    std::fs::create_dir_all(&pixi_home).unwrap();
+    std::fs::write(
+        pixi_home.join("config.toml"),
+        "change-ps1 = false\n\n[mirrors]\n\
+         \"https://conda.anaconda.org/bioconda\" = [\"https://old.example/bioconda\"]\n",
+    )
+    .unwrap();
+    let out = cargo_pybundle()
+        .args(["pixi", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--version")
+        .env("PYBUNDLE_PIXI", &tc.pixi)
+        .env(
+            "PYBUNDLE_CHANNEL_MIRRORS",
+            "bioconda=https://new.example/bioconda",
+        )
+        .env("HOME", tmp.path())
+        .env("XDG_CONFIG_HOME", &xdg)
+        .env("PIXI_HOME", &pixi_home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = tmp
+        .path()
+        .join("app/target/pybundle/layered/pixi-config.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let layer: toml_edit::DocumentMut = text.parse().unwrap();
+    assert_eq!(
+        layer["default-channels"].to_string().trim(),
+        "[\"from-xdg\"]",
+        "{text}"
+    );
+    assert_eq!(layer["change-ps1"].as_bool(), Some(false), "{text}");
+    let mirrors = &layer["mirrors"];
+    assert_eq!(
+        mirrors["https://example.org/own"].to_string().trim(),
+        "[\"https://mirror.example/own\"]",
+        "{text}"
+    );
+    // Ours replace the user's mirror of the same channel.
+    assert_eq!(
+        mirrors["https://conda.anaconda.org/bioconda"]
+            .to_string()
+            .trim(),
+        "[\"https://new.example/bioconda\"]",
+        "{text}"
+    );
+}

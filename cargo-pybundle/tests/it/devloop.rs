@@ -308,6 +308,14 @@ fn python_tests_of_a_script_run_with_the_environments_interpreter() {
     };
     let (_copy, manifest) = example("hello");
     let project = manifest.parent().unwrap();
+    // An activation variable of the project's own, beside the ones pixi sets.
+    let pixi_toml = project.join("pixi.toml");
+    let text = std::fs::read_to_string(&pixi_toml).unwrap();
+    std::fs::write(
+        &pixi_toml,
+        format!("{text}\n[activation.env]\nHELLO_ACTIVATED = \"from pixi.toml\"\n"),
+    )
+    .unwrap();
     let unittest = |expect_ok: bool| {
         let out = with_toolchain(&tc)
             .args(["python", "--manifest-path"])
@@ -343,6 +351,24 @@ fn python_tests_of_a_script_run_with_the_environments_interpreter() {
     assert!(out.status.success(), "{}", stderr(&out));
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["greeting"], "howdy, cli");
+    // The interpreter runs with the environment's activation variables.
+    let out = with_toolchain(&tc)
+        .args(["python", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(shared_target())
+        .args(["--", "-c"])
+        .arg("import os; print(os.environ['HELLO_ACTIVATED']); print(os.environ['CONDA_PREFIX'])")
+        .current_dir(project)
+        .env_remove("CONDA_PREFIX")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prefix = project.join(".pixi/envs/default");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("from pixi.toml\n{}\n", prefix.display())
+    );
 }
 
 #[test]
@@ -352,16 +378,244 @@ fn cargo_pybundle_test_runs_the_tests_against_the_bundle() {
         return;
     };
     let (_copy, manifest) = example("hello");
+    // `test` as the package's first cargo-pybundle command: it records development mode too.
+    let record = shared_target().join("pybundle/hello/dev.json");
+    if record.exists() {
+        std::fs::remove_file(&record).unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
     let out = with_toolchain(&tc)
         .args(["test", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(shared_target())
-        .env("PYBUNDLE_CACHE_DIR", tempfile::tempdir().unwrap().path())
+        .env("PYBUNDLE_CACHE_DIR", cache.path())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("the_script_greets_by_name ... ok"), "{text}");
     assert!(text.contains("Testing"), "{text}");
+    // The test read the packed archive: it was extracted into the cache, which development
+    // mode never writes to.
+    assert_eq!(bundle_dirs(cache.path()).len(), 1, "{text}");
+    assert!(
+        record.is_file(),
+        "`cargo pybundle test` recorded no development mode"
+    );
+}
+
+/// The folders of extracted bundles in the cache directory `cache`.
+fn bundle_dirs(cache: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("env").is_dir())
+        .collect()
+}
+
+/// The package's own files under `project` and their sha256: all but what pixi writes
+/// (`.pixi/`, and `pixi.lock` when it solves), what cargo writes (`Cargo.lock`) and Python's
+/// bytecode cache.
+fn own_files(project: &Path) -> Vec<(String, String)> {
+    use sha2::Digest;
+    crate::support::files_under(project)
+        .into_iter()
+        .filter(|f| !f.starts_with(".pixi/") && f != "pixi.lock" && f != "Cargo.lock")
+        // Python's bytecode cache beside a script the program ran (README, development loop).
+        .filter(|f| !f.contains("__pycache__/"))
+        .map(|f| {
+            let bytes = std::fs::read(project.join(&f)).unwrap_or_default();
+            (f, hex::encode(sha2::Sha256::digest(bytes)))
+        })
+        .collect()
+}
+
+#[test]
+fn cargo_pybundle_run_first_bundles_each_executable_and_records_development_mode() {
+    let Some(tc) = testkit::toolchain(
+        "cargo_pybundle_run_first_bundles_each_executable_and_records_development_mode",
+    ) else {
+        return;
+    };
+    let (_copy, manifest) = example("hello");
+    let project = manifest.parent().unwrap().to_path_buf();
+    // A second executable in the package.
+    std::fs::create_dir_all(project.join("src/bin")).unwrap();
+    std::fs::copy(
+        project.join("src/main.rs"),
+        project.join("src/bin/hello-again.rs"),
+    )
+    .unwrap();
+    let before = own_files(&project);
+    let record = shared_target().join("pybundle/hello/dev.json");
+    if record.exists() {
+        std::fs::remove_file(&record).unwrap();
+    }
+    let run = |bin: Option<&str>, cache: &Path| {
+        let mut cmd = with_toolchain(&tc);
+        cmd.args(["run", "-q", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target())
+            .env("PYBUNDLE_CACHE_DIR", cache)
+            .env_remove("CARGO_INCREMENTAL");
+        if let Some(bin) = bin {
+            cmd.args(["--bin", bin]);
+        }
+        cmd.args(["--", "first"]).output().unwrap()
+    };
+
+    // `cargo pybundle run` as the first command: it runs the bundled program (extracted into
+    // the cache) and records development mode for the plain cargo commands.
+    let cache = tempfile::tempdir().unwrap();
+    let out = run(Some("hello-again"), cache.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("hello, first\n"), "{said}");
+    assert_eq!(bundle_dirs(cache.path()).len(), 1);
+    assert!(
+        record.is_file(),
+        "`cargo pybundle run` recorded no development mode"
+    );
+
+    // `run --bin` built the one it runs; `build` writes a bundled copy of each executable,
+    // prints each path, and each copy runs.
+    let out = with_toolchain(&tc)
+        .args(["build", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(shared_target())
+        .env_remove("CARGO_INCREMENTAL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundled = shared_target().join("debug/bundled");
+    let mut printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    printed.sort();
+    assert_eq!(
+        printed,
+        ["hello", "hello-again"].map(|n| bundled.join(n).display().to_string())
+    );
+    for name in ["hello", "hello-again"] {
+        let cache = tempfile::tempdir().unwrap();
+        assert_eq!(greeting(&bundled.join(name), cache.path()), "hello, loop");
+    }
+    // With two, `run` asks which one.
+    let out = run(None, cache.path());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("the package has several binaries; choose one with --bin")
+            && err.contains("hello-again"),
+        "{err}"
+    );
+
+    // Plain `cargo run`: development mode, from the record `run` wrote; nothing extracted.
+    let empty = tempfile::tempdir().unwrap();
+    let out = plain_cargo(&manifest, &["run", "-q", "--bin", "hello", "--", "dev"])
+        .env("PYBUNDLE_CACHE_DIR", empty.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    let prefix = project.join(".pixi/envs/default");
+    assert!(
+        said.starts_with("hello, dev\n") && said.contains(&*prefix.to_string_lossy()),
+        "{said}"
+    );
+    assert_eq!(
+        crate::support::files_under(empty.path()),
+        Vec::<String>::new(),
+        "development mode wrote into the cache directory"
+    );
+
+    // `PYBUNDLE_ARCHIVE` set by hand: the plain program (no bundle appended) runs that archive.
+    let archive = shared_target().join("pybundle/hello/debug/bundle.tar.zst");
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(shared_target().join("debug/hello"))
+        .arg("archive")
+        .env("PYBUNDLE_ARCHIVE", &archive)
+        .env("PYBUNDLE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("hello, archive\n") && said.contains(&*cache.path().to_string_lossy()),
+        "not the archive PYBUNDLE_ARCHIVE names: {said}"
+    );
+
+    // What cargo-pybundle wrote for the package: only what README lists.
+    let kept = shared_target().join("pybundle/hello");
+    let mut top: Vec<String> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    let listed = [
+        ".lock",
+        "debug",
+        "dev-lib",
+        "dev.json",
+        "pixi-config.toml",
+        "python",
+        "release",
+    ];
+    assert!(top.iter().all(|f| listed.contains(&f.as_str())), "{top:?}");
+    assert_eq!(
+        crate::support::files_under(&kept.join("debug")),
+        ["bundle.tar.zst", "bundle.tar.zst.key"]
+    );
+    // And none of the package's own files changed, the pixi manifest with its `conda-forge`
+    // channel included (the test channel came in through PYBUNDLE_CHANNEL_MIRRORS).
+    assert_eq!(
+        own_files(&project),
+        before,
+        "the package's files were edited"
+    );
+}
+
+#[test]
+fn a_build_reads_the_dependency_graph_once() {
+    let Some(tc) = testkit::toolchain("a_build_reads_the_dependency_graph_once") else {
+        return;
+    };
+    let (copy, manifest) = example("hello");
+    // cargo-pybundle runs the cargo in `CARGO`: a script that logs each command line first.
+    let log = copy.path().join("cargo-calls.log");
+    let wrapper = copy.path().join("logging-cargo");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            Path::new(&cargo).display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for _ in 0..2 {
+        let out = with_toolchain(&tc)
+            .args(["build", "-q", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target())
+            .env("CARGO", &wrapper)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let with_deps = calls
+        .lines()
+        .filter(|l| l.starts_with("metadata") && !l.contains("--no-deps"))
+        .count();
+    assert_eq!(with_deps, 2, "two builds:\n{calls}");
+    assert!(calls.lines().any(|l| l.starts_with("build")), "{calls}");
 }

@@ -328,6 +328,34 @@ fn relocation_table_and_deterministic_archive() {
         archive,
         "packing is not deterministic"
     );
+
+    // `compression-level` is the level the archive is written at: the same inputs at level 1
+    // repack (the level is part of the reuse key) into a larger archive, and back at the
+    // fixture's level 3 give the first archive's bytes again.
+    let cargo_toml = pkg.join("Cargo.toml");
+    let text = std::fs::read_to_string(&cargo_toml).unwrap();
+    let at = |level: i32| {
+        let set = text.replace(
+            "compression-level = 3",
+            &format!("compression-level = {level}"),
+        );
+        assert!(level == 3 || set != text, "the fixture sets no level 3");
+        std::fs::write(&cargo_toml, set).unwrap();
+        std::fs::read(pack(&[])).unwrap()
+    };
+    let fast = at(1);
+    assert!(
+        fast.len() > archive.len() + archive.len() / 50,
+        "level 1: {} bytes, level 3: {} bytes",
+        fast.len(),
+        archive.len()
+    );
+    assert_eq!(
+        pybundle_runtime::manifest_of(&fast).unwrap().id,
+        m.id,
+        "the same files"
+    );
+    assert_eq!(at(3), archive, "level 3 again gave other bytes");
 }
 
 /// Runs `pack` on a broken copy of the fixture; checks the exit code, the message, and that

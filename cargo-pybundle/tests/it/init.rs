@@ -76,6 +76,34 @@ fn init_project_builds_and_runs() {
     let tested = plain("test", &[]);
     assert!(tested.contains("1 passed"), "{tested}");
 
+    // The release build README shows: `target/release/bundled/word-count`, one file.
+    let release = crate::support::with_toolchain(&tc)
+        .args(["build", "-q", "--release", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(crate::support::shared_target())
+        .output()
+        .unwrap();
+    assert!(release.status.success(), "{}", stderr(&release));
+    let shipped = crate::support::shared_target().join("release/bundled/word-count");
+    assert_eq!(
+        String::from_utf8_lossy(&release.stdout).lines().last(),
+        Some(&*shipped.to_string_lossy())
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(&shipped)
+        .args(["shipped", "alone"])
+        .current_dir(elsewhere.path())
+        .env("PYBUNDLE_CACHE_DIR", elsewhere.path().join("cache"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}\n{}", stderr(&run));
+    assert!(
+        said.starts_with("2 words, counted by Python 3.11"),
+        "{said}"
+    );
+
     crate::support::a_failure_prints_the_report(&binary, cache.path(), "word-count");
 }
 

@@ -54,11 +54,26 @@ fn a_pyproject_project_bundles_its_own_editable_package() {
     };
     let (copy, cargo_toml) = example("pyreport");
     let project = cargo_toml.parent().unwrap().to_path_buf();
-    let binary = build_binary(&tc, &cargo_toml);
-    // pixi installed the project's package editable, as pixi users have it.
+    // pixi installs the project's package editable, as pixi users have it (here through
+    // `cargo pybundle pixi install`, the same pixi and mirrors as a build, but no build).
+    let install = with_toolchain(&tc)
+        .args(["pixi", "--manifest-path"])
+        .arg(&cargo_toml)
+        .arg("install")
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{}", stderr(&install));
     let site = project.join(".pixi/envs/default/lib/python3.11/site-packages");
     let pth = std::fs::read_to_string(site.join("_editable_impl_pyreport.pth")).unwrap();
     assert_eq!(pth.trim(), project.join("src").to_str().unwrap());
+    let installed = editable_install(&site);
+    let binary = build_binary(&tc, &cargo_toml);
+    // The build packed a real copy and left the editable install as pixi made it.
+    assert_eq!(
+        editable_install(&site),
+        installed,
+        "the build changed the editable install"
+    );
 
     // The bundle runs with the project's sources gone: it carries a real copy.
     let moved = copy.path().join("moved-away");
@@ -102,6 +117,33 @@ fn a_pyproject_project_bundles_its_own_editable_package() {
         m.activation.get("PYREPORT_STYLE").map(String::as_str),
         Some("plain")
     );
+}
+
+/// The files of pyreport's install in `site` (those its `RECORD` lists, the `RECORD` itself and
+/// the `.pth`) with their sha256; the `RECORD` must list the `.pth`.
+fn editable_install(site: &Path) -> Vec<(String, String)> {
+    use sha2::Digest;
+    let record = site.join("pyreport-0.1.0.dist-info/RECORD");
+    let text = std::fs::read_to_string(&record).unwrap();
+    let mut files: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(',').next())
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        files.iter().any(|f| f == "_editable_impl_pyreport.pth"),
+        "{text}"
+    );
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(site.join(&f)).unwrap_or_default();
+            let sha = hex::encode(sha2::Sha256::digest(bytes));
+            (f, sha)
+        })
+        .collect()
 }
 
 /// A source package built with hatchling (from PyPI, as pixi builds local packages).

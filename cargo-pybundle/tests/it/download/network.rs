@@ -218,6 +218,14 @@ fn no_proxy_goes_direct_and_a_dead_proxy_is_named() {
         cmd.env("HTTP_PROXY", &dead).env("NO_PROXY", "127.0.0.0/8");
     });
     assert_installed(&run, VERSION);
+    // And a domain: `.localhost` covers the host `localhost` (and any name below it).
+    let by_name = server.url().replace("127.0.0.1", "localhost");
+    assert_ne!(by_name, server.url());
+    let run = run_with(&by_name, None, |cmd| {
+        cmd.env("HTTP_PROXY", &dead)
+            .env("NO_PROXY", "example.com,.localhost");
+    });
+    assert_installed(&run, VERSION);
     let served = server.requests().len();
     let run = run_with(&server.url(), None, |cmd| {
         cmd.env("HTTP_PROXY", &dead);
