@@ -93,14 +93,39 @@ fn quick_bench_writes_every_key() {
             results.get(*key)
         );
     }
+    // `--quick` runs no peer: their keys are there, empty.
     for key in PEERS {
-        assert!(
-            results.contains_key(*key),
-            "results.json lacks the peer key `{key}`\n{json}"
+        assert_eq!(
+            results.get(*key),
+            Some(&serde_json::Value::Null),
+            "results.json: the peer key `{key}` should be there and empty\n{json}"
         );
     }
     let report = std::fs::read_to_string(target.join("bench/BENCHMARKS.md")).unwrap();
     assert!(report.contains("`--quick`"), "{report}");
+    // And one run per row (README), but for the one-shot script's five; peers' rows say why
+    // they are empty.
+    let mut rows = 0;
+    let mut runs_column = None;
+    for line in report.lines() {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        if line.starts_with("| what") {
+            runs_column = cells.iter().position(|c| *c == "runs");
+        } else if !line.starts_with('|') {
+            runs_column = None;
+        } else if let Some(i) = runs_column.filter(|_| !line.starts_with("|---")) {
+            let expected = if cells[0].starts_with("one-shot script") {
+                "5"
+            } else if cells[i].starts_with('—') {
+                "— (not run (`--quick`))"
+            } else {
+                "1"
+            };
+            assert_eq!(cells[i], expected, "runs of `{}`", cells[0]);
+            rows += 1;
+        }
+    }
+    assert!(rows >= 10, "only {rows} rows with a runs column:\n{report}");
     assert_eq!(
         std::fs::read(root.join("BENCHMARKS.md")).ok(),
         committed,
