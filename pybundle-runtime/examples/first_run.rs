@@ -77,12 +77,14 @@ fn main() {
     let mut tar = Vec::new();
     for run in 0..runs {
         let dir = scratch.path().join(format!("ours-{run}"));
+        settle();
         ours.push(measure(
             Command::new(&exe).arg("--child").arg(&archive).arg(&dir),
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let dir = scratch.path().join(format!("tar-{run}"));
         std::fs::create_dir(&dir).expect("tar dir");
+        settle();
         tar.push(measure(
             Command::new("tar")
                 .arg("--zstd")
@@ -296,4 +298,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             walk(&p, out);
         }
     }
+}
+
+/// Writes back what earlier runs left dirty, so a run does not pay for the one before it.
+fn settle() {
+    let _ = Command::new("sync").status();
 }

@@ -157,15 +157,22 @@ pub fn run(s: &Setup) -> Result<Topic> {
 /// `ready()` in process (marker, lock and trust walk), `Environment::check_location()` (the
 /// identity re-check before each start) and a whole warm start in a fresh process.
 pub fn start_costs(s: &Setup) -> Result<Topic> {
-    let runs = if s.quick { 1 } else { 3 };
+    let runs = if s.quick { 1 } else { s.slow_runs };
     let (mut ready, mut check, mut process, mut bare) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut extract, mut tar, mut paired) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let out = runtime_example(s, "first_run", &[s.archive.as_os_str(), "1".as_ref()])?;
         let p50 = |start: &str| -> Result<f64> {
             let cell = &table_row(&out, start)?[1];
             duration_us(cell.split('/').next().unwrap_or(cell))
         };
+        // One extraction by `Bundle::ready` and one `tar --zstd -xf`, back to back.
+        let ours = p50("| first run: Bundle::ready")? / 1e6;
+        let theirs = p50("| `tar --zstd -xf` of the same archive")? / 1e6;
+        extract.push(ours);
+        tar.push(theirs);
+        paired.push(ours / theirs);
         ready.push(p50("| warm ready(), in process")?);
         check.push(p50("| Environment::check_location()")?);
         process.push(p50("| warm start: process + mmap + ready()")? / 1e3);
@@ -176,12 +183,33 @@ pub fn start_costs(s: &Setup) -> Result<Topic> {
         compare: false,
         about: format!(
             "pybundle-runtime's `first_run` example on the outliers archive, {runs} time(s): \
+             a first run's extraction and relocation alone (`Bundle::ready` into an empty cache, \
+             in its own process; the script's run is the warm-start rows) and `tar --zstd -xf` \
+             of the same archive, back to back after a `sync`, and their ratio per run; \
              p50 of 2000 warm `ready()` calls in one process (completion marker, shared lock, \
              the cache's ownership walk), of 2000 `Environment::check_location()` calls (the \
              re-check before each process start), and of 20 fresh processes that map the \
              archive and call `ready()`, beside 20 runs of `true`."
         ),
         rows: vec![
+            row(
+                "first run, extract + relocate only (`Bundle::ready`)",
+                Some("first_run_extract_s"),
+                "s",
+                &extract,
+            ),
+            row(
+                "`tar --zstd -xf` of the same archive, same runs",
+                Some("first_run_tar_s"),
+                "s",
+                &tar,
+            ),
+            row(
+                "ratio ours ÷ tar, per run",
+                Some("first_run_extract_vs_tar"),
+                "×",
+                &paired,
+            ),
             row(
                 "warm `ready()`, in process (p50)",
                 Some("warm_ready_us"),

@@ -35,6 +35,7 @@ fn fmt(value: f64, unit: &str) -> String {
         "s" => format!("{value:.3} s"),
         "ms" | "µs" | "MB/s" => format!("{value:.1} {unit}"),
         "calls/s" | "msg/s" => format!("{value:.0} {unit}"),
+        "×" => format!("{value:.2}×"),
         _ => format!("{value:.2} {unit}"),
     }
 }
@@ -223,9 +224,22 @@ fn goals(out: &mut String, topics: &[Topic]) {
             times,
         );
     }
+    for limit in [1.0, 0.7] {
+        goal_row(
+            out,
+            &format!(
+                "first run, extract + relocate ≤ {limit:.1} × `tar --zstd -xf` (paired runs; \
+                 the script's run is in the warm start)"
+            ),
+            get("first_run_extract_vs_tar"),
+            limit,
+            false,
+            times,
+        );
+    }
     goal_row(
         out,
-        "first run ≤ 1.0 × `tar --zstd -xf` (the first run also runs the script)",
+        "the whole first run of the app ≤ 1.0 × `tar --zstd -xf` (it also runs the numpy script)",
         ratio("first_run_s", "tar_zstd_extract_s"),
         1.0,
         false,
