@@ -153,7 +153,8 @@ pub fn run(s: &Setup) -> Result<Topic> {
     })
 }
 
-/// The runtime's start costs from its `first_run` example on the outliers archive: the warm
+/// The runtime's start costs from its `first_run` example on the outliers archive: a first
+/// run's extraction + relocation against `tar --zstd -xf` (paired per run), the warm
 /// `ready()` in process (marker, lock and trust walk), `Environment::check_location()` (the
 /// identity re-check before each start) and a whole warm start in a fresh process.
 pub fn start_costs(s: &Setup) -> Result<Topic> {
