@@ -300,3 +300,25 @@ impl WorkerBuilder {
         WorkerPool::start_async(self, n).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_init_call_shares_its_buffers_at_every_start() {
+        let buffer = crate::Buffer::new(vec![1u8; 4096]);
+        let mut args = Args::default();
+        args.arg(&(1, &buffer)).unwrap();
+        let init = InitCall {
+            func: "model.load".into(),
+            args,
+        };
+        // Each start (the first and every restart) sends the caller's bytes, not a copy.
+        for _ in 0..2 {
+            let frames = init.frames();
+            assert_eq!(frames.len(), 1);
+            assert_eq!(frames[0].bytes().as_ptr(), buffer.as_slice().as_ptr());
+        }
+    }
+}
