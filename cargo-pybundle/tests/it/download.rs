@@ -468,6 +468,41 @@ fn server_that_never_answers_times_out() {
 }
 
 #[test]
+fn a_connection_never_accepted_times_out() {
+    // A listener whose accept queue is full: the kernel drops further connection attempts
+    // unanswered, so connecting hangs until the connect timeout.
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(stream) => held.push(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("connecting to {addr}: {e}"),
+        }
+        assert!(
+            held.len() < 10_000,
+            "the accept queue of {addr} never filled"
+        );
+    }
+    let url = format!("http://{addr}");
+    let start = Instant::now();
+    let run = run_with_timeout(&url, Some("1.5"));
+    let took = start.elapsed();
+    let err = assert_failed_cleanly(&run, &url);
+    assert!(
+        err.contains("timed out") && err.contains(TIMEOUT_VAR),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(1500),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "waited too long: {took:?}");
+    drop((held, listener));
+}
+
+#[test]
 fn bad_timeout_setting_is_named() {
     let run = run_with_timeout("http://127.0.0.1:9", Some("soon"));
     let err = stderr(&run.out);
