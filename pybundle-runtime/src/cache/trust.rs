@@ -55,6 +55,8 @@ pub(crate) fn open_root(root: &Path, create: bool) -> Result<Dir> {
         let Some((parent, parent_meta)) = stack.last() else {
             unreachable!("`/` is never popped")
         };
+        // Refused before anything in it is looked at: what is in it can change meanwhile.
+        check_parent(parent.path(), parent_meta, &name, me).map_err(refuse)?;
         let child = match parent.open_dir(&name) {
             Ok(child) => child,
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
@@ -213,6 +215,34 @@ fn check_step(
     child_meta: &Meta,
     me: u32,
 ) -> std::result::Result<(), String> {
+    check_parent(dir, meta, child, me)?;
+    let Some(who) = writers(meta, me) else {
+        return Ok(());
+    };
+    // Sticky (`check_parent` refused the rest): the entry must be root's or ours.
+    if child_meta.uid == 0 || child_meta.uid == me {
+        return Ok(());
+    }
+    Err(format!(
+        "`{}` is writable by {who} (mode {:o}), and `{}` in it is not yours: another user could \
+         replace `{}` in it",
+        dir.display(),
+        meta.mode,
+        child.to_string_lossy(),
+        Path::new(dir).join(child).display()
+    ))
+}
+
+/// What the directory `dir` must be before its entry `child` is even looked at: root's or
+/// ours, and writable by nobody else unless it is sticky (then [`check_step`] checks the
+/// entry's owner once it is opened). Checked first, a refusal does not depend on what another
+/// user is doing to the entry at that moment.
+fn check_parent(
+    dir: &Path,
+    meta: &Meta,
+    child: &OsStr,
+    me: u32,
+) -> std::result::Result<(), String> {
     if meta.uid != 0 && meta.uid != me {
         return Err(format!(
             "`{}` is owned by uid {}, neither you (uid {me}) nor root: its owner could replace \
@@ -221,24 +251,15 @@ fn check_step(
             meta.uid
         ));
     }
-    let Some(who) = writers(meta, me) else {
-        return Ok(());
-    };
-    let sticky = meta.mode & 0o1000 != 0;
-    if sticky && (child_meta.uid == 0 || child_meta.uid == me) {
-        return Ok(());
+    match writers(meta, me) {
+        Some(who) if meta.mode & 0o1000 == 0 => Err(format!(
+            "`{}` is writable by {who} (mode {:o}): another user could replace `{}` in it",
+            dir.display(),
+            meta.mode,
+            Path::new(dir).join(child).display()
+        )),
+        _ => Ok(()),
     }
-    Err(format!(
-        "`{}` is writable by {who} (mode {:o}){}: another user could replace `{}` in it",
-        dir.display(),
-        meta.mode,
-        if sticky {
-            format!(", and `{}` in it is not yours", child.to_string_lossy())
-        } else {
-            String::new()
-        },
-        Path::new(dir).join(child).display()
-    ))
 }
 
 /// The root itself must be ours (and is then made private if it is not).
