@@ -2,7 +2,7 @@
 //! compilation on, as cargo defaults it; and the release profile), run; and plain cargo
 //! commands between bundled builds.
 
-use crate::support::{example, shared_target, stderr, with_toolchain};
+use crate::support::{example, package_files, shared_target, stderr, with_toolchain};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -13,6 +13,11 @@ fn built(out: &Output) -> PathBuf {
 }
 
 fn pybundle_build(tc: &testkit::Toolchain, manifest: &Path, release: bool) -> PathBuf {
+    built(&pybundle_build_output(tc, manifest, release))
+}
+
+/// `cargo pybundle build -q` of the package into [`shared_target`], as a developer types it.
+fn pybundle_build_output(tc: &testkit::Toolchain, manifest: &Path, release: bool) -> Output {
     let mut cmd = with_toolchain(tc);
     cmd.args(["build", "-q", "--manifest-path"])
         .arg(manifest)
@@ -23,7 +28,7 @@ fn pybundle_build(tc: &testkit::Toolchain, manifest: &Path, release: bool) -> Pa
     if release {
         cmd.arg("--release");
     }
-    built(&cmd.output().unwrap())
+    cmd.output().unwrap()
 }
 
 /// The first line the hello example prints for `name`.
@@ -414,20 +419,12 @@ fn bundle_dirs(cache: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The package's own files under `project` and their sha256: all but what pixi writes
-/// (`.pixi/`, and `pixi.lock` when it solves), what cargo writes (`Cargo.lock`) and Python's
-/// bytecode cache.
+/// The package's own files under `project` and their sha256 ([`package_files`]), without
+/// Python's bytecode cache beside a script the program ran (README, development loop).
 fn own_files(project: &Path) -> Vec<(String, String)> {
-    use sha2::Digest;
-    crate::support::files_under(project)
+    package_files(project)
         .into_iter()
-        .filter(|f| !f.starts_with(".pixi/") && f != "pixi.lock" && f != "Cargo.lock")
-        // Python's bytecode cache beside a script the program ran (README, development loop).
-        .filter(|f| !f.contains("__pycache__/"))
-        .map(|f| {
-            let bytes = std::fs::read(project.join(&f)).unwrap_or_default();
-            (f, hex::encode(sha2::Sha256::digest(bytes)))
-        })
+        .filter(|(f, _)| !f.contains("__pycache__/"))
         .collect()
 }
 
@@ -481,14 +478,7 @@ fn cargo_pybundle_run_first_bundles_each_executable_and_records_development_mode
 
     // `run --bin` built the one it runs; `build` writes a bundled copy of each executable,
     // prints each path, and each copy runs.
-    let out = with_toolchain(&tc)
-        .args(["build", "-q", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(shared_target())
-        .env_remove("CARGO_INCREMENTAL")
-        .output()
-        .unwrap();
+    let out = pybundle_build_output(&tc, &manifest, false);
     assert!(out.status.success(), "{}", stderr(&out));
     let bundled = shared_target().join("debug/bundled");
     let mut printed: Vec<String> = String::from_utf8_lossy(&out.stdout)

@@ -2,7 +2,9 @@
 //! from `conda-forge` with `PYBUNDLE_CHANNEL_MIRRORS`): real pixi installs, real packing,
 //! real cargo builds, and the built application run.
 
-use crate::support::{cargo_pybundle, files_under, fixture, shared_target, stderr, with_toolchain};
+use crate::support::{
+    cargo_pybundle, files_under, fixture, package_files, shared_target, stderr, with_toolchain,
+};
 use pybundle_runtime::format::{FileMode, Manifest, Relocation, MANIFEST_PATH};
 use sha2::{Digest as _, Sha256};
 use std::io::Read as _;
@@ -156,19 +158,8 @@ fn relocation_table_and_deterministic_archive() {
     std::fs::create_dir_all(pkg.join("python/__pycache__")).unwrap();
     std::fs::write(pkg.join("python/__pycache__/hello.cpython-311.pyc"), "x").unwrap();
     let target = tmp.path().join("target");
-    // The package's own files and their sha256 (all but what pixi makes, `.pixi/` and, when it
-    // solves, `pixi.lock`, and the `Cargo.lock` cargo writes when there is none), to compare
-    // after packing: none of them is edited.
-    let own_files = || -> Vec<(String, String)> {
-        files_under(&pkg)
-            .into_iter()
-            .filter(|f| !f.starts_with(".pixi/") && f != "pixi.lock" && f != "Cargo.lock")
-            .map(|f| {
-                let sha = hex::encode(Sha256::digest(std::fs::read(pkg.join(&f)).unwrap()));
-                (f, sha)
-            })
-            .collect()
-    };
+    // The package's own files and their sha256, to compare after packing: none is edited.
+    let own_files = || package_files(&pkg);
     let before = own_files();
     let pack = |extra: &[&str]| {
         let out = with_toolchain(&tc)

@@ -178,6 +178,22 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The files of the package at `package` with their sha256, as [`files_under`] lists them,
+/// except what pixi writes (`.pixi/`, and `pixi.lock` when it solves) and what cargo writes
+/// (`Cargo.lock`): what a build must leave as it found it.
+pub fn package_files(package: &Path) -> Vec<(String, String)> {
+    use sha2::Digest as _;
+    files_under(package)
+        .into_iter()
+        .filter(|f| !f.starts_with(".pixi/") && f != "pixi.lock" && f != "Cargo.lock")
+        .map(|f| {
+            // An empty folder (`name/`) hashes as empty.
+            let bytes = std::fs::read(package.join(&f)).unwrap_or_default();
+            (f, hex::encode(sha2::Sha256::digest(bytes)))
+        })
+        .collect()
+}
+
 fn walkdir(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
