@@ -85,6 +85,8 @@ fn main() {
                 .map(|s| s.to_string())
                 .collect(),
             level,
+            // The compression alone: the prefix's files as installed.
+            strip: pack::strip::Strip::None,
             pkgs_cache: cache.clone(),
             python: cargo_pybundle::runtime::PythonHalf::Own,
             activation: None,

@@ -132,6 +132,7 @@ pub fn prepare(
         scripts: config.scripts.clone(),
         exclude: config.exclude.clone(),
         level: config.level(release),
+        strip: config.strip(release),
         pkgs_cache: None,
         python,
         activation: Some(request.pixi_run(&pixi)),
@@ -260,6 +261,7 @@ fn reuse_key(
     key.part("prefix", input.prefix.to_string_lossy().as_bytes());
     key.part("exclude", input.exclude.join("\n").as_bytes());
     key.part("level", &input.level.to_le_bytes());
+    key.part("strip", input.strip.name().as_bytes());
     key.file("manifest", &project.manifest)?;
     key.file("lock", &project.lock_file())?;
     key.file("project config", &project.local_config())?;

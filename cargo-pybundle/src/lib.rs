@@ -22,6 +22,7 @@
 //! lock = "locked"               # locked | frozen | update
 //! exclude = ["**/__pycache__/**", "**/*.pyc"]   # globs relative to the prefix and scripts folder
 //! compression-level = 19        # default: 19 with --release, 3 otherwise
+//! strip = "debuginfo"           # none | debuginfo; default: debuginfo with --release, none otherwise
 //! channel-mirrors = { conda-forge = "file:///srv/conda-forge" }
 //! ```
 //!
@@ -29,7 +30,8 @@
 //!
 //! `PYBUNDLE_PIXI` (a pixi binary, same as `--pixi`), `PYBUNDLE_PIXI_MIRROR` (replaces
 //! `https://github.com/prefix-dev/pixi/releases/download`), `PYBUNDLE_CHANNEL_MIRRORS`
-//! (`name=url,name=url`, wins over `channel-mirrors`), `PYBUNDLE_LOG` (tracing filter).
+//! (`name=url,name=url`, wins over `channel-mirrors`), `PYBUNDLE_LOG` (tracing filter),
+//! `STRIP` (the binutils `strip` that `strip = "debuginfo"` runs).
 //! The bundled programs are written to `target/<profile>/bundled/` (see [`cargo_build`]).
 //!
 //! # Where things go

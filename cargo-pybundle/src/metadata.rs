@@ -9,6 +9,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::pack::strip::Strip;
+
 /// Valid keys of `[package.metadata.pybundle]`, listed in error messages.
 pub const KEYS: &[&str] = &[
     "manifest",
@@ -19,6 +21,7 @@ pub const KEYS: &[&str] = &[
     "lock",
     "exclude",
     "compression-level",
+    "strip",
     "channel-mirrors",
 ];
 
@@ -74,6 +77,8 @@ pub struct Config {
     pub exclude: Vec<String>,
     /// zstd level, 1..=22; `None` picks by profile (see [`Config::level`]).
     pub compression_level: Option<i32>,
+    /// Debug info left out; `None` picks by profile (see [`Config::strip`]).
+    pub strip: Option<Strip>,
     /// Channel name or URL → replacement URL.
     pub channel_mirrors: BTreeMap<String, String>,
 }
@@ -90,6 +95,7 @@ impl Config {
             lock: Lock::Locked,
             exclude: DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
             compression_level: None,
+            strip: None,
             channel_mirrors: BTreeMap::new(),
         }
     }
@@ -100,6 +106,17 @@ impl Config {
             RELEASE_COMPRESSION_LEVEL
         } else {
             DEV_COMPRESSION_LEVEL
+        })
+    }
+
+    /// `strip`, else by profile as Cargo's own: debug info left out with `--release` (a
+    /// release build packs once and ships; what a debugger reads is most of some libraries),
+    /// kept in dev builds.
+    pub fn strip(&self, release: bool) -> Strip {
+        self.strip.unwrap_or(if release {
+            Strip::DebugInfo
+        } else {
+            Strip::None
         })
     }
 }
@@ -360,6 +377,13 @@ pub fn parse(table: &Value, dir: &Path) -> Result<Config> {
                 config.compression_level =
                     Some(level.ok_or_else(|| bad("an integer from 1 to 22"))?);
             }
+            "strip" => {
+                config.strip = Some(match string(value) {
+                    Some("none") => Strip::None,
+                    Some("debuginfo") => Strip::DebugInfo,
+                    _ => return Err(bad("one of \"none\", \"debuginfo\"")),
+                })
+            }
             "channel-mirrors" => {
                 let table = value
                     .as_object()
@@ -430,6 +454,15 @@ mod tests {
         assert_eq!(c.level(true), 3);
         assert_eq!(c.lock, Lock::Locked);
         assert_eq!(c.exclude, DEFAULT_EXCLUDE);
+        assert_eq!(
+            (c.strip(true), c.strip(false)),
+            (Strip::DebugInfo, Strip::None)
+        );
+        for (name, strip) in [("none", Strip::None), ("debuginfo", Strip::DebugInfo)] {
+            let c = parse(&json!({ "strip": name }), Path::new("/app")).unwrap();
+            assert_eq!((c.strip(true), c.strip(false)), (strip, strip));
+            assert_eq!(strip.name(), name);
+        }
     }
 
     #[test]
@@ -457,6 +490,11 @@ mod tests {
             .contains("`compression-level` must be an integer"));
         assert!(err(json!({"compression-level": 30})).contains("from 1 to 22"));
         assert!(err(json!({"lock": "yes"})).contains("\"locked\""));
+        let e = err(json!({"strip": true}));
+        assert!(
+            e.contains("`strip` must be one of \"none\", \"debuginfo\""),
+            "{e}"
+        );
         assert!(err(json!({"exclude": "*.pyc"})).contains("array of glob"));
         assert!(err(json!({"pixi-sha256": "abc"})).contains("64 hexadecimal"));
         assert!(err(json!({"channel-mirrors": {"conda-forge": 1}}))

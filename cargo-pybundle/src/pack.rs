@@ -8,6 +8,7 @@ pub mod activation;
 pub mod key;
 pub mod local;
 pub mod scan;
+pub mod strip;
 pub mod tarball;
 pub mod walk;
 
@@ -38,6 +39,8 @@ pub struct Input {
     pub exclude: Vec<String>,
     /// zstd level.
     pub level: i32,
+    /// What to leave out of the prefix's libraries and programs.
+    pub strip: strip::Strip,
     /// pixi's package cache (`pixi info`'s `cache_dir`), for packages that do not record
     /// `extracted_package_dir`.
     pub pkgs_cache: Option<PathBuf>,
@@ -91,15 +94,21 @@ pub fn pack(input: &Input, dest: &Path, ui: &Ui) -> Result<Packed> {
     fs_err::create_dir_all(dir)?;
     let mut body_file = tempfile::tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let mut stripper = (input.strip == strip::Strip::DebugInfo).then(strip::Stripper::from_env);
+    let builder = write::Body::new(std::io::BufWriter::new(&mut body_file), input.level)
+        .context("starting zstd")?;
     let body = write_body(
         &entries,
         &placed,
         build_prefix,
-        input.level,
-        &mut body_file,
+        stripper.as_mut(),
+        builder,
         &mut packages,
         ui,
     )?;
+    if let Some(s) = &stripper {
+        s.report(ui);
+    }
     let activation = activation(input, ui);
     packages.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
     let manifest = Manifest {
@@ -217,13 +226,11 @@ fn write_body(
     entries: &[Entry],
     placed: &BTreeMap<String, scan::Placed>,
     build_prefix: &str,
-    level: i32,
-    out: &mut std::fs::File,
+    mut stripper: Option<&mut strip::Stripper>,
+    mut builder: write::Body<std::io::BufWriter<&mut std::fs::File>>,
     packages: &mut [PackageInfo],
     ui: &Ui,
 ) -> Result<Body> {
-    let mut builder =
-        write::Body::new(std::io::BufWriter::new(out), level).context("starting zstd")?;
     let mut relocations = Vec::new();
     let mut unrelocatable = Vec::new();
     let mut unpacked_size = 0u64;
@@ -251,7 +258,10 @@ fn write_body(
             Source::File(path) => {
                 let placed_here = rel.and_then(|r| placed.get(r));
                 let source = placed_here.map_or(path.as_path(), |p| p.source.as_path());
-                let content = fs_err::read(source)?;
+                let mut content = fs_err::read(source)?;
+                if let (Some(stripper), Some(_)) = (stripper.as_deref_mut(), rel) {
+                    content = stripper.debug_info(&entry.path, content)?;
+                }
                 if let Some(p) = placed_here {
                     relocations.push(Relocation {
                         path: entry.path.clone(),
@@ -403,6 +413,7 @@ mod tests {
                 .map(|s| s.to_string())
                 .collect(),
             level: 3,
+            strip: strip::Strip::None,
             pkgs_cache: None,
             python: crate::runtime::PythonHalf::Own,
             activation: None,
@@ -502,6 +513,79 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read(again).unwrap(), archive);
+    }
+
+    /// A program built by `cc -g` that holds `text` as a string constant.
+    fn debug_program(dir: &Path, text: &str, out: &Path) {
+        let src = dir.join("p.c");
+        std::fs::write(
+            &src,
+            format!(
+                "const char *where = \"{text}\";\nint main(void) {{ return where[0] == 0; }}\n"
+            ),
+        )
+        .unwrap();
+        let status = std::process::Command::new("cc")
+            .args(["-g", "-O1", "-o"])
+            .arg(out)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn debug_info_is_left_out_of_the_prefix_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut input = fake_env(dir.path());
+        // The placeholder copy of the interpreter, and a library of the app's scripts folder.
+        let cached = dir.path().join("pkgs/python-3.11.7-h0/bin/python3.11");
+        debug_program(dir.path(), &format!("{PLACEHOLDER}/lib"), &cached);
+        debug_program(dir.path(), "mine", &input.scripts.join("own.so"));
+        let original = std::fs::read(&cached).unwrap();
+        let own = std::fs::read(input.scripts.join("own.so")).unwrap();
+        let quiet = Ui {
+            quiet: true,
+            verbose: 0,
+        };
+
+        let kept = dir.path().join("kept.tar.zst");
+        pack(&input, &kept, &quiet).unwrap();
+        assert_eq!(
+            content(&std::fs::read(&kept).unwrap(), "env/bin/python3.11"),
+            original
+        );
+
+        input.strip = strip::Strip::DebugInfo;
+        let dest = dir.path().join("stripped.tar.zst");
+        let packed = pack(&input, &dest, &quiet).unwrap();
+        let archive = std::fs::read(&dest).unwrap();
+        let python = content(&archive, "env/bin/python3.11");
+        assert!(
+            python.len() < original.len(),
+            "{} !< {}",
+            python.len(),
+            original.len()
+        );
+        let sections = |data: &[u8]| -> Vec<String> {
+            use object::{Object as _, ObjectSection as _};
+            let file = object::File::parse(data).unwrap();
+            file.sections()
+                .map(|s| s.name().unwrap().to_owned())
+                .collect()
+        };
+        assert!(sections(&original).iter().any(|n| n == ".debug_info"));
+        assert!(!sections(&python).iter().any(|n| n.starts_with(".debug")));
+        // Still the placeholder copy, still relocated at first run; the scripts are the app's.
+        assert!(memchr::memmem::find(&python, PLACEHOLDER.as_bytes()).is_some());
+        assert!(packed
+            .manifest
+            .relocations
+            .iter()
+            .any(|r| r.path == "env/bin/python3.11" && r.mode == FileMode::Binary));
+        assert_eq!(content(&archive, "scripts/own.so"), own);
+        let entry_size = entry(&archive, "env/bin/python3.11").size().unwrap();
+        assert_eq!(entry_size, python.len() as u64);
     }
 
     #[test]

@@ -161,7 +161,8 @@ fn relocation_table_and_deterministic_archive() {
     // The package's own files and their sha256, to compare after packing: none is edited.
     let own_files = || package_files(&pkg);
     let before = own_files();
-    let pack = |extra: &[&str]| {
+    // `pack` with `extra` arguments: the archive's path and what the run printed to stderr.
+    let pack_said = |extra: &[&str]| {
         let out = with_toolchain(&tc)
             .args(["pack", "--manifest-path"])
             .arg(pkg.join("Cargo.toml"))
@@ -171,8 +172,13 @@ fn relocation_table_and_deterministic_archive() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        let said = stderr(&out);
+        (
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()),
+            said,
+        )
     };
+    let pack = |extra: &[&str]| pack_said(extra).0;
     let archive_path = pack(&[]);
     assert_eq!(
         archive_path,
@@ -347,11 +353,72 @@ fn relocation_table_and_deterministic_archive() {
         "the same files"
     );
     assert_eq!(at(3), archive, "level 3 again gave other bytes");
+
+    // `--release` leaves the debug info out of the environment (`strip`'s default there): the
+    // test channel's libpython carries DWARF sections, the debug archive keeps them.
+    let debug_sections = |data: &[u8]| -> usize {
+        use object::{Object as _, ObjectSection as _};
+        let file = object::File::parse(data).unwrap();
+        file.sections()
+            .filter(|s| s.name().unwrap().starts_with(".debug_"))
+            .count()
+    };
+    let libpython = "env/lib/libpython3.11.so.1.0";
+    let release_pack = || {
+        let (path, said) = pack_said(&["--release"]);
+        (std::fs::read(path).unwrap(), said)
+    };
+    let kept = entry(&archive, libpython);
+    assert!(
+        debug_sections(&kept) > 0,
+        "the fixture's libpython has no debug info"
+    );
+    let (release, said) = release_pack();
+    assert!(said.contains("Stripped debug info from"), "{said}");
+    let stripped = entry(&release, libpython);
+    assert_eq!(debug_sections(&stripped), 0);
+    assert!(
+        stripped.len() < kept.len() / 2,
+        "{} vs {}",
+        stripped.len(),
+        kept.len()
+    );
+    // The interpreter is still the placeholder copy, relocated at first run.
+    let released = pybundle_runtime::manifest_of(&release).unwrap();
+    let python = relocation(&released, "env/bin/python3.11");
+    assert_eq!(python.mode, FileMode::Binary);
+    let packed_python = entry(&release, "env/bin/python3.11");
+    assert!(memchr::memmem::find(&packed_python, python.placeholder.as_bytes()).is_some());
+    // `strip = "none"` (part of the reuse key: it repacks) packs the files as installed.
+    std::fs::write(
+        &cargo_toml,
+        text.replace(
+            "[package.metadata.pybundle]\n",
+            "[package.metadata.pybundle]\nstrip = \"none\"\n",
+        ),
+    )
+    .unwrap();
+    let (unstripped, said) = release_pack();
+    assert!(!said.contains("Stripped"), "{said}");
+    assert_eq!(entry(&unstripped, libpython), kept);
+    std::fs::write(&cargo_toml, &text).unwrap();
 }
 
 /// Runs `pack` on a broken copy of the fixture; checks the exit code, the message, and that
 /// nothing was left where a later run would take it for an archive.
 fn pack_fails(test: &str, breakage: impl FnOnce(&Path), extra: &[&str], code: i32, says: &[&str]) {
+    pack_fails_with(test, breakage, extra, &[], code, says);
+}
+
+/// [`pack_fails`] with environment variables set for the run.
+fn pack_fails_with(
+    test: &str,
+    breakage: impl FnOnce(&Path),
+    extra: &[&str],
+    vars: &[(&str, &std::ffi::OsStr)],
+    code: i32,
+    says: &[&str],
+) {
     let Some(tc) = testkit::toolchain(test) else {
         return;
     };
@@ -359,6 +426,7 @@ fn pack_fails(test: &str, breakage: impl FnOnce(&Path), extra: &[&str], code: i3
     breakage(&pkg);
     let target = tmp.path().join("target");
     let out = with_toolchain(&tc)
+        .envs(vars.iter().copied())
         .args(["pack", "--manifest-path"])
         .arg(pkg.join("Cargo.toml"))
         .arg("--target-dir")
@@ -372,11 +440,35 @@ fn pack_fails(test: &str, breakage: impl FnOnce(&Path), extra: &[&str], code: i3
         assert!(err.contains(s), "expected `{s}` in:\n{err}");
     }
     let work = target.join("pybundle/relocs");
+    // Empty folders (`release/` once packing started) hold nothing a later run could trust.
     let left: Vec<String> = files_under(&work)
         .into_iter()
         .filter(|f| f != "pixi-config.toml" && f != ".lock")
+        .filter(|f| !(f.ends_with('/') && is_empty_dir(&work.join(f))))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+#[test]
+fn a_release_pack_that_cannot_run_strip_names_it_and_the_ways_out() {
+    let missing = std::env::temp_dir().join("pybundle-no-such-strip");
+    pack_fails_with(
+        "a_release_pack_that_cannot_run_strip_names_it_and_the_ways_out",
+        |_| {},
+        &["--release"],
+        &[("STRIP", missing.as_os_str())],
+        6,
+        &[
+            "pybundle-no-such-strip` was not found",
+            "the STRIP environment variable",
+            "env/",
+            "Install binutils, or set strip = \"none\"",
+        ],
+    );
 }
 
 #[test]
