@@ -29,6 +29,13 @@ pub struct Peers {
     pub why: String,
 }
 
+/// Why pixi-pack has no row (checked on 2026-12-03: `index.crates.io/pi/xi/pixi-pack`, pip,
+/// npm).
+const PIXI_PACK: &str = "pixi-pack (pack the lock's packages, unpack and install them on the \
+    target) is not measured: its releases are published on GitHub and conda-forge, which this \
+    machine cannot reach; crates.io holds only a 0.0.0 placeholder under that name and PyPI none. \
+    `pixi install --frozen` from a warm package cache stands for its install step.";
+
 /// Install and measure both peers; failures go to `notes`.
 pub fn run(s: &Setup, notes: &mut Vec<String>) -> Peers {
     let mut peers = Peers::default();
@@ -40,12 +47,17 @@ pub fn run(s: &Setup, notes: &mut Vec<String>) -> Peers {
          with `--system-site-packages`, so it packs the same interpreter and numpy."
             .to_string(),
     );
+    notes.push(PIXI_PACK.to_string());
     if let Err(e) = conda_pack(s, &mut peers) {
-        notes.push(format!("conda-pack failed, its cells are empty: {e:#}"));
+        notes.push(format!(
+            "conda-pack failed; its rows hold what was measured before the failure, if anything: {e:#}"
+        ));
         peers.why = "peer failed, see the notes".into();
     }
     if let Err(e) = pyinstaller(s, &mut peers) {
-        notes.push(format!("PyInstaller failed, its cells are empty: {e:#}"));
+        notes.push(format!(
+            "PyInstaller failed; its rows hold what was measured before the failure, if anything: {e:#}"
+        ));
         peers.why = "peer failed, see the notes".into();
     }
     peers

@@ -10,6 +10,7 @@ use std::process::Command;
 const OURS: &[&str] = &[
     "bundle_bytes",
     "targz_bytes",
+    "targz_same_files_bytes",
     "pack_s",
     "first_run_s",
     "tar_zstd_extract_s",
