@@ -273,7 +273,22 @@ fn reuse_key(
         key.file(&format!("activation {script}"), &project.root.join(&script))?;
     }
     key.tree("conda-meta", &input.prefix.join("conda-meta"))?;
-    key.tree("scripts", &input.scripts)?;
+    // The scripts as packed: what `exclude` leaves out (the `__pycache__` that a script run in
+    // development mode writes beside it) does not change the key.
+    let mut scripts = Vec::new();
+    let exclude = pack::walk::globs(&input.exclude)?;
+    pack::walk::walk(&input.scripts, "scripts", &exclude, &mut scripts)?;
+    for entry in scripts {
+        key.part("script", entry.path.as_bytes());
+        key.part("mode", &entry.mode.to_le_bytes());
+        match &entry.source {
+            pack::walk::Source::File(path) => key.file("content", path)?,
+            pack::walk::Source::Symlink(target) => {
+                key.part("link", target.as_os_str().as_encoded_bytes())
+            }
+            _ => {}
+        }
+    }
     // As packed: no bytecode, so a stray `__pycache__` in a runtime checkout does not change it.
     input.python.key(&mut key)?;
     Ok(key.finish())

@@ -139,13 +139,29 @@ fn hello_builds_runs_and_reuses_the_archive() {
     assert!(err.contains("failed printing to stdout"), "{err}");
     assert!(!err.contains("error:"), "{err}");
 
+    // Bytecode beside the scripts (a run in development mode writes `__pycache__` there) is
+    // excluded from the archive, so it does not make the next build pack again.
+    let scripts = manifest.parent().unwrap().join("python");
+    std::fs::create_dir_all(scripts.join("__pycache__")).unwrap();
+    std::fs::write(
+        scripts.join("__pycache__/hello.cpython-311.pyc"),
+        b"bytecode",
+    )
+    .unwrap();
+    std::fs::write(scripts.join("stray.pyc"), b"bytecode").unwrap();
     let second = build();
     assert!(second.status.success(), "{}", stderr(&second));
     let err = stderr(&second);
     assert!(err.contains("bundle unchanged, reusing"), "{err}");
     assert!(!err.contains("Packing"), "{err}");
-
     crate::support::a_failure_prints_the_report(&binary, cache.path(), "hello");
+
+    // A file that is packed does (after the check above: it rebuilds the program).
+    std::fs::write(scripts.join("extra.txt"), b"packed").unwrap();
+    let third = build();
+    let err = stderr(&third);
+    assert!(third.status.success(), "{err}");
+    assert!(err.contains("Packing"), "{err}");
 }
 
 #[test]
