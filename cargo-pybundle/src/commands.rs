@@ -13,6 +13,7 @@ use crate::pack::{self, key::Key};
 use crate::project::Project;
 use crate::ui::Ui;
 use crate::{cargo_build, mirror, pixi, resolve, runtime};
+use pybundle_runtime::format::SCRIPTS_DIR;
 
 /// File name of the archive inside `<target dir>/pybundle/<package>/`.
 pub const ARCHIVE_NAME: &str = "bundle.tar.zst";
@@ -277,18 +278,8 @@ fn reuse_key(
     // development mode writes beside it) does not change the key.
     let mut scripts = Vec::new();
     let exclude = pack::walk::globs(&input.exclude)?;
-    pack::walk::walk(&input.scripts, "scripts", &exclude, &mut scripts)?;
-    for entry in scripts {
-        key.part("script", entry.path.as_bytes());
-        key.part("mode", &entry.mode.to_le_bytes());
-        match &entry.source {
-            pack::walk::Source::File(path) => key.file("content", path)?,
-            pack::walk::Source::Symlink(target) => {
-                key.part("link", target.as_os_str().as_encoded_bytes())
-            }
-            _ => {}
-        }
-    }
+    pack::walk::walk(&input.scripts, SCRIPTS_DIR, &exclude, &mut scripts)?;
+    key.entries(&scripts)?;
     // As packed: no bytecode, so a stray `__pycache__` in a runtime checkout does not change it.
     input.python.key(&mut key)?;
     Ok(key.finish())

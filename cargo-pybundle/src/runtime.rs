@@ -326,14 +326,7 @@ impl PythonHalf {
     pub fn key(&self, key: &mut Key) -> Result<()> {
         let mut entries = Vec::new();
         self.entries(&mut entries)?;
-        for entry in entries {
-            match entry.source {
-                Source::File(path) => key.file(&entry.path, &path)?,
-                Source::Embedded(bytes) => key.part(&entry.path, bytes),
-                _ => key.part(&entry.path, b"<dir>"),
-            }
-        }
-        Ok(())
+        key.entries(&entries)
     }
 }
 

@@ -66,6 +66,23 @@ impl Key {
         Ok(())
     }
 
+    /// Adds entries as they will be packed: each path, mode, and its content or link target.
+    pub fn entries(&mut self, entries: &[super::walk::Entry]) -> Result<()> {
+        use super::walk::Source;
+        for entry in entries {
+            self.part("entry", entry.path.as_bytes());
+            self.part("mode", &entry.mode.to_le_bytes());
+            match &entry.source {
+                Source::File(path) => self.file("content", path)?,
+                Source::Embedded(bytes) => self.part("content", bytes),
+                Source::Bytes(bytes) => self.part("content", bytes),
+                Source::Symlink(target) => self.part("link", target.as_os_str().as_encoded_bytes()),
+                Source::Dir => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The key as hex.
     pub fn finish(self) -> String {
         hex::encode(self.0.finalize())
