@@ -4,6 +4,7 @@
 //! `ndarray` conversions. numpy comes from PyPI into a virtualenv of the host's Python, made
 //! once under the target directory (the local conda channel has no numpy).
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -20,6 +21,11 @@ fn numpy_python() -> PathBuf {
         .get_or_init(|| {
             let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("numpy-venv");
             let python = venv.join("bin/python");
+            // Test processes (nextest runs one per test) make it one at a time.
+            let guard = std::fs::File::create(venv.with_extension("lock")).unwrap();
+            // SAFETY: flock on a descriptor this function owns; released when `guard` drops.
+            let locked = unsafe { libc::flock(guard.as_raw_fd(), libc::LOCK_EX) };
+            assert_eq!(locked, 0, "cannot lock {}.lock", venv.display());
             let works = |p: &PathBuf| {
                 Command::new(p)
                     .args(["-I", "-c", "import numpy"])
