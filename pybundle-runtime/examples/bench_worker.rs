@@ -178,6 +178,7 @@ fn main() -> Res<()> {
         &format!("{raw_rate:.0} messages/s"),
         "",
     );
+    let cpu = Cpu::start(worker.pid().unwrap_or_default());
     let start = Instant::now();
     let mut sent = 0;
     while sent < total {
@@ -191,10 +192,16 @@ fn main() -> Res<()> {
         sent += n;
     }
     let rate = total as f64 / start.elapsed().as_secs_f64();
+    let pipelined_cpu = cpu.per(total);
     row(
         &format!("pipelined throughput ({window} in flight)"),
         &format!("{rate:.0} calls/s"),
         "≥ 150000",
+    );
+    row(
+        "CPU per pipelined call, Rust / Python",
+        &format!("{} / {}", us(pipelined_cpu.0), us(pipelined_cpu.1)),
+        "",
     );
 
     // The same call as a one-shot script.

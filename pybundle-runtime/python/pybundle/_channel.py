@@ -6,6 +6,11 @@ pointed at fd 2 (so ``print()``, ``sys.stdout.write`` and C code writing to fd 1
 stderr) and fd 0 at ``/dev/null``. The private descriptors are non-inheritable, so
 subprocesses never see them.
 
+A worker's answers to calls read in one batch go out together (``hold``): one write, one
+wake-up of the reader on the Rust side, instead of one per answer. The reading thread holds an
+answer only while input that has already arrived is still unread, and what it holds is written
+before the channel reads from the pipe again, so nothing waits for input that may never come.
+
 Byte buffers (``bytes``, ``bytearray``, ``memoryview``) inside a value travel as binary frames
 after the JSON frame: the JSON holds ``{"$buffer": i}`` and its ``"buffers"`` field says how many
 binary frames follow. numpy arrays travel the same way (see ``_arrays``). Frames are written
@@ -15,8 +20,11 @@ from the objects' own memory (``writev``), and read straight into their final ob
 from __future__ import annotations
 
 import _thread
+import io
 import os
 import sys
+
+from . import _protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,12 +35,45 @@ _HEADER = 4
 # anything else goes out with writev, from where it is.
 _JOIN_LIMIT = 1 << 16
 _BUFFER_KEY = "$buffer"
+# `Channel.hold_result`'s frame, and the strings it takes (encoded, well below _JOIN_LIMIT).
+_RESULT_FORMAT = '{"type":"%s","id":%%d,"data":%%s}' % _protocol.RESULT
+_SHORT_STR = 1 << 12
 _IOV_MAX = 1024
 _writev = getattr(os, "writev", None)
 
 
 class ProtocolError(Exception):
     """The peer sent something that is not a valid frame."""
+
+
+class _Input(io.RawIOBase):
+    """The raw side of the channel's buffered reader: counts what arrives, and writes the
+    held answers before each read from the pipe (a read that may wait for the peer, who may
+    be waiting for them)."""
+
+    def __init__(self, fd: int, channel: Channel) -> None:
+        super().__init__()
+        self._fd = fd
+        self._channel = channel
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer: Any) -> int:
+        channel = self._channel
+        if channel.held:
+            channel.write_held(channel.held)
+        n = os.readv(self._fd, [buffer])
+        channel._arrived += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            os.close(self._fd)
 
 
 class Channel:
@@ -43,6 +84,13 @@ class Channel:
         self._write_fd = write_fd
         self.max_frame = max_frame
         self._write_lock = _thread.allocate_lock()
+        # Bytes the pipe delivered, and bytes the frames read so far took: while they differ,
+        # input that has arrived is still unread (counted only with an `_Input` reader).
+        self._arrived = 0
+        self._taken = 0
+        # The reading thread's held answers (see `hold`): written before each read from the
+        # pipe, at the latest.
+        self.held: List[bytes] = []
         # Checks each outgoing message head before it is sent (a worker checks call ids).
         self.check: Optional[Callable[[dict], None]] = None
 
@@ -63,8 +111,9 @@ class Channel:
                 out.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             except (AttributeError, ValueError):
                 pass
-        reader = os.fdopen(read_fd, "rb", buffering=1 << 16)
-        return cls(reader, write_fd, max_frame)
+        channel = cls(None, write_fd, max_frame)  # type: ignore[arg-type]
+        channel._reader = io.BufferedReader(_Input(read_fd, channel), 1 << 16)
+        return channel
 
     # --- reading ---
 
@@ -82,6 +131,7 @@ class Channel:
             raise ProtocolError(
                 "incoming frame of %d bytes exceeds the limit of %d bytes" % (size, self.max_frame)
             )
+        self._taken += _HEADER + size
         if not writable:
             payload = self._reader.read(size)
             if len(payload) < size:
@@ -104,6 +154,7 @@ class Channel:
         header = reader.read(_HEADER)
         size = int.from_bytes(header, "big")
         if len(header) == _HEADER and size <= self.max_frame:
+            self._taken += _HEADER + size
             payload = reader.read(size)
             if len(payload) < size:
                 raise ProtocolError("input ended inside a frame of %d bytes" % size)
@@ -116,8 +167,10 @@ class Channel:
                 else "incoming frame of %d bytes exceeds the limit of %d bytes"
                 % (size, self.max_frame)
             )
-        msg = loads(payload)
-        count = msg.get("buffers", 0) if isinstance(msg, dict) else 0
+        msg = (_codec or _load_codec())[0](payload.decode("utf-8"))
+        count = msg.get("buffers", 0) if type(msg) is dict else 0
+        if not count:
+            return msg, []
         arrays = ()
         if count and b'"$ndarray"' in payload:
             # Imported when first needed, as numpy is (a script's start does without it).
@@ -156,6 +209,56 @@ class Channel:
             return
         with self._write_lock:
             self._write_all(parts)
+
+    def hold(self, held: List[bytes], head: dict, data: Any = None, has_data: bool = False) -> None:
+        """``answer``, kept in ``held`` (a list its thread owns) to go out later in one write
+        with the others (``write_held``); a message with binary frames or a large one is
+        written now, after what ``held`` has."""
+        buffers: List[Any] = []
+        frame = encode(head, buffers, data, has_data)
+        size = len(frame)
+        if buffers or size > _JOIN_LIMIT or size > self.max_frame:
+            self.write_held(held)
+            self.write_frames([frame] + buffers)
+            return
+        held.append(size.to_bytes(_HEADER, "big") + frame)
+
+    def hold_result(self, held: List[bytes], call_id: int, data: Any) -> None:
+        """``hold(held, result(call_id), data, True)``, quicker for the values most calls
+        return (an int, a short str, None)."""
+        kind = type(data)
+        if kind is int:
+            body = repr(data)
+        elif kind is str and len(data) < _SHORT_STR:
+            body = _encode_str(data)
+        elif data is None:
+            body = "null"
+        else:
+            self.hold(held, _protocol.result(call_id), data, True)
+            return
+        frame = (_RESULT_FORMAT % (call_id, body)).encode("utf-8")
+        held.append(len(frame).to_bytes(_HEADER, "big") + frame)
+
+    def unread(self) -> bool:
+        """Whether input that has arrived is still unread (the reading thread's question:
+        its answers may wait while it is)."""
+        return self._arrived != self._taken
+
+    def write_held(self, held: List[bytes]) -> None:
+        """Writes the answers in ``held`` in one go and empties it. A peer that no longer
+        reads (a closed pipe) gets nothing: the reading thread then meets the end of its
+        input."""
+        if not held:
+            return
+        out = b"".join(held)
+        held.clear()
+        try:
+            with self._write_lock:
+                written = os.write(self._write_fd, out)
+                if written < len(out):
+                    self._write_all([memoryview(out)[written:]])
+        except OSError:
+            pass
 
     def _write_all(self, parts: List[Any]) -> None:
         if len(parts) == 1 or _writev is None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 # Calls that took less than this (seconds) last time run without a thread hand-off.
 _QUICK = 0.0005
+# At most this many answers are held before they are written (see `Channel.hold`).
+_HOLD_MAX = 256
 
 
 # The functions served, by `module.function` (filled by `_exports` before `ready`).
@@ -97,6 +99,13 @@ class _Server:
     reading thread itself, keeping the token; messages that arrive meanwhile (a ``ping``, a
     ``cancel``) wait for it. A call that turns out slow moves its function back to the hand-off
     path, so that wait is one unexpectedly slow call at most.
+
+    Answers are written in batches (``Channel.hold``): the reading thread holds the answers of
+    its quick calls while input it has received is still unread, and a thread working through
+    ``pending`` holds them while the next pending call is a quick one; both write what they
+    hold before anything else may wait (a read from the pipe, a call not known to be quick,
+    handing the token over, returning), and at ``_HOLD_MAX`` answers. So an answer waits for
+    calls known to be quick only, or for one that turns out slow, once, like a ``ping``.
     """
 
     def __init__(self, channel: Channel, threads: int) -> None:
@@ -121,6 +130,7 @@ class _Server:
         """Reads until a call this thread may run arrives; None once the worker is done."""
         channel, running, quick, state = self.channel, self.running, self.quick, self.state
         read, done, call_type = channel.read_message, self.done, _protocol.CALL
+        held, write_held, unread = channel.held, channel.write_held, channel.unread
         clock = time.perf_counter
         with self.read_token:
             while not done.is_set():
@@ -131,32 +141,34 @@ class _Server:
                     message = None
                 if message is None:
                     done.set()
-                    return None
+                    break
                 msg, buffers = message
                 kind = msg.get("type")
                 if kind == call_type:
                     call = Call(msg, buffers, channel)
-                    running[call.id] = call
                     with state:
                         if self.executing >= self.limit:
+                            running[call.id] = call
                             self.pending.append(call)
                             continue
-                        self.executing += 1
-                    if call.func not in quick:
-                        return call
+                        if call.func not in quick:
+                            running[call.id] = call
+                            self.executing += 1
+                            write_held(held)
+                            return call
                     # Quick last time: run it on this thread, keeping the read token (the
                     # common case of `_run`, inlined: this is the hot path of a warm call).
+                    # Nothing is read while it runs, so no `cancel` can reach it: it is not
+                    # listed in `running`. It does not count in `executing` either: no other
+                    # call starts meanwhile (only this thread starts calls, and `pending` is
+                    # empty while fewer than `limit` run), so at most `limit` still run.
+                    # Its answer is held while more input waits to be read (`Channel.hold`).
                     start = clock()
-                    _serve_one(channel, call)
+                    _serve_one(channel, call, held)
                     if clock() - start >= _QUICK:
                         quick.discard(call.func)
-                    del running[call.id]
-                    with state:
-                        if not self.pending:
-                            self.executing -= 1
-                            continue
-                        follow = self.pending.popleft()
-                    self._run(follow)
+                    if not unread() or len(held) >= _HOLD_MAX:
+                        write_held(held)
                 elif kind == _protocol.CANCEL:
                     call = running.get(msg["id"])
                     if call is not None:
@@ -165,32 +177,40 @@ class _Server:
                     channel.answer(_protocol.pong(msg["id"]))
                 elif kind == _protocol.SHUTDOWN:
                     done.set()
+            write_held(held)
         return None
 
     def _run(self, call: Call) -> None:
+        """Runs ``call``, then the pending calls while there are any. Answers wait in a list
+        of this thread's while the next pending call is one of a quick function (and at most
+        ``_HOLD_MAX`` of them), and go out together before anything else runs or the thread
+        returns."""
+        channel, quick, held = self.channel, self.quick, []
         while call is not None:
             start = time.perf_counter()
-            _serve_one(self.channel, call)
+            _serve_one(channel, call, held)
             if time.perf_counter() - start < _QUICK:
-                self.quick.add(call.func)
+                quick.add(call.func)
             else:
-                self.quick.discard(call.func)
+                quick.discard(call.func)
             self.running.pop(call.id, None)
             with self.state:
                 # Invariant: `pending` is non-empty only while `limit` calls run.
                 call = self.pending.popleft() if self.pending else None
                 if call is None:
                     self.executing -= 1
-                    return
-            # Still counted in `executing`: the pending call runs on this thread.
+            # Still counted in `executing` when there is one: it runs on this thread.
+            if call is None or call.func not in quick or len(held) >= _HOLD_MAX:
+                channel.write_held(held)
 
 
-def _serve_one(channel: Channel, call: Call) -> None:
-    """Runs one call and sends its answer (the runner's own message: no check needed)."""
+def _serve_one(channel: Channel, call: Call, held: List[bytes]) -> None:
+    """Runs one call and puts its answer in ``held`` (see ``Channel.hold``; the runner's own
+    message: no check needed). A report of an exception is written at once."""
     if call._cancelled:
         # Cancelled while it waited for a thread: it never runs.
         call._finish()
-        channel.answer(_protocol.finished(call.id))
+        channel.hold(held, _protocol.finished(call.id))
         return
     token = _call.current.set(call)
     try:
@@ -202,9 +222,9 @@ def _serve_one(channel: Channel, call: Call) -> None:
         result = func(*args, **kwargs) if kwargs else func(*args)
         call._finish()
         if call._cancelled:
-            channel.answer(_protocol.finished(call.id))
+            channel.hold(held, _protocol.finished(call.id))
         else:
-            channel.answer(_protocol.result(call.id), result, True)
+            channel.hold_result(held, call.id, result)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
         call._finish()
         try:

@@ -247,7 +247,13 @@ fn sigkill_mid_call_fails_in_flight_calls_and_the_next_call_restarts() {
             assert!(!process_exists(first), "the killed process was not reaped");
             let second = w.call::<u32>("wmod.pid", &()).unwrap();
             assert_ne!(first, second);
+            // Events are delivered by the worker's own thread: the third may follow the call.
+            let until = Instant::now() + Duration::from_secs(30);
+            while events.lock().unwrap().len() < 3 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let events = events.lock().unwrap().clone();
+            assert!(events.len() >= 3, "{events:?}");
             assert!(
                 matches!(events[0], WorkerEvent::Started { pid } if pid == first),
                 "{events:?}"
@@ -544,4 +550,112 @@ fn no_growth_over_200k_calls() {
             "{side} process grew from {early} KiB after 10k calls to {late} KiB after 200k"
         );
     }
+}
+
+/// Write system calls the process made so far (`syscw` of `/proc/<pid>/io`).
+fn write_calls(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Quick calls already waiting in the pipe are answered with one write per batch read, not
+/// one each; every answer still arrives, each with its own call's value.
+#[test]
+fn answers_to_calls_read_together_leave_in_few_writes() {
+    each(
+        "answers_to_calls_read_together_leave_in_few_writes",
+        |env| {
+            let w = env
+                .worker(["wmod"])
+                .threads(1)
+                .forward_stderr(false)
+                .start()
+                .unwrap();
+            let pid = w.pid().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            // A call is quick when its last one took under half a millisecond of wall time; on a
+            // loaded machine a preempted call can miss that and take the hand-off path, whose
+            // answers are written one by one. So up to three rounds; one must show the batching.
+            let mut rounds = Vec::new();
+            for round in 0..3 {
+                // Both functions run quickly once: the worker then runs them on its reading thread.
+                for i in 0..5i64 {
+                    assert_eq!(w.call::<i64>("wmod.echo", &(i,)).unwrap(), i);
+                }
+                let gate = dir.path().join(format!("gate-{round}"));
+                assert!(w
+                    .call::<bool>("wmod.wait_for_path", &(dir.path(), 0))
+                    .unwrap());
+                // The reading thread waits at the gate while 2000 calls fill the pipe behind it.
+                let blocker = w
+                    .submit::<bool>("wmod.wait_for_path", &(&gate, 120))
+                    .unwrap();
+                let before = write_calls(pid);
+                let handles: Vec<_> = (0..2000i64)
+                    .map(|i| (i, w.submit::<i64>("wmod.echo", &(i,)).unwrap()))
+                    .collect();
+                std::fs::write(&gate, "").unwrap();
+                assert!(blocker.wait().unwrap());
+                for (i, h) in handles {
+                    assert_eq!(h.wait().unwrap(), i);
+                }
+                rounds.push(write_calls(pid) - before);
+                if rounds.last().is_some_and(|&n| n <= 100) {
+                    return;
+                }
+            }
+            panic!("2000 answers took {rounds:?} writes in each round (one each would be 2000)");
+        },
+    );
+}
+
+/// Answers are held for a call that turned slow once at most: a function that was quick and
+/// turns slow may hold the answers read with it (and before it) for that call; the worker then
+/// runs it off the reading thread, and the answers read with it leave at once.
+#[test]
+fn a_function_that_turns_slow_holds_earlier_answers_once() {
+    each(
+        "a_function_that_turns_slow_holds_earlier_answers_once",
+        |env| {
+            let w = env
+                .worker(["wmod"])
+                .threads(2)
+                .forward_stderr(false)
+                .start()
+                .unwrap();
+            for i in 0..5i64 {
+                assert_eq!(w.call::<i64>("wmod.echo", &(i,)).unwrap(), i);
+            }
+            assert_eq!(w.call::<f64>("wmod.sleep", &(0.0,)).unwrap(), 0.0);
+            assert_eq!(w.call::<f64>("wmod.pause", &(0.0,)).unwrap(), 0.0);
+            // Each round: the reading thread is held up by `sleep` while an echo and a slow
+            // `pause` queue up behind it, so both are read in one batch. How long the echo's
+            // answer took from the round's start, and the other two still answered.
+            let round = || {
+                let start = Instant::now();
+                let blocker = w.submit::<f64>("wmod.sleep", &(0.2,)).unwrap();
+                let echo = w.submit::<i64>("wmod.echo", &(7,)).unwrap();
+                let slow = w.submit::<f64>("wmod.pause", &(2.0,)).unwrap();
+                assert_eq!(echo.wait().unwrap(), 7);
+                let echo_after = start.elapsed();
+                assert_eq!(blocker.wait().unwrap(), 0.2);
+                assert_eq!(slow.wait().unwrap(), 2.0);
+                echo_after
+            };
+            // `sleep` and `pause` were quick (unless a loaded machine made a warm-up call slow):
+            // the blocker runs on the reading thread and the echo's answer waits for `pause`.
+            let first = round();
+            eprintln!("the first round's echo came back after {first:?}");
+            // Both are slow now: the blocker runs on a thread of its own, the reading thread reads
+            // on, and `pause` no longer keeps the echo's answer.
+            let second = round();
+            assert!(
+                second < Duration::from_millis(1500),
+                "the second round's echo came back after {second:?}: held by the slow call"
+            );
+        },
+    );
 }
