@@ -87,7 +87,9 @@ pub fn run(s: &Setup) -> Result<Topic> {
              bench_worker {} time(s) with {calls} timed calls each (medians over the runs). \
              Each worker row sits beside the raw-pipe floor bench_worker measures in the same \
              run (a Rust and a Python process passing the same bytes over a pipe, no protocol). \
-             The JSON list row sends 16 MB as a list of numbers.",
+             The fresh-memory row copies 256 MB into newly allocated memory within one \
+             process: the ceiling of any receiver that writes into fresh memory (each page's \
+             first touch is a page fault). The JSON list row sends 16 MB as a list of numbers.",
             p50.len()
         ),
         rows: [
@@ -276,6 +278,11 @@ fn duration_us(cell: &str) -> Result<f64> {
 
 /// bench_worker's rows read as GB/s: (row start, what, results.json key).
 const GB_ROWS: &[(&str, &str, &str)] = &[
+    (
+        "| memory copy into fresh memory",
+        "memory copy into fresh memory, 256 MB, in process (floor)",
+        "fresh_memory_copy_gb_per_s",
+    ),
     (
         "| raw pipe copy Rust → Python",
         "raw pipe copy Rust → Python, 256 MB (floor)",

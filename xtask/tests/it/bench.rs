@@ -35,6 +35,7 @@ const OURS: &[&str] = &[
     "raw_pipe_p99_us",
     "raw_pipe_messages_per_s",
     "raw_copy_to_python_gb_per_s",
+    "fresh_memory_copy_gb_per_s",
     "bytes_from_python_gb_per_s",
     "raw_copy_from_python_gb_per_s",
     "numpy_to_python_gb_per_s",
