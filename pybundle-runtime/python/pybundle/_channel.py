@@ -237,7 +237,11 @@ class Channel:
             self.hold(held, _protocol.result(call_id), data, True)
             return
         frame = (_RESULT_FORMAT % (call_id, body)).encode("utf-8")
-        held.append(len(frame).to_bytes(_HEADER, "big") + frame)
+        size = len(frame)
+        if size > self.max_frame:
+            # Raises the frame-limit error, naming max_frame (a limit set below 4 KiB or so).
+            self.write_frames([frame])
+        held.append(size.to_bytes(_HEADER, "big") + frame)
 
     def unread(self) -> bool:
         """Whether input that has arrived is still unread (the reading thread's question:

@@ -177,7 +177,21 @@ fn case(name: &str) -> String {
             assert_eq!(pid(&w), first);
             drop(w);
             assert_reaped(first);
-            expect_threads(base, "after the first worker");
+            // The same for a short string under a small limit (the quick path of a result).
+            let small = worker_capped(&env, 2048);
+            let err = small
+                .call::<String>("wbad.big_result", &(3000,))
+                .unwrap_err();
+            let Error::Python { error, .. } = &err else {
+                panic!("wrong error: {err}")
+            };
+            assert!(error.message.contains("frame limit"), "{}", error.message);
+            assert_eq!(
+                small.call::<String>("wbad.big_result", &(3,)).unwrap(),
+                "rrr"
+            );
+            drop(small);
+            expect_threads(base, "after the first two workers");
             let args = serde_json::json!([100_000]);
             crash_rounds_capped(2, "wbad.oversized_frame", args, 64 * 1024, |err| {
                 let Error::FrameTooLarge { len, max, .. } = err else {
