@@ -7,9 +7,9 @@ stderr) and fd 0 at ``/dev/null``. The private descriptors are non-inheritable, 
 subprocesses never see them.
 
 A worker's answers to calls read in one batch go out together (``hold``): one write, one
-wake-up of the reader on the Rust side, instead of one per answer. The reading thread holds an
-answer only while input that has already arrived is still unread, and what it holds is written
-before the channel reads from the pipe again, so nothing waits for input that may never come.
+wake-up of the reader on the Rust side, instead of one per answer. The worker decides how long
+an answer waits (see ``_worker._Server``); whatever the reading thread holds is written before
+the channel reads from the pipe again, so nothing waits for input that may never come.
 
 Byte buffers (``bytes``, ``bytearray``, ``memoryview``) inside a value travel as binary frames
 after the JSON frame: the JSON holds ``{"$buffer": i}`` and its ``"buffers"`` field says how many

@@ -66,6 +66,16 @@ fn worker_capped(env: &Environment, max_frame: usize) -> Worker {
         .unwrap()
 }
 
+/// `wbad.big_result(length)` over the worker's frame limit: Python refuses to send it and the
+/// call raises, naming the limit.
+fn refuses_big_result(w: &Worker, length: usize) {
+    let err = w.call::<String>("wbad.big_result", &(length,)).unwrap_err();
+    let Error::Python { error, .. } = &err else {
+        panic!("wrong error: {err}")
+    };
+    assert!(error.message.contains("frame limit"), "{}", error.message);
+}
+
 fn worker(env: &Environment) -> Worker {
     worker_capped(env, DEFAULT_MAX_FRAME)
 }
@@ -167,25 +177,13 @@ fn case(name: &str) -> String {
             let w = worker_capped(&env, 64 * 1024);
             // Within the protocol: Python refuses to send it, the call raises, the worker lives.
             let first = pid(&w);
-            let err = w
-                .call::<String>("wbad.big_result", &(100_000,))
-                .unwrap_err();
-            let Error::Python { error, .. } = &err else {
-                panic!("wrong error: {err}")
-            };
-            assert!(error.message.contains("frame limit"), "{}", error.message);
+            refuses_big_result(&w, 100_000);
             assert_eq!(pid(&w), first);
             drop(w);
             assert_reaped(first);
             // The same for a short string under a small limit (the quick path of a result).
             let small = worker_capped(&env, 2048);
-            let err = small
-                .call::<String>("wbad.big_result", &(3000,))
-                .unwrap_err();
-            let Error::Python { error, .. } = &err else {
-                panic!("wrong error: {err}")
-            };
-            assert!(error.message.contains("frame limit"), "{}", error.message);
+            refuses_big_result(&small, 3000);
             assert_eq!(
                 small.call::<String>("wbad.big_result", &(3,)).unwrap(),
                 "rrr"

@@ -41,8 +41,12 @@ pub fn submit_running<R: serde::de::DeserializeOwned>(
 }
 
 fn worker(env: &Environment) -> Worker {
+    worker_with_threads(env, 4)
+}
+
+fn worker_with_threads(env: &Environment, threads: usize) -> Worker {
     env.worker(["wmod"])
-        .threads(4)
+        .threads(threads)
         .forward_stderr(false)
         .start()
         .unwrap()
@@ -273,12 +277,7 @@ fn sigkill_mid_call_fails_in_flight_calls_and_the_next_call_restarts() {
 #[test]
 fn ping_is_answered_even_when_every_thread_is_busy() {
     each("ping_is_answered_even_when_every_thread_is_busy", |env| {
-        let w = env
-            .worker(["wmod"])
-            .threads(1)
-            .forward_stderr(false)
-            .start()
-            .unwrap();
+        let w = worker_with_threads(env, 1);
         assert!(w.ping(Duration::from_secs(5)).unwrap() < Duration::from_secs(1));
         let busy = submit_running::<f64>(&w, "wmod.announced_sleep", &(2,));
         let rtt = w.ping(Duration::from_secs(5)).unwrap();
@@ -568,12 +567,7 @@ fn answers_to_calls_read_together_leave_in_few_writes() {
     each(
         "answers_to_calls_read_together_leave_in_few_writes",
         |env| {
-            let w = env
-                .worker(["wmod"])
-                .threads(1)
-                .forward_stderr(false)
-                .start()
-                .unwrap();
+            let w = worker_with_threads(env, 1);
             let pid = w.pid().unwrap();
             let dir = tempfile::tempdir().unwrap();
             // A call is quick when its last one took under half a millisecond of wall time; on a
@@ -620,12 +614,7 @@ fn a_function_that_turns_slow_holds_earlier_answers_once() {
     each(
         "a_function_that_turns_slow_holds_earlier_answers_once",
         |env| {
-            let w = env
-                .worker(["wmod"])
-                .threads(2)
-                .forward_stderr(false)
-                .start()
-                .unwrap();
+            let w = worker_with_threads(env, 2);
             for i in 0..5i64 {
                 assert_eq!(w.call::<i64>("wmod.echo", &(i,)).unwrap(), i);
             }
