@@ -3,9 +3,12 @@
 //! examples/hello (its own `cargo test` runs in development mode), the whole workspace's
 //! tests and doctests with the toolchain handed over in `PYBUNDLE_PIXI` / `PYBUNDLE_TEST_CHANNEL`,
 //! the air-gap cases, a short stress pass (`cargo xtask stress` with 60 s per fuzz target and
-//! the soak at 100k calls) and the release check. Every step runs whatever the others said, and the run ends with one summary: counts of
-//! passed, failed and ignored tests, and every skip by name (tests report theirs through
-//! `testkit::skip`, which appends to `PYBUNDLE_SKIP_LOG`). Under `CI` a skip fails the run.
+//! the soak at 100k calls) and the release check. Under `CI` the build output no later step reads
+//! (the tests' scratch, incremental caches, the fuzz build) is removed as the run goes, and free
+//! disk is reported at the start and the end. Every step runs whatever the others said, and the
+//! run ends with one summary: counts of passed, failed and ignored tests, and every skip by name
+//! (tests report theirs through `testkit::skip`, which appends to `PYBUNDLE_SKIP_LOG`). Under `CI`
+//! a skip fails the run.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -20,6 +23,13 @@ pub fn run(extra: &[String]) -> Result<()> {
     let root = tools::workspace_root();
     let started = std::time::Instant::now();
     let mut summary = Summary::default();
+    // A full disk fails late steps with errors far from their cause (a CI run once ran out while
+    // linking a fuzz target and packaging the crates, with ~12 GB of build output under
+    // target/ by then): say what there was, and under CI give back what is done with.
+    let start_free = free_bytes(&root);
+    if let Some(free) = start_free {
+        eprintln!("xtask: disk: {} free under {}", gb(free), root.display());
+    }
 
     // Formatting and lints first: their failure is worth seeing early, but they do not stop the
     // tests, so one run reports everything.
@@ -83,6 +93,11 @@ pub fn run(extra: &[String]) -> Result<()> {
     summary.tests("cargo test --workspace --all-targets", tests);
     let doctests = counted(&mut cargo_test(&["--workspace", "--doc", "--no-fail-fast"]))?;
     summary.tests("cargo test --workspace --doc", doctests);
+    let target = tools::target_dir(&root)?;
+    // The tests' scratch (apps they built, each with its own target dir) and the incremental
+    // caches are read by no later step; the air-gap cases, the stress pass and the release check
+    // build in their own folders.
+    free_in_ci(&[target.join("tmp"), target.join("debug/incremental")]);
 
     // The bare-machine proof; not for a filtered run (`cargo xtask test -- <filter>`).
     if extra.is_empty() {
@@ -107,6 +122,7 @@ pub fn run(extra: &[String]) -> Result<()> {
                 summary.failures.push(format!("short stress pass: {e:#}"));
             }
         }
+        free_in_ci(&[target.join("stress")]);
     }
     // Both crates as a user gets them (`cargo xtask release-check`); not for a filtered run.
     if extra.is_empty() {
@@ -117,6 +133,14 @@ pub fn run(extra: &[String]) -> Result<()> {
         summary.step("cargo xtask release-check", release.is_ok());
     }
     summary.skips_from(&skip_log)?;
+    if let Some(free) = free_bytes(&target) {
+        eprintln!(
+            "xtask: disk: {} free under {} at the end (at the start: {})",
+            gb(free),
+            target.display(),
+            start_free.map_or("unknown".to_owned(), gb)
+        );
+    }
     summary.print(started.elapsed().as_secs_f64() / 60.0);
     summary.verdict(crate::airgap::in_ci())
 }
@@ -137,6 +161,47 @@ fn prepare_hello(root: &Path, pixi: &Path, channel: &str) -> Result<()> {
             .arg(&manifest),
         "cargo pybundle build of examples/hello",
     )
+}
+
+/// Under CI (a throw-away checkout on a machine whose disk is not ours to size), removes build
+/// output no later step reads, saying how much that gave back. Elsewhere it keeps everything:
+/// a developer's next run reuses it.
+fn free_in_ci(dirs: &[std::path::PathBuf]) {
+    if !crate::airgap::in_ci() {
+        return;
+    }
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        let before = free_bytes(dir);
+        match fs_err::remove_dir_all(dir) {
+            Ok(()) => eprintln!(
+                "xtask: disk: removed {} (no later step reads it): {} free now, {} more",
+                dir.display(),
+                free_bytes(dir.parent().unwrap_or(dir)).map_or("?".to_owned(), gb),
+                before
+                    .zip(free_bytes(dir.parent().unwrap_or(dir)))
+                    .map_or("?".to_owned(), |(b, a)| gb(a.saturating_sub(b)))
+            ),
+            // Only space is lost; the steps that follow do not need it gone.
+            Err(e) => eprintln!("xtask: disk: could not remove {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Bytes available to us on the file system holding `path` (`df -Pk`), if df answers.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let out = Command::new("df").arg("-Pk").arg(path).output().ok()?;
+    parse_df(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The "Available" column (KiB) of `df -Pk`'s one data line, in bytes.
+fn parse_df(text: &str) -> Option<u64> {
+    let line = text.lines().nth(1)?;
+    let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
 /// What a `cargo test` run reported, summed over its test binaries.
@@ -285,6 +350,15 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn df_available_column_is_read() {
+        let text = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                    /dev/vda         263174212 85899348 10035456      90% /\n";
+        assert_eq!(parse_df(text), Some(10_035_456 * 1024));
+        assert_eq!(parse_df("Filesystem 1024-blocks Used Available\n"), None);
+        assert_eq!(free_bytes(Path::new("/")).map(|b| b > 0), Some(true));
+    }
 
     #[test]
     fn libtest_lines_are_counted() {
