@@ -9,11 +9,14 @@
 //!   there and back (goal for the call: p50 ≤ 15 µs);
 //! - `raw pipe pipelined (floor)` / `pipelined throughput`: many in flight (goal ≥ 150000/s);
 //! - `raw pipe copy Rust → Python` / `Python → Rust`: 256 MB through the pipe, read into
-//!   fresh memory at the other end, beside the same as bytes (`256 MB as a binary frame`,
+//!   fresh memory at the other end, and `… into reused memory`: into memory the receiver
+//!   keeps from one copy to the next; beside the same as bytes (`256 MB as a binary frame`,
 //!   `256 MB bytes Python → Rust`) and as a numpy float32 array (`256 MB numpy float32 …`,
 //!   when the interpreter has numpy) through a worker (goal ≥ 2000 MB/s), and a plain copy of
 //!   256 MB into fresh memory within this process (`memory copy into fresh memory`: the
-//!   ceiling of any transport whose receiver writes into fresh memory).
+//!   ceiling of any transport whose receiver writes into fresh memory). Each is the best of
+//!   3 in a row, so a receiver that reuses memory (the worker rows but the Python `bytes`
+//!   one: see `Channel.recycle` and `buffer::receive_memory`) does so in the last two.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -69,14 +72,19 @@ def read_exact(n):
     if len(data) < n:
         sys.exit(0)
     return data
+kept = {}
 while True:
     head = read_exact(4)
     mode = head[0]
     n = int.from_bytes(head[1:], "big")
     if mode == 0:    # echo a small message
         os.write(w, head + read_exact(n))
-    elif mode == 1:  # receive n MB into fresh memory, answer with 4 bytes
-        buf = bytearray(n << 20)
+    elif mode in (1, 3):  # receive n MB into fresh (1) or kept (3) memory, answer 4 bytes
+        buf = kept.get(n) if mode == 3 else None
+        if buf is None:
+            buf = bytearray(n << 20)
+            if mode == 3:
+                kept[n] = buf
         view = memoryview(buf)
         got = 0
         while got < len(buf):
@@ -269,15 +277,31 @@ fn main() -> Res<()> {
         &rate_cell(mb, t),
         "",
     );
-    let t = best_of(3, || raw.copy_to_python(mb))?;
+    let data = vec![7u8; mb << 20];
+    let t = best_of(3, || raw.copy_to_python(&data, false))?;
     row(
         &format!("raw pipe copy Rust → Python, {mb} MB (floor)"),
         &rate_cell(mb, t),
         "",
     );
-    let t = best_of(3, || raw.copy_from_python(mb))?;
+    let t = best_of(3, || raw.copy_to_python(&data, true))?;
+    row(
+        &format!("raw pipe copy Rust → Python into reused memory, {mb} MB (floor)"),
+        &rate_cell(mb, t),
+        "",
+    );
+    drop(data);
+    let t = best_of(3, || raw.copy_from_python(&mut vec![0u8; mb << 20]))?;
     row(
         &format!("raw pipe copy Python → Rust, {mb} MB (floor)"),
+        &rate_cell(mb, t),
+        "",
+    );
+    let mut kept = vec![0u8; mb << 20];
+    let t = best_of(3, || raw.copy_from_python(&mut kept))?;
+    drop(kept);
+    row(
+        &format!("raw pipe copy Python → Rust into reused memory, {mb} MB (floor)"),
         &rate_cell(mb, t),
         "",
     );
@@ -475,20 +499,23 @@ impl Raw {
         Ok(done as f64 / start.elapsed().as_secs_f64())
     }
 
-    fn copy_to_python(&mut self, mb: usize) -> Res<()> {
-        let data = vec![7u8; mb << 20];
+    /// Sends `data` (whole MBs); Python reads it into fresh memory, or into memory it keeps
+    /// from one copy to the next when `reuse`.
+    fn copy_to_python(&mut self, data: &[u8], reuse: bool) -> Res<()> {
+        let mb = data.len() >> 20;
         let (input, output) = self.io();
-        input.write_all(&[1, 0, (mb >> 8) as u8, mb as u8])?;
-        input.write_all(&data)?;
+        input.write_all(&[if reuse { 3 } else { 1 }, 0, (mb >> 8) as u8, mb as u8])?;
+        input.write_all(data)?;
         output.read_exact(&mut [0u8; 4])?;
         Ok(())
     }
 
-    fn copy_from_python(&mut self, mb: usize) -> Res<()> {
+    /// Has Python send `into.len()` bytes (whole MBs), read into `into`.
+    fn copy_from_python(&mut self, into: &mut [u8]) -> Res<()> {
+        let mb = into.len() >> 20;
         let (input, output) = self.io();
         input.write_all(&[2, 0, (mb >> 8) as u8, mb as u8])?;
-        let mut data = vec![0u8; mb << 20];
-        output.read_exact(&mut data)?;
+        output.read_exact(into)?;
         Ok(())
     }
 }

@@ -273,7 +273,7 @@ impl<'de> Deserialize<'de> for NdArray {
         Ok(NdArray {
             dtype: wire.dtype,
             shape: wire.shape,
-            data: Buffer::new(data),
+            data: Buffer::received(data),
         })
     }
 }

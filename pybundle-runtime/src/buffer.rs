@@ -10,7 +10,7 @@
 pub(crate) mod de;
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -22,11 +22,47 @@ thread_local! {
     static INCOMING: RefCell<Option<Vec<Option<Vec<u8>>>>> = const { RefCell::new(None) };
 }
 
-/// Where the bytes of a [`Buffer`] live: received bytes, or a typed vector (an array's
-/// elements) viewed as bytes.
+/// Where the bytes of a [`Buffer`] live: bytes given to it, bytes received (a binary frame),
+/// or a typed vector (an array's elements) viewed as bytes.
 pub(crate) enum Storage {
     Bytes(Vec<u8>),
+    /// A binary frame's memory: when nothing holds it any more, the next frame of its size may
+    /// be read into it ([`receive_memory`]).
+    Received(Vec<u8>),
     Typed(Box<dyn AsBytes>),
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Received(bytes) = self {
+            if bytes.capacity() >= REUSE_MIN {
+                *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = Some(std::mem::take(bytes));
+            }
+        }
+    }
+}
+
+/// A received binary frame this big or bigger leaves its memory for the next frame of the same
+/// size once dropped (see [`receive_memory`]).
+pub(crate) const REUSE_MIN: usize = 1 << 20;
+
+/// The memory of the last large received frame that was dropped, one at most per process.
+static SPARE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Memory for a binary frame of `len` bytes that arrives: the last large received frame that
+/// was dropped, when it had that size (empty, with that capacity). Copying a frame into memory
+/// already touched runs at the speed of memory; fresh memory costs a page fault and a zeroing
+/// per page first, which halves a large transfer. A large frame of another size lets the kept
+/// memory go, so at most one frame's memory waits, and only until the next large frame.
+pub(crate) fn receive_memory(len: usize) -> Option<Vec<u8>> {
+    if len < REUSE_MIN {
+        return None;
+    }
+    let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
+    // Dropped (when of another size) outside the lock.
+    let mut bytes = spare.filter(|bytes| bytes.capacity() == len)?;
+    bytes.clear();
+    Some(bytes)
 }
 
 /// A vector of plain numbers viewed as its bytes.
@@ -37,7 +73,7 @@ pub(crate) trait AsBytes: Send + Sync + 'static {
 impl Storage {
     fn bytes(&self) -> &[u8] {
         match self {
-            Storage::Bytes(v) => v,
+            Storage::Bytes(v) | Storage::Received(v) => v,
             Storage::Typed(t) => t.as_bytes(),
         }
     }
@@ -61,6 +97,11 @@ impl Buffer {
         Buffer(Arc::new(storage))
     }
 
+    /// A received binary frame's bytes (see [`Storage::Received`]).
+    pub(crate) fn received(bytes: Vec<u8>) -> Self {
+        Buffer(Arc::new(Storage::Received(bytes)))
+    }
+
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         self.0.bytes()
@@ -70,8 +111,11 @@ impl Buffer {
     /// received or made from a `Vec<u8>`.
     pub fn into_vec(self) -> Vec<u8> {
         match Arc::try_unwrap(self.0) {
-            Ok(Storage::Bytes(v)) => v,
-            Ok(other) => other.bytes().to_vec(),
+            Ok(mut storage) => match &mut storage {
+                // Taken out: the vector is the caller's now, never reused by the runtime.
+                Storage::Bytes(v) | Storage::Received(v) => std::mem::take(v),
+                Storage::Typed(t) => t.as_bytes().to_vec(),
+            },
             Err(shared) => shared.bytes().to_vec(),
         }
     }
@@ -244,7 +288,7 @@ impl<'de> Deserialize<'de> for Buffer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let Ref { index } = Ref::deserialize(deserializer)
             .map_err(|e| D::Error::custom(format!("a Buffer takes a binary frame: {e}")))?;
-        take(index).map(Buffer::new)
+        take(index).map(Buffer::received)
     }
 }
 
@@ -282,6 +326,49 @@ fn with_incoming<T>(frames: Vec<Vec<u8>>, decode: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one test of this crate's unit tests that drops large received frames: the slot is
+    /// the process's, so a second such test running beside it could take its memory.
+    #[test]
+    fn a_dropped_large_received_frame_is_the_next_same_size_frames_memory() {
+        let len = REUSE_MIN + 4321;
+        let received = Buffer::received(vec![5; len]);
+        let at = received.as_ptr();
+        let shared = received.clone();
+        drop(received);
+        // Still held by a clone: nothing was kept.
+        assert!(receive_memory(len).is_none());
+        drop(shared);
+        let memory = receive_memory(len).expect("the dropped frame's memory");
+        assert_eq!(
+            (memory.as_ptr(), memory.len(), memory.capacity()),
+            (at, 0, len)
+        );
+        // Taken once: the next frame gets fresh memory.
+        assert!(receive_memory(len).is_none());
+
+        // A large frame of another size lets it go.
+        drop(Buffer::received(memory));
+        assert!(receive_memory(len + 1).is_none());
+        assert!(receive_memory(len).is_none());
+        // Small frames, bytes given by the program, and bytes taken out are never kept.
+        drop(Buffer::received(vec![1; REUSE_MIN - 1]));
+        assert!(receive_memory(REUSE_MIN - 1).is_none());
+        drop(Buffer::new(vec![1; len]));
+        assert!(receive_memory(len).is_none());
+        let taken = Buffer::received(vec![2; len]).into_vec();
+        assert!(receive_memory(len).is_none());
+        assert_eq!(taken, vec![2; len]);
+        // An array's bytes are a received frame too.
+        let array: crate::NdArray = de::decode(
+            br#"{"$ndarray":0,"dtype":"|u1","shape":[1052897]}"#,
+            vec![vec![3; len]],
+        )
+        .unwrap();
+        let at = array.bytes().as_ptr();
+        drop(array);
+        assert_eq!(receive_memory(len).map(|m| m.as_ptr()), Some(at));
+    }
 
     #[test]
     fn buffers_leave_the_json_and_come_back() {

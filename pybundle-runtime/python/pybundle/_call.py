@@ -19,14 +19,16 @@ class Call:
     (or task) while the call runs: pass it to the threads the function starts. Once the
     function has returned, ``send`` raises."""
 
-    __slots__ = ("id", "func", "args", "kwargs", "buffers", "_cancelled", "_finished", "_lock", "_channel")
+    __slots__ = ("id", "func", "args", "kwargs", "_buffers", "_cancelled", "_finished", "_lock", "_channel")
 
     def __init__(self, msg: dict, buffers: List[bytes], channel: Channel) -> None:
         self.id: int = msg["id"]
         self.func: str = msg["func"]
         self.args: Any = msg["args"]
         self.kwargs: Any = msg.get("kwargs")
-        self.buffers = buffers
+        # The binary frames that came with the call (given back to the channel once it has
+        # returned: `Channel.recycle`).
+        self._buffers = buffers
         self._cancelled = False
         self._finished = False
         # Made by the first `send`; then held while a message is written and while the call

@@ -167,6 +167,8 @@ class _Server:
                     _serve_one(channel, call, held)
                     if clock() - start >= _QUICK:
                         quick.discard(call.func)
+                    if call._buffers:
+                        channel.recycle(call._buffers)
                     if not unread() or len(held) >= _HOLD_MAX:
                         write_held(held)
                 elif kind == _protocol.CANCEL:
@@ -193,6 +195,8 @@ class _Server:
                 quick.add(call.func)
             else:
                 quick.discard(call.func)
+            if call._buffers:
+                channel.recycle(call._buffers)
             self.running.pop(call.id, None)
             with self.state:
                 # Invariant: `pending` is non-empty only while `limit` calls run.
@@ -216,9 +220,9 @@ def _serve_one(channel: Channel, call: Call, held: List[bytes]) -> None:
     try:
         func = _functions.get(call.func) or _resolve(call.func)
         args, kwargs = call.args, call.kwargs
-        if call.buffers:
-            args = decode_buffers(args, call.buffers)
-            kwargs = decode_buffers(kwargs, call.buffers)
+        if call._buffers:
+            args = decode_buffers(args, call._buffers)
+            kwargs = decode_buffers(kwargs, call._buffers)
         result = func(*args, **kwargs) if kwargs else func(*args)
         call._finish()
         if call._cancelled:

@@ -257,7 +257,13 @@ impl Decoder {
                     let len = u32::from_be_bytes(*bytes) as usize;
                     let message = self.binary_left == 0;
                     self.check_len(len, message)?;
-                    let mut data = Vec::new();
+                    // A large binary frame goes into the memory of one dropped since, when
+                    // there is one of its size.
+                    let mut data = if message {
+                        Vec::new()
+                    } else {
+                        crate::buffer::receive_memory(len).unwrap_or_default()
+                    };
                     data.try_reserve_exact(len)
                         .map_err(|_| Violation::TooLarge {
                             len,

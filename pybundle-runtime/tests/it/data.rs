@@ -235,6 +235,74 @@ fn byte_types_receive_buffers_and_borrowed_buffers_go_as_they_are() {
     assert_eq!(back.into_vec(), data);
 }
 
+/// Python reads a large array frame into the memory of an earlier one that nothing refers to
+/// any more (`Channel.recycle`), and never into memory a function kept: an array, a view of it
+/// or a memoryview over it that a function held on to keeps its values.
+#[test]
+fn large_array_frames_reuse_memory_no_one_kept_and_never_memory_someone_did() {
+    let w = numpy_worker();
+    let n = 1usize << 19; // 2 MiB of float32: above the 1 MiB the reuse starts at
+    let filled = |value: f32, len: usize| NdArray::from_vec(vec![value; len], vec![len]).unwrap();
+    let take = |value: f32, len: usize, keep: &str| -> f64 {
+        w.call("wnp.take", &(&filled(value, len), keep)).unwrap()
+    };
+    let reused = || w.call::<u64>("wnp.reused", &()).unwrap();
+    let whole = n as f64;
+
+    assert_eq!(
+        (take(1.0, n, ""), reused()),
+        (whole, 0),
+        "the first one is fresh"
+    );
+    assert_eq!((take(2.0, n, ""), reused()), (2.0 * whole, 1));
+    // Kept by the function: its memory is never handed out again.
+    assert_eq!((take(3.0, n, "array"), reused()), (3.0 * whole, 2));
+    assert_eq!((take(4.0, n, ""), reused()), (4.0 * whole, 2));
+    assert_eq!((take(5.0, n, "view"), reused()), (5.0 * whole, 3));
+    assert_eq!((take(6.0, n, "memoryview"), reused()), (6.0 * whole, 3));
+    assert_eq!((take(7.0, n, ""), reused()), (7.0 * whole, 3));
+    // Below 1 MiB nothing is reused, and a frame of another size lets the kept memory go.
+    assert_eq!((take(8.0, 1000, ""), reused()), (8000.0, 3));
+    assert_eq!((take(9.0, n, ""), reused()), (9.0 * whole, 3));
+    let other = n + n / 4;
+    assert_eq!((take(1.0, other, ""), reused()), (other as f64, 3));
+    assert_eq!((take(2.0, other, ""), reused()), (2.0 * other as f64, 4));
+
+    let kept: Vec<f64> = w.call("wnp.kept_sums", &()).unwrap();
+    assert_eq!(
+        kept,
+        [3.0 * whole, 5.0 * whole / 2.0, 6.0 * whole],
+        "what functions kept was written over"
+    );
+}
+
+/// The Rust side reads a large frame into the memory of a received `Buffer` dropped since
+/// (`buffer::receive_memory`, whose unit test checks the reuse itself): what arrives is the
+/// new frame whole, and a `Buffer` still held keeps its bytes.
+#[test]
+fn large_frames_received_after_others_were_dropped_arrive_whole() {
+    let env = crate::script::env_for(&testkit::pyenv::host_python());
+    let w = env.worker(["wmod"]).forward_stderr(false).start().unwrap();
+    let n = (1usize << 21) + 3;
+    let filled = |value: u8| -> Buffer { w.call("wmod.filled", &(n, value)).unwrap() };
+    let held = filled(1);
+    let mut last = filled(2);
+    for value in 3..8u8 {
+        drop(last);
+        last = filled(value);
+        assert!(
+            last.len() == n && last.iter().all(|&b| b == value),
+            "frame {value}"
+        );
+    }
+    assert!(held.len() == n && held.iter().all(|&b| b == 1));
+    // Taken out as a vector: the caller's, and whole.
+    let taken = filled(9).into_vec();
+    drop(last);
+    let next = filled(10);
+    assert!(taken.iter().all(|&b| b == 9) && next.iter().all(|&b| b == 10));
+}
+
 #[test]
 fn a_script_takes_and_replies_with_arrays() {
     #[derive(serde::Serialize)]

@@ -99,6 +99,10 @@ def make_bytes(n):
     return {"payload": bytes(range(256)) * (n // 256), "n": n}
 
 
+def filled(n, value):
+    return bytes([value]) * n
+
+
 def list_len(values):
     return len(values)
 

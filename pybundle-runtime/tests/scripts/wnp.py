@@ -49,3 +49,30 @@ def make(kind):
 
 def total(a):
     return float(a.sum())
+
+
+# --- receive memory reuse (see Channel.recycle) ---
+import pybundle
+
+_kept = []
+
+
+def reused():
+    """How many array frames so far were read into memory a finished call left behind."""
+    return pybundle.current_call()._channel.reused
+
+
+def take(a, keep=""):
+    """The array's sum; keeps the array (or a view of it) when asked, and the sums of what
+    it kept, so a test can see that kept data was never written over."""
+    if keep == "array":
+        _kept.append(a)
+    elif keep == "view":
+        _kept.append(a[::2])
+    elif keep == "memoryview":
+        _kept.append(memoryview(a))
+    return float(a.sum())
+
+
+def kept_sums():
+    return [float(np.asarray(k, dtype=np.float32).sum()) for k in _kept]

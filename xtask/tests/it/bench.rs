@@ -38,6 +38,8 @@ const OURS: &[&str] = &[
     "fresh_memory_copy_gb_per_s",
     "bytes_from_python_gb_per_s",
     "raw_copy_from_python_gb_per_s",
+    "raw_copy_to_python_reused_gb_per_s",
+    "raw_copy_from_python_reused_gb_per_s",
     "numpy_to_python_gb_per_s",
     "numpy_from_python_gb_per_s",
     "repeat_build_overhead_s",
