@@ -1,5 +1,5 @@
 //! Python interpreters for protocol tests: the host's CPython (fast) and the real bundled
-//! interpreter, installed once per test process by pixi from the local test channel.
+//! interpreter, installed by pixi from the local test channel once for all test processes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,8 +46,9 @@ pub fn host_python() -> Python {
     .clone()
 }
 
-/// The test channel's Python 3.11, installed with the real pixi into a temporary project that
-/// lives as long as the test process. `None` (after printing why) when the toolchain is not
+/// The test channel's Python 3.11, installed with the real pixi into a folder of the system's
+/// temporary directory that every test process (and run) of this user shares: one per pixi and
+/// channel, made once under a lock. `None` (after printing why) when the toolchain is not
 /// prepared and this is not CI.
 ///
 /// # Panics
@@ -57,18 +58,46 @@ pub fn channel_python(test: &str) -> Option<Python> {
     let toolchain = crate::toolchain(test)?;
     Some(
         CHANNEL
-            .get_or_init(|| install(&toolchain.pixi, &toolchain.channel))
+            .get_or_init(|| shared_install(&toolchain.pixi, &toolchain.channel))
             .clone(),
     )
 }
 
-fn install(pixi: &Path, channel: &str) -> Python {
-    let dir = tempfile::Builder::new()
-        .prefix("pybundle-pyenv-")
-        .tempdir()
-        .expect("cannot create a temporary directory")
-        // Kept for the whole test process: the statics above hand out paths into it.
-        .keep();
+/// `install` into `<tmp>/pybundle-pyenv-<uid>-<key>`, where the key digests the pixi path and the
+/// channel URL, unless a complete one is there: the folder counts once its `installed` marker
+/// is written, and one process at a time makes it (an exclusive lock on `<folder>.lock`), so a
+/// half-made folder (a killed run) is made again, never used. Before, each test process made
+/// its own temporary copy (~100 MB) and left it behind.
+fn shared_install(pixi: &Path, channel: &str) -> Python {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let digest = Sha256::digest(format!("{}\n{channel}", pixi.display()).as_bytes());
+    let key: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("pybundle-pyenv-{uid}-{key}"));
+    let lock_path = dir.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+    let marker = dir.join("installed");
+    if !marker.is_file() {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("cannot remove the half-made {}: {e}", dir.display()));
+        }
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        install(pixi, channel, &dir);
+        std::fs::write(&marker, "")
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", marker.display()));
+    }
+    python_in(&dir)
+}
+
+/// Installs Python 3.11 from `channel` with `pixi` into a pixi project made in `dir`.
+fn install(pixi: &Path, channel: &str, dir: &Path) {
     let manifest = dir.join("pixi.toml");
     std::fs::write(
         &manifest,
@@ -92,6 +121,13 @@ fn install(pixi: &Path, channel: &str) -> Python {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    // The packages pixi downloaded (hard-linked or copied into the environment): not needed
+    // once installed.
+    let _ = std::fs::remove_dir_all(dir.join("rattler-cache"));
+}
+
+/// The interpreter of the pixi project in `dir`.
+fn python_in(dir: &Path) -> Python {
     let prefix = dir.join(".pixi/envs/default");
     let interpreter = prefix.join("bin/python3");
     assert!(
