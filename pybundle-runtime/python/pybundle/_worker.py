@@ -131,7 +131,7 @@ class _Server:
         channel, running, quick, state = self.channel, self.running, self.quick, self.state
         read, done, call_type = channel.read_message, self.done, _protocol.CALL
         held, write_held, unread = channel.held, channel.write_held, channel.unread
-        clock = time.perf_counter
+        clock, limit = time.perf_counter, self.limit
         with self.read_token:
             while not done.is_set():
                 try:
@@ -146,16 +146,20 @@ class _Server:
                 kind = msg.get("type")
                 if kind == call_type:
                     call = Call(msg, buffers, channel)
-                    with state:
-                        if self.executing >= self.limit:
-                            running[call.id] = call
-                            self.pending.append(call)
-                            continue
-                        if call.func not in quick:
-                            running[call.id] = call
-                            self.executing += 1
-                            write_held(held)
-                            return call
+                    # Read without the lock: only this thread raises `executing`, so what it
+                    # reads is the count or above it (a call ending meanwhile), and the quick
+                    # path changes nothing the lock guards.
+                    if call.func not in quick or self.executing >= limit:
+                        with state:
+                            if self.executing >= limit:
+                                running[call.id] = call
+                                self.pending.append(call)
+                                continue
+                            if call.func not in quick:
+                                running[call.id] = call
+                                self.executing += 1
+                                write_held(held)
+                                return call
                     # Quick last time: run it on this thread, keeping the read token (the
                     # common case of `_run`, inlined: this is the hot path of a warm call).
                     # Nothing is read while it runs, so no `cancel` can reach it: it is not
@@ -224,7 +228,10 @@ def _serve_one(channel: Channel, call: Call, held: List[bytes]) -> None:
             args = decode_buffers(args, call._buffers)
             kwargs = decode_buffers(kwargs, call._buffers)
         result = func(*args, **kwargs) if kwargs else func(*args)
-        call._finish()
+        # `call._finish()`, inlined (the hot path): marked, then any send in progress waited for.
+        call._finished = True
+        if call._lock is not None:
+            call._finish()
         if call._cancelled:
             channel.hold(held, _protocol.finished(call.id))
         else:
