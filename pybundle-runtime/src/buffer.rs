@@ -36,7 +36,13 @@ impl Drop for Storage {
     fn drop(&mut self) {
         if let Storage::Received(bytes) = self {
             if bytes.capacity() >= REUSE_MIN {
-                *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = Some(std::mem::take(bytes));
+                let kept = std::mem::take(bytes);
+                let before = SPARE
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .replace(kept);
+                // Freed after the lock is let go.
+                drop(before);
             }
         }
     }

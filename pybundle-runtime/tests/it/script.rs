@@ -40,7 +40,9 @@ pub fn lib_dir() -> PathBuf {
                 .prefix(".pybundle-lib-")
                 .tempdir_in(&tmp)
                 .unwrap();
-            pybundle_runtime::PYTHON_PACKAGE.extract(new.path()).unwrap();
+            pybundle_runtime::PYTHON_PACKAGE
+                .extract(new.path())
+                .unwrap();
             // Another process may have put its copy in place first: the same bytes, kept.
             if std::fs::rename(new.path(), &dir).is_ok() {
                 let _ = new.keep();
