@@ -144,8 +144,9 @@ class Channel:
             if len(payload) < size:
                 raise ProtocolError("input ended inside a frame of %d bytes" % size)
             return payload
-        buf = self._spare
-        self._spare = None
+        buf = None
+        if size >= _REUSE_MIN:
+            buf, self._spare = self._spare, None
         if buf is None or len(buf) != size:
             buf = bytearray(size)
         else:
@@ -204,7 +205,8 @@ class Channel:
         without a reference) is kept, and the next array frame of the same size is read into
         it: a copy into memory already touched runs at the speed of memory, while fresh memory
         costs a page fault and a zeroing per page first, which halves a large transfer. One
-        frame is kept at most; the next array frame of another size lets it go."""
+        frame is kept at most; the next array frame of at least ``_REUSE_MIN`` bytes and
+        another size lets it go."""
         while frames:
             # Out of the list first: whoever holds the list can no longer reach the frame.
             frame = frames.pop()
