@@ -58,8 +58,8 @@ static SPARE: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 /// Memory for a binary frame of `len` bytes that arrives: the last large received frame that
 /// was dropped, when it had that size (empty, with that capacity). Copying a frame into memory
 /// already touched runs at the speed of memory; fresh memory costs a page fault and a zeroing
-/// per page first, which halves a large transfer. A large frame of another size lets the kept
-/// memory go, so at most one frame's memory waits, and only until the next large frame.
+/// per page first, which halves a large transfer. A large binary frame of another size lets the
+/// kept memory go, so at most one frame's memory waits, until the next large binary frame.
 pub(crate) fn receive_memory(len: usize) -> Option<Vec<u8>> {
     if len < REUSE_MIN {
         return None;
