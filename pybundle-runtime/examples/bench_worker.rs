@@ -15,7 +15,8 @@
 //!   when the interpreter has numpy) through a worker (goal ≥ 2000 MB/s), and a plain copy of
 //!   256 MB into fresh memory within this process (`memory copy into fresh memory`: the
 //!   ceiling of any transport whose receiver writes into fresh memory). What is sent is made
-//!   before the timing (Python's by an untimed first call). Each is the best of 3 in a row; a
+//!   once (on the Python side by an untimed first call for the worker rows, in the first of the
+//!   3 raw copies for the floor). Each is the best of 3 in a row; a
 //!   receiver that reuses memory (the worker rows but the Python `bytes` one: see
 //!   `Channel.recycle` and `buffer::receive_memory`) reads into the previous frame's memory.
 

@@ -242,8 +242,12 @@ pub const DEV_ID: &str = "development-mode";
 
 /// This crate's `pybundle` package written under `<dir>/dev-lib/<hash>/` (once per content:
 /// written into a temporary folder and renamed, so a concurrent start never sees half of it);
-/// returns that folder.
-fn python_lib(dir: &Path) -> Result<PathBuf> {
+/// returns that folder, which goes on a Python path beside the scripts (development mode; the
+/// runtime's own tests).
+///
+/// # Errors
+/// [`Error::Io`] naming the folder that could not be created, written or moved into place.
+pub fn python_lib(dir: &Path) -> Result<PathBuf> {
     static WRITTEN: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
     // The package's hash names its folder; the package is part of this program, so once.
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();

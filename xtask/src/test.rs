@@ -173,14 +173,17 @@ fn free_in_ci(dirs: &[std::path::PathBuf]) {
     for dir in dirs.iter().filter(|d| d.exists()) {
         let before = free_bytes(dir);
         match fs_err::remove_dir_all(dir) {
-            Ok(()) => eprintln!(
-                "xtask: disk: removed {} (no later step reads it): {} free now, {} more",
-                dir.display(),
-                free_bytes(dir.parent().unwrap_or(dir)).map_or("?".to_owned(), gb),
-                before
-                    .zip(free_bytes(dir.parent().unwrap_or(dir)))
-                    .map_or("?".to_owned(), |(b, a)| gb(a.saturating_sub(b)))
-            ),
+            Ok(()) => {
+                let after = free_bytes(dir.parent().unwrap_or(dir));
+                eprintln!(
+                    "xtask: disk: removed {} (no later step reads it): {} free now, {} more",
+                    dir.display(),
+                    after.map_or("?".to_owned(), gb),
+                    before
+                        .zip(after)
+                        .map_or("?".to_owned(), |(b, a)| gb(a.saturating_sub(b)))
+                );
+            }
             // Only space is lost; the steps that follow do not need it gone.
             Err(e) => eprintln!("xtask: disk: could not remove {}: {e}", dir.display()),
         }

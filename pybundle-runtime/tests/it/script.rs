@@ -10,45 +10,14 @@ use serde_json::{json, Value};
 use testkit::pyenv::{pythons, Python};
 
 /// The `pybundle` package as a bundle ships it: written out from the embedded copy (so the
-/// source tree never gets a `__pycache__`, and the embedded bytes are what is tested), into
-/// `<target>/tmp/pybundle-lib-<digest of the package>`, which test processes with the same
-/// package share (written whole beside it, then renamed into place).
+/// source tree never gets a `__pycache__`, and the embedded bytes are what is tested) by
+/// development mode's own writer, into `<target>/tmp/dev-lib/<digest of the package>`, which
+/// test processes with the same package share.
 pub fn lib_dir() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        use sha2::{Digest, Sha256};
-        fn digest(dir: &include_dir::Dir<'_>, hash: &mut Sha256) {
-            for entry in dir.entries() {
-                hash.update(entry.path().to_string_lossy().as_bytes());
-                match entry {
-                    include_dir::DirEntry::Dir(d) => digest(d, hash),
-                    include_dir::DirEntry::File(f) => hash.update(f.contents()),
-                }
-            }
-        }
-        let mut hash = Sha256::new();
-        digest(&pybundle_runtime::PYTHON_PACKAGE, &mut hash);
-        let key: String = hash.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = tmp.join(format!("pybundle-lib-{key}"));
-        if !dir.is_dir() {
-            fs_err::create_dir_all(&tmp).unwrap();
-            let new = tempfile::Builder::new()
-                .prefix(".pybundle-lib-")
-                .tempdir_in(&tmp)
-                .unwrap();
-            pybundle_runtime::PYTHON_PACKAGE
-                .extract(new.path())
-                .unwrap();
-            // Another process may have put its copy in place first: the same bytes, kept.
-            if std::fs::rename(new.path(), &dir).is_ok() {
-                let _ = new.keep();
-            }
-        }
-        dir
+        pybundle_runtime::dev::python_lib(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .unwrap()
     })
     .clone()
 }

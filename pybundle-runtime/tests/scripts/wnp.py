@@ -1,6 +1,8 @@
 """numpy functions for the data tests (run with an interpreter that has numpy)."""
 import numpy as np
 
+import pybundle
+
 
 def info(a):
     return {
@@ -52,8 +54,6 @@ def total(a):
 
 
 # --- receive memory reuse (see Channel.recycle) ---
-import pybundle
-
 _kept = []
 
 
@@ -63,8 +63,8 @@ def reused():
 
 
 def take(a, keep=""):
-    """The array's sum; keeps the array (or a view of it) when asked, and the sums of what
-    it kept, so a test can see that kept data was never written over."""
+    """The array's sum; keeps the array, a view of it or a memoryview over it when asked,
+    so that `kept_sums` can show a test that kept data was never written over."""
     if keep == "array":
         _kept.append(a)
     elif keep == "view":

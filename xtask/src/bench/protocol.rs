@@ -90,8 +90,9 @@ pub fn run(s: &Setup) -> Result<Topic> {
              The fresh-memory row copies 256 MB into newly allocated memory within one \
              process: the ceiling of any receiver that writes into fresh memory (each page's \
              first touch is a page fault); the raw pipe copies run both into fresh memory and \
-             into memory the receiver reuses. What is sent is made before the timing on either \
-             side (Python's `bytes` and array once, by an untimed first call). Each 256 MB row is \
+             into memory the receiver reuses. What is sent is made once: before the timing on \
+             the Rust side, by an untimed first call for the worker rows' Python side, in the \
+             first of the 3 raw copies for the floor's Python side. Each 256 MB row is \
              the best of 3 in a row: the worker rows but `bytes` Rust → Python (an immutable \
              Python object) read into the memory of the previous transfer's frame, which nothing \
              held any more. The JSON list row sends 16 MB as a list of numbers.",
