@@ -17,8 +17,8 @@
 //!   ceiling of any transport whose receiver writes into fresh memory). What is sent is made
 //!   once (on the Python side by an untimed first call for the worker rows, in the first of the
 //!   3 raw copies for the floor). Each is the best of 3 in a row; a
-//!   receiver that reuses memory (the worker rows but the Python `bytes` one: see
-//!   `Channel.recycle` and `buffer::receive_memory`) reads into the previous frame's memory.
+//!   receiver that reuses memory (the worker rows: see `Channel.recycle` and
+//!   `buffer::receive_memory`) reads into the previous frame's memory.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;

@@ -93,10 +93,10 @@ class Channel:
         # The reading thread's held answers (see `hold`): written before each read from the
         # pipe, at the latest.
         self.held: List[bytes] = []
-        # The memory of an array frame no object refers to any more (see `recycle`): the next
-        # array frame of its size is read into it instead of into fresh memory.
-        self._spare: Optional[bytearray] = None
-        # Array frames read into such memory (for tests and curious users).
+        # A frame no object refers to any more (see `recycle`): the next frame of its size and
+        # kind (array or bytes) is read into it instead of into fresh memory.
+        self._spare: Optional[Any] = None
+        # Frames read into such memory (for tests and curious users).
         self.reused = 0
         # Checks each outgoing message head before it is sent (a worker checks call ids).
         self.check: Optional[Callable[[dict], None]] = None
@@ -126,8 +126,8 @@ class Channel:
 
     def read_frame(self, writable: bool = False) -> Optional[Any]:
         """The next frame's payload (``bytes``, or a ``bytearray`` when ``writable``), or None
-        at a clean end of input. Either is allocated once at its final size and read into
-        directly."""
+        at a clean end of input, read straight into its final object: the frame ``recycle``
+        kept when it has this size and kind, else one allocated at this size."""
         header = self._reader.read(_HEADER)
         if not header:
             return None
@@ -139,19 +139,28 @@ class Channel:
                 "incoming frame of %d bytes exceeds the limit of %d bytes" % (size, self.max_frame)
             )
         self._taken += _HEADER + size
-        if not writable:
-            payload = self._reader.read(size)
-            if len(payload) < size:
-                raise ProtocolError("input ended inside a frame of %d bytes" % size)
-            return payload
-        buf = None
+        spare = None
         if size >= _REUSE_MIN:
-            buf, self._spare = self._spare, None
-        if buf is None or len(buf) != size:
-            buf = bytearray(size)
+            spare, self._spare = self._spare, None
+            if spare is not None and (
+                len(spare) != size or type(spare) is not (bytearray if writable else bytes)
+            ):
+                spare = None
+        if not writable:
+            if spare is None:
+                payload = self._reader.read(size)
+                if len(payload) < size:
+                    raise ProtocolError("input ended inside a frame of %d bytes" % size)
+                return payload
+            # A `bytes` that nothing refers to any more (see `recycle`): whoever sees it next
+            # sees it only with its new content, and its cached hash reset.
+            buf = spare
+            view = _bytes_memory(buf)
         else:
+            buf = spare if spare is not None else bytearray(size)
+            view = memoryview(buf)
+        if spare is not None:
             self.reused += 1
-        view = memoryview(buf)
         got = 0
         while got < size:
             n = self._reader.readinto(view[got:])
@@ -199,22 +208,23 @@ class Channel:
         return msg, buffers
 
     def recycle(self, frames: List[Any]) -> None:
-        """Empties ``frames``, the binary frames of a call that has returned. An array frame
-        of at least ``_REUSE_MIN`` bytes that nothing else refers to any more (no array, view
-        or other object over it: its reference count says so, and nothing reaches an object
-        without a reference) is kept, and the next array frame of the same size is read into
-        it: a copy into memory already touched runs at the speed of memory, while fresh memory
-        costs a page fault and a zeroing per page first, which halves a large transfer. One
-        frame is kept at most; the next array frame of at least ``_REUSE_MIN`` bytes and
-        another size lets it go."""
+        """Empties ``frames``, the binary frames of a call that has returned. A frame of at
+        least ``_REUSE_MIN`` bytes that nothing else refers to any more (no array, view, dict
+        or other object holds it: its reference count says so, and nothing reaches an object
+        without a reference) is kept, and the next frame of the same size and kind is read
+        into it — an array's ``bytearray``, or a ``bytes`` where its layout allows (see
+        ``_bytes_layout``): a copy into memory already touched runs at the speed of memory,
+        while fresh memory costs a page fault and a zeroing per page first, which halves a
+        large transfer. One frame is kept at most; the next frame of at least ``_REUSE_MIN``
+        bytes and another size or kind lets it go."""
         while frames:
             # Out of the list first: whoever holds the list can no longer reach the frame.
             frame = frames.pop()
             # References left: `frame`, and getrefcount's argument.
             if (
-                type(frame) is bytearray
-                and len(frame) >= _REUSE_MIN
+                len(frame) >= _REUSE_MIN
                 and sys.getrefcount(frame) == 2
+                and (type(frame) is bytearray or type(frame) is bytes and _bytes_layout())
             ):
                 self._spare = frame
 
@@ -352,6 +362,69 @@ class Channel:
             written = os.write(self._write_fd, out)
             if written < len(out):
                 self._write_all([memoryview(out)[written:]])
+
+
+# --- writing into a `bytes` no one refers to ---
+# A `bytes` is immutable to everyone who can reach it. One that nothing refers to any more
+# (`recycle` checks its reference count) can be filled again before anyone sees it, as CPython's
+# own code fills a new `bytes`: that needs its layout (header, cached hash, then the data), which
+# is checked once on a live object before anything is written. Where the check fails (another
+# implementation or layout) or ctypes is missing, `bytes` frames are read into fresh memory.
+
+# None: not checked yet; False: not usable here; else (ctypes, hash offset, data offset).
+_layout: Any = None
+
+
+def _bytes_layout() -> Any:
+    """How to write into a `bytes` here, checked on first use; False where it cannot be done."""
+    global _layout
+    if _layout is None:
+        _layout = False
+        try:
+            _layout = _check_layout()
+        except Exception:  # ImportError, or anything else off the expected layout
+            pass
+    return _layout
+
+
+def _check_layout() -> Any:
+    if sys.implementation.name != "cpython" or bytes.__itemsize__ != 1:
+        return False
+    import ctypes
+
+    # The data ends the object (its size counts the trailing NUL); the cached hash (-1 until
+    # computed) sits just before it.
+    data = bytes.__basicsize__ - 1
+    cached = data - ctypes.sizeof(ctypes.c_ssize_t)
+    if cached < 3 * ctypes.sizeof(ctypes.c_ssize_t):
+        return False
+    probe = bytes(range(256))
+    base = id(probe)
+    if ctypes.string_at(base + data, len(probe)) != probe:
+        return False
+    # Not hashed yet: -1; once hashed: the hash.
+    hashed = ctypes.c_ssize_t.from_address(base + cached)
+    if hashed.value != -1 or hash(probe) != hashed.value:
+        return False
+    layout = (ctypes, cached, data)
+    # Fill it again as a recycled frame is filled: reversed content, the hash computed anew.
+    memoryview(_fill_view(layout, probe))[:] = bytes(range(255, -1, -1))
+    if probe != bytes(range(255, -1, -1)) or hash(probe) != hash(bytes(range(255, -1, -1))):
+        return False
+    return layout
+
+
+def _fill_view(layout: Any, target: bytes) -> Any:
+    ctypes, cached, data = layout
+    base = id(target)
+    ctypes.c_ssize_t.from_address(base + cached).value = -1
+    return memoryview((ctypes.c_char * len(target)).from_address(base + data)).cast("B")
+
+
+def _bytes_memory(target: bytes) -> Any:
+    """A writable view of the data of ``target``, a `bytes` no one else refers to, its cached
+    hash reset. The caller holds ``target`` for as long as it uses the view."""
+    return _fill_view(_layout, target)
 
 
 def encode(head: dict, buffers: List[Any], data: Any = None, has_data: bool = False) -> bytes:

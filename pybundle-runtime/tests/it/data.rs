@@ -277,6 +277,46 @@ fn large_array_frames_reuse_memory_no_one_kept_and_never_memory_someone_did() {
     );
 }
 
+/// A large `bytes` frame is read into the memory of the last `bytes` of its size that nothing
+/// refers to any more, as array frames are (`Channel.recycle`): what the function gets is the
+/// new content whole, with its hash computed anew (a hash cached by an earlier call would be
+/// stale), and a `bytes` a function kept — in a list, under a memoryview, as a dict key — is
+/// never written over.
+#[test]
+fn large_bytes_frames_reuse_memory_no_one_kept_and_never_memory_someone_did() {
+    let env = crate::script::env_for(&testkit::pyenv::host_python());
+    let w = env.worker(["wmod"]).forward_stderr(false).start().unwrap();
+    let n = (1usize << 21) + 5; // above the 1 MiB the reuse starts at
+    let take = |value: u8, len: usize, keep: &str| -> (Value, u64) {
+        let got: Value = w
+            .call("wmod.take_bytes", &(BufferRef(&vec![value; len]), keep))
+            .unwrap();
+        (got, w.call::<u64>("wmod.bytes_reused", &()).unwrap())
+    };
+    let whole = |len: usize| json!(["bytes", len, true, true]);
+
+    assert_eq!(take(1, n, ""), (whole(n), 0), "the first one is fresh");
+    // Hashed, not kept: reused, and the next one's hash is its own.
+    assert_eq!(take(2, n, "hash"), (whole(n), 1));
+    assert_eq!(take(3, n, ""), (whole(n), 2));
+    // Kept by the function: its memory is never handed out again.
+    assert_eq!(take(4, n, "list"), (whole(n), 3));
+    assert_eq!(take(5, n, ""), (whole(n), 3));
+    assert_eq!(take(6, n, "memoryview"), (whole(n), 4));
+    assert_eq!(take(7, n, "dict key"), (whole(n), 4));
+    assert_eq!(take(8, n, ""), (whole(n), 4));
+    // Below 1 MiB nothing is reused, nor let go; a large frame of another size lets it go.
+    assert_eq!(take(9, 1000, ""), (whole(1000), 4));
+    assert_eq!(take(10, n, ""), (whole(n), 5));
+    let other = n * 2;
+    assert_eq!(take(11, other, ""), (whole(other), 5));
+    assert_eq!(take(12, other, ""), (whole(other), 6));
+    assert_eq!(take(13, n, ""), (whole(n), 6));
+
+    let kept: Vec<bool> = w.call("wmod.kept_bytes_intact", &()).unwrap();
+    assert_eq!(kept, [true, true, true], "what functions kept was written over");
+}
+
 /// The Rust side reads a large frame into the memory of a received `Buffer` dropped since
 /// (`buffer::receive_memory`, whose unit test checks the reuse itself): what arrives is the
 /// new frame whole, and a `Buffer` still held keeps its bytes.

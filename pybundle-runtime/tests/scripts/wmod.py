@@ -103,6 +103,50 @@ def filled(n, value):
     return bytes([value]) * n
 
 
+# What `take_bytes` was asked to keep, and the byte each kept value held when kept.
+_kept_bytes = []
+
+
+def take_bytes(data, keep=""):
+    """What a test needs to see that a `bytes` frame arrived whole and is what it claims:
+    its type, length, whether every byte is its first, and whether its hash is that of a new
+    copy of it. Keeps it (in a list, as a memoryview, as a dict key) or only hashes it when
+    asked."""
+    if keep == "list":
+        _kept_bytes.append((data, data[0]))
+    elif keep == "memoryview":
+        _kept_bytes.append((memoryview(data), data[0]))
+    elif keep == "dict key":
+        _kept_bytes.append(({data: data[0]}, data[0]))
+    elif keep == "hash":
+        hash(data)
+    copy = bytes(memoryview(data))
+    return [
+        type(data).__name__,
+        len(data),
+        data.count(data[:1]) == len(data),
+        hash(data) == hash(copy),
+    ]
+
+
+def bytes_reused():
+    """How many frames so far were read into memory a finished call left behind."""
+    return pybundle.current_call()._channel.reused
+
+
+def kept_bytes_intact():
+    """For each value `take_bytes` kept: whether it still holds only the byte it held then
+    (a dict key: whether the dict still finds it by an equal new `bytes`)."""
+    out = []
+    for value, first in _kept_bytes:
+        if isinstance(value, dict):
+            (key,) = value
+            out.append(value.get(bytes([first]) * len(key)) == first)
+        else:
+            out.append(bytes(value).count(bytes([first])) == len(value))
+    return out
+
+
 def list_len(values):
     return len(values)
 

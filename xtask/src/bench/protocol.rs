@@ -93,9 +93,8 @@ pub fn run(s: &Setup) -> Result<Topic> {
              into memory the receiver reuses. What is sent is made once: before the timing on \
              the Rust side, by an untimed first call for the worker rows' Python side, in the \
              first of the 3 raw copies for the floor's Python side. Each 256 MB row is \
-             the best of 3 in a row: the worker rows but `bytes` Rust → Python (an immutable \
-             Python object) read into the memory of the previous transfer's frame, which nothing \
-             held any more. The JSON list row sends 16 MB as a list of numbers.",
+             the best of 3 in a row: the worker rows read into the memory of the previous \
+             transfer's frame, which nothing held any more. The JSON list row sends 16 MB as a list of numbers.",
             p50.len()
         ),
         rows: [
