@@ -23,6 +23,7 @@ import _thread
 import io
 import os
 import sys
+import time
 
 from . import _protocol
 
@@ -42,6 +43,13 @@ _SHORT_STR = 1 << 12
 _REUSE_MIN = 1 << 20
 _IOV_MAX = 1024
 _writev = getattr(os, "writev", None)
+# How long an idle worker's reading thread polls the pipe before a read that would wait (see
+# `Channel.idle`), as the Rust side polls for answers: the next call of a caller that is waiting
+# for this answer comes within microseconds, and a thread that sleeps at once adds the wake-up
+# of its core (tens of µs on a VM, when that core went idle meanwhile).
+_SPIN = 50e-6
+_clock = time.perf_counter
+_yield = getattr(os, "sched_yield", None)
 
 
 class ProtocolError(Exception):
@@ -68,7 +76,20 @@ class _Input(io.RawIOBase):
         channel = self._channel
         if channel.held:
             channel.write_held(channel.held)
-        n = os.readv(self._fd, [buffer])
+        idle = channel.idle
+        if idle is None:
+            n = os.readv(self._fd, [buffer])
+        else:
+            # Poll before sleeping when the last wait for input was short, giving the core to
+            # whoever else wants it between polls; after a longer wait, sleep at once.
+            clock = _clock
+            start = clock()
+            if channel._waits_short and idle():
+                poll, until = channel._poll, start + _SPIN
+                while not poll(0) and clock() < until:
+                    _yield()
+            n = os.readv(self._fd, [buffer])
+            channel._waits_short = clock() - start < _SPIN
         channel._arrived += n
         return n
 
@@ -100,6 +121,10 @@ class Channel:
         self.reused = 0
         # Checks each outgoing message head before it is sent (a worker checks call ids).
         self.check: Optional[Callable[[dict], None]] = None
+        # See `poll_when_idle`.
+        self.idle: Optional[Callable[[], bool]] = None
+        self._poll: Optional[Callable[[int], list]] = None
+        self._waits_short = True
 
     @classmethod
     def from_stdio(cls, max_frame: int) -> Channel:
@@ -121,6 +146,22 @@ class Channel:
         channel = cls(None, write_fd, max_frame)  # type: ignore[arg-type]
         channel._reader = io.BufferedReader(_Input(read_fd, channel), 1 << 16)
         return channel
+
+    def poll_when_idle(self, idle: Callable[[], bool]) -> None:
+        """From now on, a read from the pipe (the buffered reader's, when it has nothing left)
+        first polls the pipe for up to ``_SPIN`` seconds, yielding the core between polls, when
+        the last read got its input within that time (a caller that waits for each answer
+        before its next call) and ``idle()`` says nothing else needs this process (a worker: no
+        call runs on another thread, which would want the core and the GIL). A read after a
+        longer wait (calls that come now and then, or a caller busy reading a batch of answers)
+        sleeps at once, as do all reads where ``poll`` or ``sched_yield`` are missing."""
+        import select
+
+        reader = self._reader
+        if hasattr(select, "poll") and _yield is not None and isinstance(reader, io.BufferedReader):
+            pipe = select.poll()
+            pipe.register(reader.fileno(), select.POLLIN)
+            self._poll, self.idle = pipe.poll, idle
 
     # --- reading ---
 

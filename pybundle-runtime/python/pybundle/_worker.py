@@ -294,6 +294,8 @@ def main() -> None:
 
     _functions.update(_exports(argv["modules"]))
     server = _Server(channel, threads)
+    # Between calls the reading thread polls the pipe a moment before it sleeps.
+    channel.poll_when_idle(lambda: server.executing == 0)
     for i in range(threads + 1):
         threading.Thread(target=server.serve, name="pybundle-%d" % i, daemon=True).start()
     channel.send(_protocol.ready(os.getpid(), sorted(_functions)))

@@ -648,3 +648,41 @@ fn a_function_that_turns_slow_holds_earlier_answers_once() {
         },
     );
 }
+
+/// CPU time (user + system) the process `pid` has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at its closing parenthesis:
+    // state is the 3rd field, utime the 14th, stime the 15th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Between calls the reading thread polls the pipe a moment before it sleeps (as the Rust side
+/// does for answers): the poll ends. A worker left idle after a burst of calls, and one whose
+/// only call sleeps on another thread, use next to no CPU; a poll that never ended would use a
+/// whole core here.
+#[test]
+fn an_idle_worker_uses_no_cpu_after_its_calls() {
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    each("an_idle_worker_uses_no_cpu_after_its_calls", |env| {
+        let w = worker_with_threads(env, 2);
+        for i in 0..500i64 {
+            assert_eq!(w.call::<i64>("wmod.add", &(i, 1)).unwrap(), i + 1);
+        }
+        let pid = w.pid().unwrap();
+        let before = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        let idle = cpu_ticks(pid) - before;
+        // A call running on another thread (not a quick one: it sleeps for a second).
+        let before = cpu_ticks(pid);
+        let slept: Value = w.call("wmod.sleep", &(1.0,)).unwrap();
+        let busy = cpu_ticks(pid) - before;
+        assert!(
+            idle * 10 < ticks_per_s && busy * 10 < ticks_per_s,
+            "CPU used in a second: idle {idle}, during a sleeping call {busy} ticks of \
+             {ticks_per_s}/s ({slept})"
+        );
+    });
+}
