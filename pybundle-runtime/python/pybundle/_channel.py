@@ -259,12 +259,10 @@ class Channel:
         large transfer. One frame is kept at most; the next frame of at least ``_REUSE_MIN``
         bytes and another size or kind lets it go."""
         while frames:
-            # Out of the list first: whoever holds the list can no longer reach the frame.
-            frame = frames.pop()
-            # References left: `frame`, and getrefcount's argument.
+            frame, count = _pop_counted(frames)
             if (
-                len(frame) >= _REUSE_MIN
-                and sys.getrefcount(frame) == 2
+                count == _LONE
+                and len(frame) >= _REUSE_MIN
                 and (type(frame) is bytearray or type(frame) is bytes and _bytes_layout())
             ):
                 self._spare = frame
@@ -403,6 +401,32 @@ class Channel:
             written = os.write(self._write_fd, out)
             if written < len(out):
                 self._write_all([memoryview(out)[written:]])
+
+
+# --- whether anything else holds a frame ---
+
+
+def _pop_counted(frames: List[Any]) -> Tuple[Any, int]:
+    """The last of ``frames``, taken out of the list first (whoever holds the list can no
+    longer reach it), and its reference count as seen here: ``_LONE`` when nothing else holds
+    it."""
+    frame = frames.pop()
+    return frame, sys.getrefcount(frame)
+
+
+def _lone_count() -> int:
+    """``_pop_counted``'s count for an object nothing else holds, measured rather than assumed
+    (what a local name and a call's argument add to it is the interpreter's business: since
+    3.14 CPython may pass a local's object to a call without a reference of its own), and only
+    where each other holder counts one more; else -1, and nothing is kept."""
+    lone = _pop_counted([bytearray(1)])[1]
+    held = bytearray(1)
+    if _pop_counted([held])[1] != lone + 1 or _pop_counted([held, held])[1] != lone + 2:
+        return -1
+    return lone
+
+
+_LONE = _lone_count()
 
 
 # --- writing into a `bytes` no one refers to ---
