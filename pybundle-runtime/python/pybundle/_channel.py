@@ -43,10 +43,10 @@ _SHORT_STR = 1 << 12
 _REUSE_MIN = 1 << 20
 _IOV_MAX = 1024
 _writev = getattr(os, "writev", None)
-# How long an idle worker's reading thread polls the pipe before a read that would wait (see
-# `Channel.idle`), as the Rust side polls for answers: the next call of a caller that is waiting
-# for this answer comes within microseconds, and a thread that sleeps at once adds the wake-up
-# of its core (tens of µs on a VM, when that core went idle meanwhile).
+# How long an idle worker's reading thread polls the pipe before it sleeps in a read (see
+# `Channel.poll_when_idle`), as the Rust side polls for answers: the next call of a caller that
+# waits for each answer comes within microseconds, and a thread that sleeps at once adds the
+# wake-up of its core (tens of µs on a VM, when that core went idle meanwhile).
 _SPIN = 50e-6
 _clock = time.perf_counter
 _yield = getattr(os, "sched_yield", None)
