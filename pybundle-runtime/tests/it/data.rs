@@ -314,7 +314,11 @@ fn large_bytes_frames_reuse_memory_no_one_kept_and_never_memory_someone_did() {
     assert_eq!(take(13, n, ""), (whole(n), 6));
 
     let kept: Vec<bool> = w.call("wmod.kept_bytes_intact", &()).unwrap();
-    assert_eq!(kept, [true, true, true], "what functions kept was written over");
+    assert_eq!(
+        kept,
+        [true, true, true],
+        "what functions kept was written over"
+    );
 }
 
 /// The Rust side reads a large frame into the memory of a received `Buffer` dropped since
