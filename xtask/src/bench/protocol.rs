@@ -94,7 +94,8 @@ pub fn run(s: &Setup) -> Result<Topic> {
              the Rust side, by an untimed first call for the worker rows' Python side, in the \
              first of the 3 raw copies for the floor's Python side. Each 256 MB row is \
              the best of 3 in a row: the worker rows read into the memory of the previous \
-             transfer's frame, which nothing held any more. The JSON list row sends 16 MB as a list of numbers.",
+             transfer's frame, which nothing held any more. The JSON list row sends 16 MB as \
+             a list of numbers.",
             p50.len()
         ),
         rows: [
