@@ -196,7 +196,7 @@ class Channel:
             # A `bytes` that nothing refers to any more (see `recycle`): whoever sees it next
             # sees it only with its new content, and its cached hash reset.
             buf = spare
-            view = _bytes_memory(buf)
+            view = _bytes_memory(buf, _layout)
         else:
             buf = spare if spare is not None else bytearray(size)
             view = memoryview(buf)
@@ -473,23 +473,20 @@ def _check_layout() -> Any:
         return False
     layout = (ctypes, cached, data)
     # Fill it again as a recycled frame is filled: reversed content, the hash computed anew.
-    memoryview(_fill_view(layout, probe))[:] = bytes(range(255, -1, -1))
+    _bytes_memory(probe, layout)[:] = bytes(range(255, -1, -1))
     if probe != bytes(range(255, -1, -1)) or hash(probe) != hash(bytes(range(255, -1, -1))):
         return False
     return layout
 
 
-def _fill_view(layout: Any, target: bytes) -> Any:
+def _bytes_memory(target: bytes, layout: Any) -> Any:
+    """A writable view of the data of ``target``, a `bytes` no one else refers to, its cached
+    hash reset (``layout``: `_check_layout`'s). The caller holds ``target`` for as long as it
+    uses the view."""
     ctypes, cached, data = layout
     base = id(target)
     ctypes.c_ssize_t.from_address(base + cached).value = -1
     return memoryview((ctypes.c_char * len(target)).from_address(base + data)).cast("B")
-
-
-def _bytes_memory(target: bytes) -> Any:
-    """A writable view of the data of ``target``, a `bytes` no one else refers to, its cached
-    hash reset. The caller holds ``target`` for as long as it uses the view."""
-    return _fill_view(_layout, target)
 
 
 def encode(head: dict, buffers: List[Any], data: Any = None, has_data: bool = False) -> bytes:

@@ -296,7 +296,8 @@ fn large_bytes_frames_reuse_memory_no_one_kept_and_never_memory_someone_did() {
     let whole = |len: usize| json!(["bytes", len, true, true]);
 
     assert_eq!(take(1, n, ""), (whole(n), 0), "the first one is fresh");
-    // Hashed, not kept: reused, and the next one's hash is its own.
+    // Every call hashes its `bytes` (`take_bytes`' last check), so a reused one whose cached
+    // hash were not reset would fail that check; "hash" hashes it before as well.
     assert_eq!(take(2, n, "hash"), (whole(n), 1));
     assert_eq!(take(3, n, ""), (whole(n), 2));
     // Kept by the function: its memory is never handed out again.
